@@ -1,0 +1,362 @@
+//! Which samples a run loads, and the queries it will issue: sample indices
+//! and scheduled times, generated before the timed run (as LoadGen does, so
+//! nothing random is drawn while timing).
+//!
+//! The draws follow LoadGen's order exactly (same engines, same seeds, same
+//! distributions, same number of draws), so for the same settings and QSL
+//! size the loaded set, the sample order and the Server arrival times are
+//! those LoadGen would use.
+
+use crate::effective::EffectiveSettings;
+use crate::rng::Mt19937;
+use crate::settings::Scenario;
+use crate::sut::{QuerySample, QuerySampleIndex, ResponseId};
+
+/// A set of samples loaded together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadableSet {
+    pub set: Vec<QuerySampleIndex>,
+    /// Samples are drawn from `set[..distribution_end]`; the rest is
+    /// MultiStream padding (so a query's samples can be contiguous).
+    pub distribution_end: usize,
+}
+
+/// Splits a shuffled list of `sample_count` indices (capped at the QSL's
+/// total) into sets of `performance_sample_count` (LoadGen's
+/// `GenerateLoadableSets`).
+pub fn loadable_sets(
+    settings: &EffectiveSettings,
+    sample_count: u64,
+    qsl_total_count: usize,
+) -> Vec<LoadableSet> {
+    let count = (sample_count as usize).min(qsl_total_count);
+    let mut samples: Vec<QuerySampleIndex> = (0..count).collect();
+    Mt19937::new(settings.qsl_rng_seed).shuffle(&mut samples);
+    let set_size = (settings.performance_sample_count as usize).max(1);
+    let padding = if settings.scenario == Scenario::MultiStream {
+        settings.samples_per_query as usize - 1
+    } else {
+        0
+    };
+    samples
+        .chunks(set_size)
+        .map(|chunk| {
+            let mut set = chunk.to_vec();
+            let distribution_end = set.len();
+            // LoadGen pads by repeating the set's first entries; with a set
+            // shorter than the padding it would read past its end, so wrap.
+            for i in 0..padding {
+                set.push(set[i % distribution_end]);
+            }
+            LoadableSet {
+                set,
+                distribution_end,
+            }
+        })
+        .collect()
+}
+
+/// Query and sample sequence numbers, continuing across the runs of one
+/// test (accuracy then performance), as LoadGen's `SequenceGen`.
+pub struct SequenceGen {
+    next_query: u64,
+    next_sample: u64,
+    /// Per-sample audit draws; LoadGen never seeds this engine, so it runs
+    /// from the standard default seed.
+    accuracy_log_rng: Mt19937,
+    draw_accuracy_log_values: bool,
+}
+
+impl SequenceGen {
+    /// `draw_accuracy_log_values`: whether responses are sampled for the
+    /// accuracy log in performance runs (the per-sample draws cost time and
+    /// are only observable then).
+    pub fn new(draw_accuracy_log_values: bool) -> Self {
+        SequenceGen {
+            next_query: 0,
+            next_sample: 0,
+            accuracy_log_rng: Mt19937::new(5489),
+            draw_accuracy_log_values,
+        }
+    }
+
+    pub fn next_sample_id(&self) -> u64 {
+        self.next_sample
+    }
+}
+
+/// Whether queries are generated for a timed run or to cover every sample once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Performance,
+    Accuracy,
+}
+
+/// Every query of one run, flattened: query `q` is
+/// `samples[query_start[q]..query_start[q + 1]]`, scheduled at
+/// `scheduled_delta_ns[q]` after the start.
+#[derive(Debug, Clone)]
+pub struct QueryPlan {
+    pub samples: Vec<QuerySample>,
+    pub query_start: Vec<usize>,
+    pub scheduled_delta_ns: Vec<u64>,
+    /// First query's sequence number.
+    pub base_query_seq: u64,
+    /// First sample's sequence number (its `ResponseId`).
+    pub base_sample_seq: u64,
+    /// LoadGen's `generated_samples_per_query`.
+    pub samples_per_query: usize,
+    /// LoadGen's `generated_query_duration`: the schedule's end, in ns.
+    pub generated_duration_ns: u64,
+    /// Per-sample audit value in [0, 1), when drawn.
+    pub accuracy_log_values: Option<Vec<f64>>,
+}
+
+impl QueryPlan {
+    pub fn query_count(&self) -> usize {
+        self.scheduled_delta_ns.len()
+    }
+
+    pub fn query(&self, q: usize) -> &[QuerySample] {
+        &self.samples[self.query_start[q]..self.query_start[q + 1]]
+    }
+}
+
+/// A sample picker: LoadGen's `SampleDistribution` variants.
+enum Picker {
+    Uniform(u64),
+    Sequence {
+        indices: Vec<usize>,
+        next: usize,
+        wrap: bool,
+    },
+}
+
+impl Picker {
+    /// Shuffled `0, stride, 2·stride, … < count` (accuracy mode and the
+    /// unique-issue option).
+    fn unique(count: usize, stride: usize, rng: &mut Mt19937) -> Picker {
+        let mut indices: Vec<usize> = (0..count).step_by(stride.max(1)).collect();
+        rng.shuffle(&mut indices);
+        Picker::Sequence {
+            indices,
+            next: 0,
+            wrap: false,
+        }
+    }
+
+    /// Whole-set permutations concatenated until `sample_count` is covered.
+    fn equal_issue(sample_count: usize, set_size: usize, rng: &mut Mt19937) -> Picker {
+        let mut indices = Vec::new();
+        let mut permutation: Vec<usize> = (0..set_size).collect();
+        let mut j = 0;
+        while j < sample_count {
+            rng.shuffle(&mut permutation);
+            indices.extend_from_slice(&permutation);
+            j += set_size.max(1);
+        }
+        Picker::Sequence {
+            indices,
+            next: 0,
+            wrap: true,
+        }
+    }
+
+    fn pick(&mut self, rng: &mut Mt19937) -> usize {
+        match self {
+            Picker::Uniform(n) => rng.below(*n) as usize,
+            Picker::Sequence {
+                indices,
+                next,
+                wrap,
+            } => {
+                let i = if *wrap {
+                    *next % indices.len().max(1)
+                } else {
+                    *next
+                };
+                *next += 1;
+                // Past the end only if the QSL lied about its size; LoadGen
+                // would throw here. Repeat the last sample instead of panicking.
+                indices.get(i).or(indices.last()).copied().unwrap_or(0)
+            }
+        }
+    }
+}
+
+/// LoadGen's `GenerateQueries`, for one loadable set.
+pub fn generate_queries(
+    settings: &EffectiveSettings,
+    purpose: Purpose,
+    loaded: &LoadableSet,
+    seq: &mut SequenceGen,
+) -> QueryPlan {
+    let scenario = settings.scenario;
+    let accuracy = purpose == Purpose::Accuracy;
+    let loaded_samples = &loaded.set;
+    let duration_multiplier: u64 = if scenario == Scenario::Server { 1 } else { 2 };
+    let mut gen_duration_ns = duration_multiplier * settings.target_duration_ms * 1_000_000;
+    let mut min_queries = settings.min_query_count as usize;
+    let mut samples_per_query = settings.samples_per_query as usize;
+    if accuracy && scenario == Scenario::Offline {
+        samples_per_query = loaded.distribution_end;
+    }
+    if accuracy || settings.performance_issue_unique {
+        gen_duration_ns = 0;
+        min_queries = loaded_samples.len() / samples_per_query.max(1);
+    }
+
+    let mut sample_rng = Mt19937::new(settings.sample_index_rng_seed);
+    let mut schedule_rng = Mt19937::new(settings.schedule_rng_seed);
+    let stride = if scenario == Scenario::MultiStream {
+        samples_per_query
+    } else {
+        1
+    };
+    // Constructed in LoadGen's order: each shuffle consumes `sample_rng`.
+    let mut picker = if accuracy {
+        Picker::unique(loaded.distribution_end, stride, &mut sample_rng)
+    } else {
+        Picker::Uniform(loaded.distribution_end as u64)
+    };
+    let mut picker_unique = Picker::unique(loaded.distribution_end, stride, &mut sample_rng);
+    let mut picker_equal_issue =
+        Picker::equal_issue(min_queries, loaded_samples.len(), &mut sample_rng);
+
+    let equal_issue = settings.sample_concatenate_permutation;
+    if !accuracy && equal_issue && !loaded_samples.is_empty() {
+        let n = loaded_samples.len();
+        if scenario == Scenario::Offline && samples_per_query % n != 0 {
+            samples_per_query += n - samples_per_query % n;
+        } else if scenario != Scenario::Offline && min_queries % n != 0 {
+            min_queries += n - min_queries % n;
+        }
+    }
+
+    let period_ns = (1.0 / settings.target_qps * 1e9) as u64;
+    let lambda = settings.target_qps;
+    let same_sample = settings.performance_issue_same_index as usize;
+
+    let mut query_samples: Vec<QuerySampleIndex> = Vec::new();
+    let base_query_seq = seq.next_query;
+    let base_sample_seq = seq.next_sample;
+    let mut plan = PlanBuilder {
+        samples: Vec::new(),
+        query_start: vec![0],
+        scheduled: Vec::new(),
+        accuracy_values: seq.draw_accuracy_log_values.then(Vec::new),
+    };
+    let mut timestamp_ns: u64 = 0;
+    let mut prev_timestamp_ns: u64 = 0;
+
+    while prev_timestamp_ns < gen_duration_ns || plan.scheduled.len() < min_queries {
+        query_samples.clear();
+        match scenario {
+            Scenario::MultiStream => {
+                let mut i = if settings.performance_issue_unique {
+                    picker_unique.pick(&mut sample_rng)
+                } else if settings.performance_issue_same {
+                    same_sample
+                } else {
+                    picker.pick(&mut sample_rng)
+                };
+                for _ in 0..samples_per_query {
+                    query_samples.push(loaded_samples[i.min(loaded_samples.len() - 1)]);
+                    i += 1;
+                }
+            }
+            Scenario::Offline => {
+                if settings.performance_issue_same {
+                    query_samples.resize(samples_per_query, loaded_samples[same_sample]);
+                } else {
+                    let n = loaded_samples.len();
+                    for _ in 0..samples_per_query / n {
+                        let block = query_samples.len();
+                        query_samples.extend_from_slice(loaded_samples);
+                        if equal_issue {
+                            sample_rng.shuffle(&mut query_samples[block..]);
+                        }
+                    }
+                    query_samples.extend_from_slice(&loaded_samples[..samples_per_query % n]);
+                }
+            }
+            Scenario::SingleStream | Scenario::Server => {
+                for _ in 0..samples_per_query {
+                    let i = if settings.performance_issue_unique {
+                        picker_unique.pick(&mut sample_rng)
+                    } else if settings.performance_issue_same {
+                        same_sample
+                    } else if equal_issue {
+                        picker_equal_issue.pick(&mut sample_rng)
+                    } else {
+                        picker.pick(&mut sample_rng)
+                    };
+                    query_samples.push(loaded_samples[i]);
+                }
+            }
+        }
+        plan.push(&query_samples, timestamp_ns, seq);
+        prev_timestamp_ns = timestamp_ns;
+        timestamp_ns += if scenario == Scenario::Server {
+            (schedule_rng.exponential(lambda) * 1e9) as u64
+        } else {
+            period_ns
+        };
+        if equal_issue
+            && plan.scheduled.len() >= min_queries
+            && prev_timestamp_ns < gen_duration_ns
+            && scenario != Scenario::Offline
+        {
+            min_queries += loaded_samples.len();
+        }
+    }
+
+    // Offline accuracy: a remainder query so every loaded sample is issued.
+    if scenario == Scenario::Offline && accuracy {
+        let remaining = loaded_samples.len() % samples_per_query.max(1);
+        if remaining != 0 {
+            query_samples.clear();
+            for _ in 0..remaining {
+                query_samples.push(loaded_samples[picker.pick(&mut sample_rng)]);
+            }
+            plan.push(&query_samples, timestamp_ns, seq);
+        }
+    }
+
+    QueryPlan {
+        samples: plan.samples,
+        query_start: plan.query_start,
+        scheduled_delta_ns: plan.scheduled,
+        base_query_seq,
+        base_sample_seq,
+        samples_per_query,
+        generated_duration_ns: timestamp_ns,
+        accuracy_log_values: plan.accuracy_values,
+    }
+}
+
+/// Accumulates queries, numbering their samples from the sequence.
+struct PlanBuilder {
+    samples: Vec<QuerySample>,
+    query_start: Vec<usize>,
+    scheduled: Vec<u64>,
+    accuracy_values: Option<Vec<f64>>,
+}
+
+impl PlanBuilder {
+    fn push(&mut self, indices: &[QuerySampleIndex], at_ns: u64, seq: &mut SequenceGen) {
+        for &index in indices {
+            self.samples.push(QuerySample {
+                id: ResponseId(seq.next_sample),
+                index,
+            });
+            seq.next_sample += 1;
+            if let Some(values) = self.accuracy_values.as_mut() {
+                values.push(seq.accuracy_log_rng.canonical());
+            }
+        }
+        seq.next_query += 1;
+        self.query_start.push(self.samples.len());
+        self.scheduled.push(at_ns);
+    }
+}
