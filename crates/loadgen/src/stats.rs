@@ -6,7 +6,7 @@
 use crate::early_stopping::{self, StreamEstimate};
 use crate::effective::EffectiveSettings;
 use crate::settings::Scenario;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The percentiles LoadGen reports, in order.
 pub const REPORTED_PERCENTILES: [f64; 6] = [0.50, 0.90, 0.95, 0.97, 0.99, 0.999];
@@ -37,14 +37,14 @@ pub struct PerformanceResult {
     pub window_end_ns: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PercentileLatency {
     pub percentile: f64,
     pub latency_ns: i64,
 }
 
 /// Min/max/mean and percentiles of one latency population.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyStats {
     pub count: u64,
     pub min_ns: i64,
@@ -94,7 +94,7 @@ impl LatencyStats {
 }
 
 /// The validity verdict, with LoadGen's checks and joulebench's own.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validity {
     pub valid: bool,
     /// Server only (LoadGen reports it only there).

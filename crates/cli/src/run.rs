@@ -1,0 +1,394 @@
+//! `joulebench run`: settings from flags and conf files, a SUT, one test,
+//! and its files (`result.json` plus LoadGen's logs) in the output folder.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use loadgen::conf::{apply_override, Applied, ConfFile};
+use loadgen::{Mode, RunControl, Scenario, SystemUnderTest, TestSettings};
+use report::schema::{self, AppliedSetting, RunResult, RunStatus};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use workloads::sleep::{ServiceTime, SleepSut};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadName {
+    /// Completes every sample at once: measures the load generator itself.
+    Null,
+    /// Each sample takes --service-time on one of --concurrency workers.
+    Sleep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Distribution {
+    Fixed,
+    Exponential,
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+SETTINGS are applied in this order, later wins: LoadGen's defaults; targets that fit the \
+workload (e.g. the sleep SUT's capacity as offline_expected_qps); each --conf file in turn \
+(mlperf.conf, then user.conf: `model.Scenario.key = value`, `*` wildcards, times in ms, \
+percentiles in percent); each --set; then --mode and --duration.
+
+--set takes a conf key (`target_qps=500`, `min_duration=600000`, or a full \
+`resnet50.Offline.target_qps=500`) in conf units, or a LoadGen TestSettings field \
+(`server_target_qps=500`, `min_duration_ms=600000`) in that field's units.
+
+OUTPUT (in --output): mlperf_log_summary.txt, mlperf_log_detail.txt, mlperf_log_accuracy.json \
+(LoadGen's formats) and result.json (joulebench's schema, docs/result-schema.md).
+
+EXIT STATUS: 0 the result is VALID; 1 it is INVALID (reasons printed); 2 the run could not \
+start or failed; 130 interrupted (Ctrl-C; logs are written and the result is marked interrupted).
+
+EXAMPLES:
+  joulebench run                                   # sleep SUT, Offline, 10 s
+  joulebench run --scenario server --set target_qps=2000 --duration 5
+  joulebench run --scenario single-stream --workload null --duration 1
+  joulebench run --conf mlperf.conf --conf user.conf --model resnet50 --scenario Offline")]
+pub struct RunArgs {
+    /// The system under test.
+    #[arg(long, value_enum, default_value = "sleep")]
+    workload: WorkloadName,
+
+    /// MLPerf scenario: SingleStream, MultiStream, Server or Offline (any case; also single-stream).
+    #[arg(long, default_value = "Offline", value_parser = parse_scenario)]
+    scenario: Scenario,
+
+    /// Test mode: PerformanceOnly (default), AccuracyOnly, SubmissionRun, FindPeakPerformance
+    /// (or performance, accuracy, submission, find-peak). Overrides the conf files' `mode`.
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<Mode>,
+
+    /// An mlperf.conf/user.conf file; repeat to layer them (later files win).
+    #[arg(long = "conf", value_name = "FILE")]
+    conf: Vec<PathBuf>,
+
+    /// Override one setting (KEY=VALUE); repeatable. See below for the key forms.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+
+    /// Model name for conf-file lookups (`model.Scenario.key`). Default: the workload's name.
+    #[arg(long)]
+    model: Option<String>,
+
+    /// Minimum duration of the timed run, in seconds (LoadGen's min_duration_ms).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+
+    /// Folder for the logs and result.json. Default: joulebench-results/<time>-<workload>-<scenario>.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+
+    /// End the run if the SUT completes nothing for this many seconds while samples are outstanding.
+    #[arg(long, value_name = "SECONDS", default_value = "60")]
+    sut_timeout: f64,
+
+    /// Sleep SUT: time per sample (e.g. 1ms, 250us, 2.5ms).
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    service_time: Duration,
+
+    /// Sleep SUT: service-time distribution.
+    #[arg(long, value_enum, default_value = "fixed")]
+    service_distribution: Distribution,
+
+    /// Sleep SUT: samples served in parallel.
+    #[arg(long, default_value = "4")]
+    concurrency: usize,
+
+    /// Samples in the (synthetic) data set.
+    #[arg(long, default_value = "1024")]
+    samples: usize,
+
+    /// Samples that fit in memory at once (the performance set). Default: all.
+    #[arg(long)]
+    performance_samples: Option<usize>,
+
+    /// Seed for the sleep SUT's exponential service times.
+    #[arg(long, default_value = "1")]
+    seed: u64,
+
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_scenario(s: &str) -> std::result::Result<Scenario, String> {
+    s.parse()
+}
+
+fn parse_mode(s: &str) -> std::result::Result<Mode, String> {
+    s.parse()
+}
+
+/// Durations like `1ms`, `250us`, `2.5ms`, `1s`, `500ns`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (try 1ms, 250us, 2s)"))?;
+    let seconds = match unit.trim() {
+        "s" | "" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "ns" => value / 1e9,
+        other => {
+            return Err(format!(
+                "'{s}': unknown unit '{other}' (use s, ms, us or ns)"
+            ))
+        }
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("'{s}': a duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The SUT and what it can do (targets that make a sensible default run).
+struct Workload {
+    sut: Box<dyn SystemUnderTest>,
+    parameters: serde_json::Value,
+    capacity_per_s: f64,
+    latency_ns: f64,
+}
+
+fn build_workload(args: &RunArgs) -> Result<Workload> {
+    Ok(match args.workload {
+        WorkloadName::Null => Workload {
+            sut: Box::new(workloads::null::NullSut),
+            parameters: serde_json::json!({}),
+            // Planning targets only: the null SUT is as fast as the harness.
+            capacity_per_s: 1_000_000.0,
+            latency_ns: 5_000.0,
+        },
+        WorkloadName::Sleep => {
+            if args.concurrency == 0 {
+                bail!("--concurrency must be at least 1");
+            }
+            let service = match args.service_distribution {
+                Distribution::Fixed => ServiceTime::Fixed(args.service_time),
+                Distribution::Exponential => ServiceTime::Exponential {
+                    mean: args.service_time,
+                    seed: args.seed,
+                },
+            };
+            let sut = SleepSut::new(service, args.concurrency);
+            Workload {
+                capacity_per_s: sut.capacity_per_second(),
+                latency_ns: args.service_time.as_nanos() as f64,
+                parameters: serde_json::json!({
+                    "service_time_ns": args.service_time.as_nanos() as u64,
+                    "service_distribution": format!("{:?}", args.service_distribution).to_lowercase(),
+                    "concurrency": args.concurrency,
+                    "seed": args.seed,
+                }),
+                sut: Box::new(sut),
+            }
+        }
+    })
+}
+
+/// Requested settings from every source, in order, with where each came from.
+fn build_settings(
+    args: &RunArgs,
+    workload: &Workload,
+    model: &str,
+) -> Result<(TestSettings, Vec<Applied>)> {
+    let mut s = TestSettings {
+        scenario: args.scenario,
+        ..Default::default()
+    };
+    // Targets that fit the workload; conf files and --set override them.
+    s.offline_expected_qps = workload.capacity_per_s;
+    s.server_target_qps = workload.capacity_per_s / 2.0;
+    s.single_stream_expected_latency_ns = workload.latency_ns;
+    s.multi_stream_expected_latency_ns = workload.latency_ns
+        * (s.multi_stream_samples_per_query as f64 / args.concurrency.max(1) as f64).ceil();
+    let mut applied = Vec::new();
+    for path in &args.conf {
+        let conf = ConfFile::load(path)
+            .with_context(|| "reading --conf (mlperf.conf/user.conf format)")?;
+        applied.extend(conf.apply(model, &mut s)?);
+    }
+    for assignment in &args.set {
+        applied.push(apply_override(&mut s, model, assignment).map_err(anyhow::Error::msg)?);
+    }
+    let origin = |flag: &str| loadgen::conf::Origin {
+        file: PathBuf::from(flag),
+        line: 0,
+    };
+    if let Some(mode) = args.mode {
+        s.mode = mode;
+        applied.push(Applied {
+            field: "mode",
+            value: mode.to_string(),
+            origin: origin("--mode"),
+        });
+    }
+    if let Some(seconds) = args.duration {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            bail!("--duration {seconds}: must be a non-negative number of seconds");
+        }
+        s.min_duration_ms = (seconds * 1000.0).round() as u64;
+        applied.push(Applied {
+            field: "min_duration_ms",
+            value: s.min_duration_ms.to_string(),
+            origin: origin("--duration"),
+        });
+    }
+    s.validate().context("these settings cannot run")?;
+    Ok((s, applied))
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let command: Vec<String> = std::env::args().collect();
+    let workload_name = format!("{:?}", args.workload).to_lowercase();
+    let model = args.model.clone().unwrap_or_else(|| workload_name.clone());
+    if !(args.sut_timeout.is_finite() && args.sut_timeout > 0.0) {
+        bail!("--sut-timeout must be a positive number of seconds");
+    }
+    let performance_samples = args.performance_samples.unwrap_or(args.samples);
+    if args.samples == 0 || performance_samples == 0 {
+        bail!("--samples and --performance-samples must be at least 1");
+    }
+    // Every input is checked before anything starts.
+    let workload = build_workload(&args)?;
+    let (settings, applied) = build_settings(&args, &workload, &model)?;
+    let started_at = chrono::Utc::now();
+    let outdir = args.output.clone().unwrap_or_else(|| {
+        PathBuf::from("joulebench-results").join(format!(
+            "{}-{workload_name}-{}",
+            started_at.format("%Y%m%d-%H%M%S"),
+            args.scenario.mlperf_name().to_lowercase()
+        ))
+    });
+    std::fs::create_dir_all(&outdir)
+        .with_context(|| format!("creating the output folder {}", outdir.display()))?;
+
+    let control = RunControl {
+        sut_timeout: Duration::from_secs_f64(args.sut_timeout),
+        ..Default::default()
+    };
+    install_interrupt_handler(Arc::clone(&control.interrupt));
+    let qsl = workloads::synthetic::SyntheticQsl::new(args.samples, performance_samples);
+    let anchor = Instant::now();
+    let display = (!args.quiet)
+        .then(|| crate::progress::ProgressDisplay::start(Arc::clone(&control.progress)));
+    let output = loadgen::start_test(
+        workload.sut.as_ref(),
+        &qsl,
+        &settings,
+        &loadgen::LogSettings {
+            outdir: outdir.clone(),
+        },
+        anchor,
+        &control,
+    );
+    drop(display);
+    let output = output
+        .with_context(|| format!("the run failed; logs so far are in {}", outdir.display()))?;
+
+    let interrupted = output.interrupted || control.interrupt.load(Ordering::Relaxed);
+    let result = RunResult {
+        schema_version: schema::SCHEMA_VERSION,
+        joulebench_version: env!("CARGO_PKG_VERSION").to_string(),
+        kind: "inference".into(),
+        status: if interrupted {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Completed
+        },
+        started_at: started_at.to_rfc3339(),
+        command,
+        system: report::system::SystemDescription::detect(),
+        workload: schema::Workload {
+            name: workload_name,
+            sut_name: output.sut_name.clone(),
+            qsl_name: output.qsl_name.clone(),
+            conf_model: model,
+            parameters: workload.parameters.clone(),
+        },
+        settings: schema::SettingsRecord {
+            scenario: settings.scenario,
+            mode: output.effective.mode,
+            conf_files: args.conf.iter().map(|p| p.display().to_string()).collect(),
+            applied: applied
+                .iter()
+                .map(|a| AppliedSetting {
+                    field: a.field.to_string(),
+                    value: a.value.clone(),
+                    origin: a.origin.to_string(),
+                })
+                .collect(),
+            requested: serde_json::to_value(&output.requested)?,
+            effective: serde_json::to_value(&output.effective)?,
+        },
+        performance: output
+            .performance
+            .as_ref()
+            .map(schema::Performance::from_summary),
+        accuracy: output.accuracy.as_ref().map(|a| schema::AccuracyRecord {
+            samples_issued: a.samples_issued,
+            samples_logged: a.samples_logged,
+            complete: a.complete,
+        }),
+        timed_window: output.power_window.as_ref().map(|w| schema::TimedWindow {
+            begin_ns: w.begin_ns,
+            end_ns: w.end_ns,
+            duration_s: (w.end_ns.saturating_sub(w.begin_ns)) as f64 / 1e9,
+            begin_utc: w.begin_utc.clone(),
+            end_utc: w.end_utc.clone(),
+        }),
+        peak_search: output
+            .peak_search
+            .iter()
+            .map(|p| schema::PeakStep {
+                target_qps: p.target_qps,
+                perf_constraints_met: p.perf_constraints_met,
+                completed_samples_per_second: p.completed_samples_per_second,
+            })
+            .collect(),
+        files: output
+            .files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .chain([schema::RESULT_FILE.to_string()])
+            .collect(),
+        log_warnings: output.log_warnings,
+        log_errors: output.log_errors,
+    };
+    let json = serde_json::to_vec_pretty(&result)?;
+    loadgen::run::write_atomically(&outdir.join(schema::RESULT_FILE), &json)?;
+    print!(
+        "{}",
+        report::text::run_summary(&result, &outdir.display().to_string())
+    );
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else if result.performance.as_ref().is_none_or(|p| p.valid) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// First Ctrl-C: end the run cleanly (logs written, result marked
+/// interrupted). Second: leave at once.
+fn install_interrupt_handler(flag: Arc<std::sync::atomic::AtomicBool>) {
+    let result = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the logs (Ctrl-C again to quit at once)");
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+}
