@@ -415,10 +415,14 @@ pub(crate) fn issue_queries(
     for message in &described {
         mllog!(log, "error_runtime", message.clone(), Error);
     }
-    if bad_completions > 0 {
-        let first = described.first().cloned().unwrap_or_default();
+    if !bad_completions.is_empty() {
+        let kinds: Vec<String> = bad_completions
+            .iter()
+            .map(|(k, n)| format!("{n} × {}", k.describe()))
+            .collect();
         problems.push(format!(
-            "the SUT made {bad_completions} invalid completion(s); first: {first}"
+            "the SUT made invalid completions ({}); examples are in the detail log",
+            kinds.join(", ")
         ));
     }
     if result.window_end_ns == 0 {

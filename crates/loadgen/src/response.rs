@@ -107,15 +107,39 @@ pub(crate) struct Recorder {
     log_all: bool,
     logged: Mutex<Vec<LoggedResponse>>,
     errors: Mutex<Vec<String>>,
-    error_count: AtomicU64,
+    /// Bad completions counted by kind.
+    error_counts: [AtomicU64; BadCompletion::KINDS],
     /// The issuing thread to wake when a query completes (stream scenarios,
     /// and the final drain).
     waiter: Mutex<Option<Thread>>,
     wake_waiter: AtomicBool,
 }
 
-/// Errors beyond this many are counted but not described.
-const MAX_DESCRIBED_ERRORS: usize = 100;
+/// Of each kind of bad completion, this many are described; all are counted.
+const DESCRIBED_PER_KIND: u64 = 10;
+
+/// The ways a SUT can complete wrongly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadCompletion {
+    /// An id this run never issued.
+    UnknownId,
+    /// A sample completed more than once.
+    Repeated,
+    /// A first token reported more than once, or for an unknown id.
+    BadFirstToken,
+}
+
+impl BadCompletion {
+    const KINDS: usize = 3;
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            BadCompletion::UnknownId => "unknown response id",
+            BadCompletion::Repeated => "repeated completion",
+            BadCompletion::BadFirstToken => "bad first-token report",
+        }
+    }
+}
 
 pub(crate) struct RecorderPlan<'a> {
     pub anchor: Instant,
@@ -154,7 +178,7 @@ impl Recorder {
             log_all: plan.log_all,
             logged: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
-            error_count: AtomicU64::new(0),
+            error_counts: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             waiter: Mutex::new(None),
             wake_waiter: AtomicBool::new(false),
         }
@@ -171,11 +195,11 @@ impl Recorder {
         (slot < self.complete_ns.len()).then_some(slot)
     }
 
-    pub(crate) fn record_error(&self, message: String) {
-        self.error_count.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut errors) = self.errors.lock() {
-            if errors.len() < MAX_DESCRIBED_ERRORS {
-                errors.push(message);
+    fn record_error(&self, kind: BadCompletion, message: impl FnOnce() -> String) {
+        let seen = self.error_counts[kind as usize].fetch_add(1, Ordering::Relaxed);
+        if seen < DESCRIBED_PER_KIND {
+            if let Ok(mut errors) = self.errors.lock() {
+                errors.push(message());
             }
         }
     }
@@ -188,20 +212,24 @@ impl Recorder {
         let mut pending_query: Option<(u32, u32)> = None;
         for (id, data, n_tokens) in responses {
             let Some(slot) = self.slot(id) else {
-                self.record_error(format!(
-                    "SUT completed response id {} which this run did not issue",
-                    id.0
-                ));
+                self.record_error(BadCompletion::UnknownId, || {
+                    format!(
+                        "SUT completed response id {} which this run did not issue",
+                        id.0
+                    )
+                });
                 continue;
             };
             if self.complete_ns[slot]
                 .compare_exchange(0, t, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
-                self.record_error(format!(
-                    "SUT completed response id {} (sample {}) more than once",
-                    id.0, self.sample_qsl_idx[slot]
-                ));
+                self.record_error(BadCompletion::Repeated, || {
+                    format!(
+                        "SUT completed response id {} (sample {}) more than once",
+                        id.0, self.sample_qsl_idx[slot]
+                    )
+                });
                 continue;
             }
             completed += 1;
@@ -271,16 +299,14 @@ impl Recorder {
                         .compare_exchange(0, t, Ordering::AcqRel, Ordering::Relaxed)
                         .is_err()
                     {
-                        self.record_error(format!(
-                            "SUT reported the first token of response id {} more than once",
-                            r.id.0
-                        ));
+                        self.record_error(BadCompletion::BadFirstToken, || {
+                            format!("SUT reported the first token of response id {} more than once", r.id.0)
+                        });
                     }
                 }
-                None => self.record_error(format!(
-                    "SUT reported a first token for response id {} which this run did not issue",
-                    r.id.0
-                )),
+                None => self.record_error(BadCompletion::BadFirstToken, || {
+                    format!("SUT reported a first token for response id {} which this run did not issue", r.id.0)
+                }),
             }
         }
     }
@@ -332,8 +358,18 @@ impl Recorder {
             .unwrap_or_default()
     }
 
-    pub(crate) fn errors(&self) -> (u64, Vec<String>) {
+    /// Counts per kind (non-zero only) and the described examples.
+    pub(crate) fn errors(&self) -> (Vec<(BadCompletion, u64)>, Vec<String>) {
         let described = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
-        (self.error_count.load(Ordering::Acquire), described)
+        let counts = [
+            BadCompletion::UnknownId,
+            BadCompletion::Repeated,
+            BadCompletion::BadFirstToken,
+        ]
+        .into_iter()
+        .map(|k| (k, self.error_counts[k as usize].load(Ordering::Acquire)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+        (counts, described)
     }
 }

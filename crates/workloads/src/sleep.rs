@@ -5,6 +5,7 @@
 //! `concurrency / service_time` samples per second, latency ≥ service time.
 
 use loadgen::{QuerySample, Responder, SystemUnderTest};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,6 +42,8 @@ pub struct SleepSut {
     concurrency: usize,
     sender: Mutex<Option<Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
+    /// Set on drop: workers abandon queued work instead of serving it.
+    stopping: Arc<AtomicBool>,
 }
 
 impl SleepSut {
@@ -48,14 +51,16 @@ impl SleepSut {
         let concurrency = concurrency.max(1);
         let (sender, receiver) = channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let stopping = Arc::new(AtomicBool::new(false));
         let workers = (0..concurrency)
             .map(|worker| {
                 let receiver = Arc::clone(&receiver);
+                let stopping = Arc::clone(&stopping);
                 let seed = match service {
                     ServiceTime::Exponential { seed, .. } => seed.wrapping_add(worker as u64),
                     ServiceTime::Fixed(_) => 0,
                 };
-                std::thread::spawn(move || serve(&receiver, service, seed))
+                std::thread::spawn(move || serve(&receiver, service, seed, &stopping))
             })
             .collect();
         SleepSut {
@@ -71,6 +76,7 @@ impl SleepSut {
             concurrency,
             sender: Mutex::new(Some(sender)),
             workers,
+            stopping,
         }
     }
 
@@ -98,7 +104,7 @@ impl SplitMix {
     }
 }
 
-fn serve(receiver: &Mutex<Receiver<Job>>, service: ServiceTime, seed: u64) {
+fn serve(receiver: &Mutex<Receiver<Job>>, service: ServiceTime, seed: u64, stopping: &AtomicBool) {
     let mut rng = SplitMix(seed);
     loop {
         let job = match receiver.lock() {
@@ -108,6 +114,9 @@ fn serve(receiver: &Mutex<Receiver<Job>>, service: ServiceTime, seed: u64) {
             },
             Err(_) => return,
         };
+        if stopping.load(Ordering::Relaxed) {
+            continue;
+        }
         for sample in &job.samples {
             let duration = match service {
                 ServiceTime::Fixed(d) => d,
@@ -155,6 +164,7 @@ impl SystemUnderTest for SleepSut {
 
 impl Drop for SleepSut {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
         if let Ok(mut sender) = self.sender.lock() {
             sender.take();
         }

@@ -81,6 +81,8 @@ impl LogValue {
             LogValue::UInt(v) => {
                 let _ = write!(out, "{v}");
             }
+            // JSON has no NaN or infinity (a rate over an empty run): null.
+            LogValue::Float(v) if !v.is_finite() => out.push_str("null"),
             LogValue::Float(v) => out.push_str(&g6(*v)),
             LogValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
             LogValue::Indices(v) => {
