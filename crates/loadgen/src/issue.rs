@@ -305,7 +305,7 @@ pub(crate) fn issue_queries(
         samples_issued += samples.len();
         queries_issued += last - q + 1;
         q = last + 1;
-        if queries_issued % 1024 == 0 || queries_issued == n_queries {
+        if queries_issued.is_multiple_of(1024) || queries_issued == n_queries {
             control
                 .progress
                 .queries_issued
@@ -458,8 +458,8 @@ fn collect(
     };
     r.sample_latencies_ns.reserve(samples_issued);
     let mut max_latency: i64 = 0;
-    for q in 0..queries_issued {
-        let sched = scheduled_ns[q] as i64;
+    for (q, &scheduled) in scheduled_ns.iter().enumerate().take(queries_issued) {
+        let sched = scheduled as i64;
         for slot in plan.query_start[q]..plan.query_start[q + 1] {
             let done = recorder.sample_complete_ns(slot);
             if done == 0 {

@@ -133,7 +133,7 @@ impl Mt19937 {
         let engine_range = u64::from(u32::MAX);
         if engine_range / len >= len {
             let mut i: u64 = 1;
-            if len % 2 == 0 {
+            if len.is_multiple_of(2) {
                 let j = self.below(2);
                 items.swap(i as usize, j as usize);
                 i += 1;

@@ -226,9 +226,9 @@ pub fn generate_queries(
     let equal_issue = settings.sample_concatenate_permutation;
     if !accuracy && equal_issue && !loaded_samples.is_empty() {
         let n = loaded_samples.len();
-        if scenario == Scenario::Offline && samples_per_query % n != 0 {
+        if scenario == Scenario::Offline && !samples_per_query.is_multiple_of(n) {
             samples_per_query += n - samples_per_query % n;
-        } else if scenario != Scenario::Offline && min_queries % n != 0 {
+        } else if scenario != Scenario::Offline && !min_queries.is_multiple_of(n) {
             min_queries += n - min_queries % n;
         }
     }
@@ -253,17 +253,18 @@ pub fn generate_queries(
         query_samples.clear();
         match scenario {
             Scenario::MultiStream => {
-                let mut i = if settings.performance_issue_unique {
+                let first = if settings.performance_issue_unique {
                     picker_unique.pick(&mut sample_rng)
                 } else if settings.performance_issue_same {
                     same_sample
                 } else {
                     picker.pick(&mut sample_rng)
                 };
-                for _ in 0..samples_per_query {
-                    query_samples.push(loaded_samples[i.min(loaded_samples.len() - 1)]);
-                    i += 1;
-                }
+                // Contiguous samples; the set's padding keeps them in range.
+                let last = loaded_samples.len() - 1;
+                query_samples.extend(
+                    (first..first + samples_per_query).map(|i| loaded_samples[i.min(last)]),
+                );
             }
             Scenario::Offline => {
                 if settings.performance_issue_same {

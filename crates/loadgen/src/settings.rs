@@ -320,7 +320,10 @@ impl TestSettings {
                     self.server_target_latency_percentile,
                 )?;
                 if self.mode == Mode::FindPeakPerformance
-                    && !(self.server_find_peak_qps_boundary_step_size > 0.0)
+                    && self
+                        .server_find_peak_qps_boundary_step_size
+                        .partial_cmp(&0.0)
+                        != Some(std::cmp::Ordering::Greater)
                 {
                     return Err(invalid(
                         "server_find_peak_qps_boundary_step_size",

@@ -311,7 +311,7 @@ fn find_peak_performance_brackets_the_sut_capacity() {
     let peak = out.performance.unwrap().settings.target_qps;
     assert!(out.peak_search.len() >= 3, "{:?}", out.peak_search);
     assert!(
-        peak >= 500.0 && peak <= 2100.0,
+        (500.0..=2100.0).contains(&peak),
         "peak {peak}; steps {:?}",
         out.peak_search
     );

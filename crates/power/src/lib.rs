@@ -7,4 +7,8 @@
 //! power samples by trapezoidal integration. Nothing here knows about the load
 //! generator: the caller hands in the window as two instants.
 
+pub mod discover;
+pub mod energy;
+pub mod log;
 pub mod meter;
+pub mod sampler;

@@ -21,7 +21,7 @@ pub fn g6(value: f64) -> String {
     let sci = format!("{:.*e}", (PRECISION - 1) as usize, value);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= PRECISION {
+    if !(-4..PRECISION).contains(&exp) {
         let mantissa = trim_zeros(mantissa);
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{mantissa}e{sign}{:02}", exp.abs())
@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn fixed_rounds_like_double_to_string() {
-        assert_eq!(fixed(20_122.0912, 2), "20122.09");
+        assert_eq!(fixed(20_122.091_2, 2), "20122.09");
         assert_eq!(fixed(90.0, 1), "90.0");
         assert_eq!(fixed(99.9, 2), "99.90");
     }

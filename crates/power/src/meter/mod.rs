@@ -5,6 +5,15 @@
 //! their own readings, except remote ones (PTDaemon) whose clock offset is
 //! measured and reported separately.
 
+pub mod estimate;
+pub mod hwmon;
+pub mod ipmi;
+pub mod nvml;
+pub mod ptd;
+pub mod rapl;
+pub mod redfish;
+pub mod replay;
+
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
