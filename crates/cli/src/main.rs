@@ -2,6 +2,9 @@
 //! spends doing it, the way MLPerf does. This binary parses arguments and
 //! wires the library crates together; the behaviour lives in them.
 
+mod energy;
+mod meters;
+mod power_cmd;
 mod progress;
 mod run;
 
@@ -30,6 +33,9 @@ struct Cli {
 enum Command {
     /// Run a benchmark: a scenario against a system under test, with MLPerf logs.
     Run(run::RunArgs),
+    /// See and trust the power meters: list what this machine has, watch live readings.
+    #[command(subcommand)]
+    Power(power_cmd::PowerCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
         .init();
     let outcome = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Power(cmd) => power_cmd::run(cmd),
     };
     match outcome {
         Ok(code) => code,

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use loadgen::conf::{apply_override, Applied, ConfFile};
 use loadgen::{Mode, RunControl, Scenario, SystemUnderTest, TestSettings};
-use report::schema::{self, AppliedSetting, RunResult, RunStatus};
+use report::schema::{self, AppliedSetting, PtdRecord, RunResult, RunStatus, UnusableMeter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -114,6 +114,9 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+
+    #[command(flatten)]
+    power: crate::meters::PowerArgs,
 }
 
 fn parse_scenario(s: &str) -> std::result::Result<Scenario, String> {
@@ -272,28 +275,108 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&outdir)
         .with_context(|| format!("creating the output folder {}", outdir.display()))?;
 
+    let selection = args.power.select()?;
+    let unusable: Vec<UnusableMeter> = selection
+        .unusable
+        .iter()
+        .map(|u| UnusableMeter {
+            source: u.source.clone(),
+            domain: u.domain.clone(),
+            reason: u.error.to_string(),
+        })
+        .collect();
     let control = RunControl {
         sut_timeout: Duration::from_secs_f64(args.sut_timeout),
         ..Default::default()
     };
     install_interrupt_handler(Arc::clone(&control.interrupt));
     let qsl = workloads::synthetic::SyntheticQsl::new(args.samples, performance_samples);
+    // The run's single clock: queries and power samples are timed from here.
     let anchor = Instant::now();
-    let display = (!args.quiet)
-        .then(|| crate::progress::ProgressDisplay::start(Arc::clone(&control.progress)));
-    let output = loadgen::start_test(
-        workload.sut.as_ref(),
-        &qsl,
-        &settings,
-        &loadgen::LogSettings {
-            outdir: outdir.clone(),
-        },
+    let mut plans = args.power.plans(selection.meters);
+    let mut idle = None;
+    if let (Some(seconds), false) = (args.power.idle, plans.is_empty()) {
+        eprintln!("measuring idle power for {seconds} s");
+        let (measured, back) = crate::energy::measure_idle(&outdir, anchor, plans, seconds)?;
+        idle = Some(measured);
+        plans = back;
+    }
+    let pass = Pass {
+        sut: workload.sut.as_ref(),
+        qsl: &qsl,
+        settings: &settings,
         anchor,
-        &control,
-    );
-    drop(display);
-    let output = output
-        .with_context(|| format!("the run failed; logs so far are in {}", outdir.display()))?;
+        control: &control,
+        quiet: args.quiet,
+    };
+    let mut ptd_record = None;
+    if let Some((client, model)) = &selection.ptd {
+        // MLPerf Power: a ranging run with auto ranges, then the testing run
+        // with ranges fixed from what ranging saw. Only testing is the result.
+        let session = started_at.format("%Y-%m-%d_%H-%M-%S").to_string();
+        let ranging_dir = outdir.join("ranging");
+        lock(client)?
+            .set_auto_ranges()
+            .context("PTDaemon: setting auto ranges for the ranging run")?;
+        lock(client)?
+            .go(&format!("{session}_ranging"))
+            .context("PTDaemon: starting the ranging run")?;
+        let (_, ranging_report, back) = pass.run(&ranging_dir, plans)?;
+        plans = back;
+        lock(client)?
+            .stop()
+            .context("PTDaemon: stopping the ranging run")?;
+        let (max_v, max_a) = electrical_maxima(&ranging_report);
+        let ranges = power::meter::ptd::ranges_from_maxima(max_v, max_a, power::meter::ptd::max_current_range_a(model))
+            .context("PTDaemon: the ranging run recorded no voltage and current; cannot fix the testing ranges")?;
+        lock(client)?
+            .set_testing_ranges(&ranges)
+            .context("PTDaemon: setting the testing ranges")?;
+        lock(client)?
+            .go(&format!("{session}_testing"))
+            .context("PTDaemon: starting the testing run")?;
+        ptd_record = Some(PtdRecord {
+            analyzer_model: model.clone(),
+            ranging_dir: "ranging".into(),
+            testing_volts_v: ranges.volts_v,
+            testing_amps_a: ranges.amps_a,
+            amps_capped: ranges.amps_capped,
+        });
+    }
+    let (output, report, _) = pass.run(&outdir, plans)?;
+    if let Some((client, _)) = &selection.ptd {
+        let mut client = lock(client)?;
+        client
+            .stop()
+            .context("PTDaemon: stopping the testing run")?;
+        // Leave the analyzer as we found it.
+        client
+            .set_auto_ranges()
+            .context("PTDaemon: restoring auto ranges")?;
+    }
+    let power = match (&report, &output.power_window) {
+        (Some(report), Some(window)) => {
+            let counts = crate::energy::RunCounts {
+                scenario: settings.scenario.mlperf_name(),
+                samples: output.performance.as_ref().map_or(0, |p| p.sample_count()),
+                queries: output
+                    .performance
+                    .as_ref()
+                    .map_or(0, |p| p.result.queries_issued),
+            };
+            Some(crate::energy::record(
+                report,
+                (window.begin_ns, window.end_ns),
+                &counts,
+                idle.as_ref(),
+                unusable,
+                args.power.power_interval,
+                &outdir,
+                ptd_record,
+            )?)
+        }
+        _ => None,
+    };
 
     let interrupted = output.interrupted || control.interrupt.load(Ordering::Relaxed);
     let result = RunResult {
@@ -355,6 +438,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 completed_samples_per_second: p.completed_samples_per_second,
             })
             .collect(),
+        power,
         files: output
             .files
             .iter()
@@ -370,6 +454,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         "{}",
         report::text::run_summary(&result, &outdir.display().to_string())
     );
+    match &result.power {
+        Some(record) => {
+            println!("  energy over the timed window:");
+            for line in crate::energy::summary_lines(record) {
+                println!("{line}");
+            }
+        }
+        None if args.power.power.iter().any(|p| p == "none") => {}
+        None => println!(
+            "  energy      not measured: no usable meter (`joulebench power list` says why; \
+             --power estimate --tdp W gives an estimate)"
+        ),
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else if result.performance.as_ref().is_none_or(|p| p.valid) {
@@ -377,6 +474,90 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One load-generator test with the sampler around it.
+struct Pass<'a> {
+    sut: &'a dyn SystemUnderTest,
+    qsl: &'a workloads::synthetic::SyntheticQsl,
+    settings: &'a TestSettings,
+    anchor: Instant,
+    control: &'a RunControl,
+    quiet: bool,
+}
+
+type PassOutput = (
+    loadgen::TestOutput,
+    Option<power::sampler::SamplerReport>,
+    Vec<power::sampler::MeterPlan>,
+);
+
+impl Pass<'_> {
+    /// Runs the test into `dir`, sampling `plans`; the meters come back.
+    fn run(
+        &self,
+        dir: &std::path::Path,
+        plans: Vec<power::sampler::MeterPlan>,
+    ) -> Result<PassOutput> {
+        let sampler = if plans.is_empty() {
+            None
+        } else {
+            Some(crate::energy::start(dir, self.anchor, plans)?)
+        };
+        let display = (!self.quiet)
+            .then(|| crate::progress::ProgressDisplay::start(Arc::clone(&self.control.progress)));
+        let output = loadgen::start_test(
+            self.sut,
+            self.qsl,
+            self.settings,
+            &loadgen::LogSettings {
+                outdir: dir.to_path_buf(),
+            },
+            self.anchor,
+            self.control,
+        );
+        drop(display);
+        // The sampler stops (and its logs close) whatever the test's outcome.
+        let (report, plans) = match sampler {
+            Some(s) => {
+                let (report, plans) = s.stop_and_keep_meters();
+                (Some(report), plans)
+            }
+            None => (None, Vec::new()),
+        };
+        let output = output
+            .with_context(|| format!("the run failed; logs so far are in {}", dir.display()))?;
+        Ok((output, report, plans))
+    }
+}
+
+fn lock(
+    client: &power::meter::ptd::SharedPtdClient,
+) -> Result<std::sync::MutexGuard<'_, power::meter::ptd::PtdClient>> {
+    client
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the PTDaemon connection was poisoned by a panic"))
+}
+
+/// Largest voltage and current any meter reported (the analyzer's).
+fn electrical_maxima(report: &Option<power::sampler::SamplerReport>) -> (Option<f64>, Option<f64>) {
+    let (mut volts, mut amps) = (None::<f64>, None::<f64>);
+    for meter in report.iter().flat_map(|r| r.meters.iter()) {
+        for sample in &meter.samples {
+            if let power::meter::Reading::Power {
+                volts: v, amps: a, ..
+            } = sample.reading
+            {
+                if let Some(v) = v {
+                    volts = Some(volts.map_or(v, |m| m.max(v)));
+                }
+                if let Some(a) = a {
+                    amps = Some(amps.map_or(a, |m| m.max(a)));
+                }
+            }
+        }
+    }
+    (volts, amps)
 }
 
 /// First Ctrl-C: end the run cleanly (logs written, result marked

@@ -32,6 +32,7 @@ use crate::meter::{Meter, MeterInfo, Reading, ReadingKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -204,6 +205,7 @@ struct Worker {
     log_path: PathBuf,
     stop_tx: Option<Sender<()>>,
     handle: Option<JoinHandle<(MeterRun, Box<dyn Meter>)>>,
+    latest: Arc<Mutex<Option<Sample>>>,
 }
 
 /// Running sampling threads. Stop with [`Sampler::stop`]; dropping it also
@@ -253,7 +255,9 @@ impl Sampler {
             let update_ns = u64::try_from(info.update_period.as_nanos()).unwrap_or(u64::MAX);
             let gap_limit = gap_limit_ns(period_ns, update_ns, config.gap_periods);
             let (stop_tx, stop_rx) = mpsc::channel::<()>();
+            let latest = Arc::new(Mutex::new(None));
             let job = Job {
+                latest: Arc::clone(&latest),
                 meter: plan.meter,
                 info: info.clone(),
                 rate_hz: plan.rate_hz,
@@ -282,6 +286,7 @@ impl Sampler {
                 log_path,
                 stop_tx: Some(stop_tx),
                 handle: Some(handle),
+                latest,
             });
         }
         drop(ready_tx);
@@ -294,6 +299,14 @@ impl Sampler {
             }
         }
         Ok(sampler)
+    }
+
+    /// Each meter's newest sample so far (for live displays), in start order.
+    pub fn latest(&self) -> Vec<(MeterInfo, Option<Sample>)> {
+        self.workers
+            .iter()
+            .map(|w| (w.info.clone(), w.latest.lock().ok().and_then(|l| *l)))
+            .collect()
     }
 
     pub fn anchor(&self) -> Instant {
@@ -376,6 +389,7 @@ struct Job {
     writer: Option<PowerLogWriter>,
     stop_rx: Receiver<()>,
     ready_tx: Option<Sender<()>>,
+    latest: Arc<Mutex<Option<Sample>>>,
 }
 
 struct State {
@@ -499,6 +513,9 @@ impl Job {
             }
         }
         st.samples.push(sample);
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(sample);
+        }
         if let Some(w) = self.writer.as_mut() {
             let mut result = w.append(&sample);
             let now = Instant::now();

@@ -44,6 +44,9 @@ pub struct RunResult {
     /// Server peak search steps (FindPeakPerformance mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peak_search: Vec<PeakStep>,
+    /// Energy over the timed window; absent when no meter was used.
+    #[serde(default)]
+    pub power: Option<PowerRecord>,
     /// Files written, relative to the result's directory.
     pub files: Vec<String>,
     pub log_warnings: u64,
@@ -222,4 +225,74 @@ pub fn read(path: &std::path::Path) -> Result<RunResult, ReadError> {
         return Err(ReadError::Version { path: p, found });
     }
     serde_json::from_value(value).map_err(|source| ReadError::Json { path: p, source })
+}
+
+/// Power and energy of a run, over the timed window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PowerRecord {
+    /// Sampling interval asked for, seconds.
+    pub interval_s: f64,
+    /// Per meter, over the timed window.
+    pub meters: Vec<power::energy::MeterEnergy>,
+    /// Per meter: its log file and what went wrong while sampling.
+    pub logs: Vec<MeterLog>,
+    /// The system total (measured and estimated kept apart) and its rule.
+    pub total: power::energy::SystemTotal,
+    /// MLPerf's efficiency metric for the scenario, from the measured total
+    /// (or, with none, the estimated one, labelled so).
+    pub efficiency: Option<EfficiencyRecord>,
+    pub idle: Option<IdleRecord>,
+    /// Meters looked for but not usable, and why.
+    pub unusable: Vec<UnusableMeter>,
+    /// MLPerf's ranging-then-testing procedure, when a PTDaemon was used.
+    pub ptd: Option<PtdRecord>,
+    /// False when any counted meter's energy is incomplete (gaps, errors).
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeterLog {
+    pub meter_id: String,
+    /// Relative to the result's folder.
+    pub file: String,
+    pub samples: usize,
+    pub faults: power::sampler::MeterFaults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EfficiencyRecord {
+    /// `samples_per_joule` (Offline, Server) or `joules_per_query`
+    /// (SingleStream, MultiStream).
+    pub name: String,
+    pub value: f64,
+    pub provenance: power::meter::Provenance,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleRecord {
+    pub duration_s: f64,
+    /// Per meter average idle power.
+    pub meters: Vec<(String, f64)>,
+    /// Idle power of the measured total's meters, watts.
+    pub total_idle_w: Option<f64>,
+    /// Measured energy in the timed window above idle, joules.
+    pub energy_above_idle_j: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnusableMeter {
+    pub source: String,
+    pub domain: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PtdRecord {
+    pub analyzer_model: String,
+    /// The ranging run's folder (its logs and power log); this result is the
+    /// testing run's.
+    pub ranging_dir: String,
+    pub testing_volts_v: f64,
+    pub testing_amps_a: f64,
+    pub amps_capped: bool,
 }

@@ -591,22 +591,33 @@ pub fn testing_ranges(
             amps = Some(amps.map_or(a, |m| m.max(a)));
         }
     }
-    match (volts, amps) {
+    ranges_from_maxima(volts, amps, max_current_a).ok_or_else(|| RangingError::NoSamples {
+        mark: ranging_mark.to_string(),
+    })
+}
+
+/// The testing ranges from the largest voltage and current seen while
+/// ranging (however they were collected: `RL` replies or our own power log).
+/// `None` without a positive voltage and current.
+pub fn ranges_from_maxima(
+    max_volts: Option<f64>,
+    max_amps: Option<f64>,
+    max_current_a: Option<f64>,
+) -> Option<TestingRanges> {
+    match (max_volts, max_amps) {
         (Some(v), Some(a)) if v > 0.0 && a > 0.0 => {
             let wanted = a * AMPS_HEADROOM;
             let (amps_a, amps_capped) = match max_current_a {
                 Some(cap) if wanted > cap => (cap, true),
                 _ => (wanted, false),
             };
-            Ok(TestingRanges {
+            Some(TestingRanges {
                 volts_v: v,
                 amps_a,
                 amps_capped,
             })
         }
-        _ => Err(RangingError::NoSamples {
-            mark: ranging_mark.to_string(),
-        }),
+        _ => None,
     }
 }
 
