@@ -38,7 +38,9 @@ pub struct RunCounts<'a> {
     pub queries: u64,
 }
 
-/// Energy over `window_ns` from the sampler's report.
+/// Energy over `window_ns` from the sampler's report; the total by the
+/// default rule, or exactly `total_ids` when given.
+#[allow(clippy::too_many_arguments)]
 pub fn record(
     report: &SamplerReport,
     window_ns: (u64, u64),
@@ -48,10 +50,15 @@ pub fn record(
     interval: Duration,
     result_dir: &Path,
     ptd: Option<PtdRecord>,
+    total_ids: &[String],
 ) -> Result<PowerRecord> {
     let window = Window::new(window_ns.0, window_ns.1.max(window_ns.0 + 1))?;
     let meters: Vec<MeterEnergy> = report.energy(window)?;
-    let total = energy::system_total(&meters);
+    let total = if total_ids.is_empty() {
+        energy::system_total(&meters)
+    } else {
+        energy::chosen_total(&meters, total_ids)?
+    };
     let counted = total.measured.as_ref().or(total.estimated.as_ref());
     let efficiency = match counted {
         Some(part) if part.energy_j > 0.0 => {

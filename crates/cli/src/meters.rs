@@ -33,6 +33,11 @@ pub struct PowerArgs {
     #[arg(long, value_name = "WATTS")]
     pub tdp: Option<f64>,
 
+    /// Meters that make the system total, instead of the default rule (`joulebench power list`
+    /// prints it). E.g. --total ipmi, or --total nvml-gpu0,rapl-package-0.
+    #[arg(long, value_name = "METER", value_delimiter = ',')]
+    pub total: Vec<String>,
+
     /// Measure idle power for this many seconds first, and report energy above idle.
     #[arg(long, value_name = "SECONDS")]
     pub idle: Option<f64>,
@@ -220,6 +225,28 @@ impl PowerArgs {
             }
         }
         Ok(selection)
+    }
+
+    /// Checks `--total` names meters that were selected.
+    pub fn check_total(&self, selection: &Selection) -> Result<()> {
+        for id in &self.total {
+            if !selection.meters.iter().any(|m| &m.info().id == id) {
+                let ids: Vec<String> = selection
+                    .meters
+                    .iter()
+                    .map(|m| m.info().id.clone())
+                    .collect();
+                bail!(
+                    "--total {id}: not among the selected meters ({})",
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.join(", ")
+                    }
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn plans(&self, meters: Vec<Box<dyn Meter>>) -> Vec<MeterPlan> {

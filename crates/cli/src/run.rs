@@ -276,6 +276,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("creating the output folder {}", outdir.display()))?;
 
     let selection = args.power.select()?;
+    args.power.check_total(&selection)?;
     let unusable: Vec<UnusableMeter> = selection
         .unusable
         .iter()
@@ -373,6 +374,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 args.power.power_interval,
                 &outdir,
                 ptd_record,
+                &args.power.total,
             )?)
         }
         _ => None,

@@ -321,3 +321,114 @@ fn ptdaemon_runs_ranging_then_testing_with_fixed_ranges() {
     // The node meter is the total, measured.
     assert_eq!(result["power"]["total"]["measured"]["meter_ids"][0], "ptd");
 }
+
+#[test]
+fn a_meter_that_vanishes_mid_run_is_reported_and_the_run_goes_on() {
+    let steady = FakeRapl::start(30.0);
+    // A second package whose zone disappears 400 ms into the run.
+    let zone = steady.root.path().join("class/powercap/intel-rapl:1");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("name"), "package-1\n").unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    std::fs::write(zone.join("energy_uj"), "5000\n").unwrap();
+    let doomed = zone.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        std::fs::remove_dir_all(doomed).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = joulebench()
+        .args([
+            "run",
+            "--workload",
+            "null",
+            "--scenario",
+            "server",
+            "--set",
+            "target_qps=20000",
+            "--duration",
+            "1.2",
+            "--quiet",
+        ])
+        .args([
+            "--power",
+            "rapl",
+            "--power-interval",
+            "20ms",
+            "--total",
+            "rapl-package-0,rapl-package-1",
+            "--sysfs-root",
+        ])
+        .arg(steady.root.path())
+        .arg("-o")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("INCOMPLETE"), "{stdout}");
+    let result = read_json(&dir.path().join("result.json"));
+    let power = &result["power"];
+    assert_eq!(power["complete"], false);
+    let meters = power["meters"].as_array().unwrap();
+    let by_id = |id: &str| meters.iter().find(|m| m["meter_id"] == id).unwrap().clone();
+    assert_eq!(
+        by_id("rapl-package-0")["completeness"]["status"],
+        "complete"
+    );
+    assert_eq!(
+        by_id("rapl-package-1")["completeness"]["status"],
+        "incomplete"
+    );
+    let logs = power["logs"].as_array().unwrap();
+    let faults = &logs
+        .iter()
+        .find(|l| l["meter_id"] == "rapl-package-1")
+        .unwrap()["faults"];
+    assert!(faults["read_errors"].as_u64().unwrap() > 0, "{faults}");
+    // The chosen total names both; it is incomplete and says why.
+    assert_eq!(
+        power["total"]["measured"]["meter_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        power["total"]["measured"]["completeness"]["status"],
+        "incomplete"
+    );
+    assert!(power["total"]["rule"].as_str().unwrap().contains("--total"));
+    // The load generator's result is unaffected.
+    assert_eq!(result["performance"]["valid"], true);
+}
+
+#[test]
+fn total_must_name_selected_meters() {
+    let rapl = FakeRapl::start(10.0);
+    let out = joulebench()
+        .args([
+            "run",
+            "--power",
+            "rapl",
+            "--total",
+            "nvml-gpu0",
+            "--sysfs-root",
+        ])
+        .arg(rapl.root.path())
+        .arg("-o")
+        .arg(rapl.root.path().join("never"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("--total nvml-gpu0: not among the selected meters (rapl-package-0)"),
+        "{stderr}"
+    );
+}

@@ -64,6 +64,8 @@ pub enum EnergyError {
     },
     #[error("efficiency: {0}")]
     Efficiency(String),
+    #[error("total: {0}")]
+    Total(String),
 }
 
 /// A time window on the run's clock, in nanoseconds since the anchor.
@@ -484,6 +486,59 @@ pub struct SystemTotal {
     pub estimated: Option<TotalPart>,
     pub excluded: Vec<Excluded>,
     pub rule: String,
+}
+
+/// The total the user chose: exactly the meters in `ids` (measured and
+/// estimated still kept apart). For machines where the default rule does not
+/// know the layout, e.g. a PDU outlet meter that feeds only the GPUs.
+pub fn chosen_total(meters: &[MeterEnergy], ids: &[String]) -> Result<SystemTotal, EnergyError> {
+    for id in ids {
+        if !meters.iter().any(|m| &m.meter_id == id) {
+            let known: Vec<&str> = meters.iter().map(|m| m.meter_id.as_str()).collect();
+            return Err(EnergyError::Total(format!(
+                "no meter '{id}' (meters: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    let part = |provenance: Provenance| {
+        let chosen: Vec<&MeterEnergy> = meters
+            .iter()
+            .filter(|m| m.provenance == provenance && ids.contains(&m.meter_id))
+            .collect();
+        if chosen.is_empty() {
+            return None;
+        }
+        let reasons: Vec<String> = chosen
+            .iter()
+            .flat_map(|m| {
+                m.completeness
+                    .reasons()
+                    .iter()
+                    .map(move |r| format!("{}: {r}", m.meter_id))
+            })
+            .collect();
+        Some(TotalPart {
+            provenance,
+            energy_j: chosen.iter().map(|m| m.energy_j).sum(),
+            avg_w: chosen.iter().map(|m| m.avg_w).sum(),
+            meter_ids: chosen.iter().map(|m| m.meter_id.clone()).collect(),
+            completeness: Completeness::from_reasons(reasons),
+        })
+    };
+    Ok(SystemTotal {
+        measured: part(Provenance::Measured),
+        estimated: part(Provenance::Estimated),
+        excluded: meters
+            .iter()
+            .filter(|m| !ids.contains(&m.meter_id))
+            .map(|m| Excluded {
+                meter_id: m.meter_id.clone(),
+                reason: "not named in --total".into(),
+            })
+            .collect(),
+        rule: format!("chosen by the user (--total): {}", ids.join(" + ")),
+    })
 }
 
 /// Totals `meters` under [`TOTAL_RULE`].
@@ -967,6 +1022,73 @@ mod tests {
             counter_resets: vec![],
             completeness: Completeness::Complete,
         }
+    }
+
+    #[test]
+    fn a_chosen_total_sums_exactly_the_named_meters() {
+        use Provenance::*;
+        let meters = [
+            me("ipmi", Scope::Node, Measured, 1000.0, &[]),
+            me("nvml-gpu0", Scope::Gpu, Measured, 300.0, &[]),
+            me("rapl-package-0", Scope::CpuPackage, Measured, 100.0, &[]),
+        ];
+        let ids = vec!["nvml-gpu0".to_string(), "rapl-package-0".to_string()];
+        let t = chosen_total(&meters, &ids).unwrap();
+        let m = t.measured.unwrap();
+        assert_eq!(m.meter_ids, ids);
+        assert!((m.energy_j - 400.0).abs() < 1e-9);
+        assert_eq!(t.excluded.len(), 1);
+        assert!(t.rule.contains("--total"));
+        let err = chosen_total(&meters, &["gpu9".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("no meter 'gpu9'"), "{err}");
+    }
+
+    #[test]
+    fn several_readings_of_one_gpu_count_once() {
+        // NVML's shape on an H100: the counter meter lists the other
+        // whole-GPU readings and the memory meter as inside it. Figures are
+        // those measured on the device machine (bench/gpu_energy_check.sh).
+        use Provenance::*;
+        let t = system_total(&[
+            me(
+                "nvml-gpu0",
+                Scope::Gpu,
+                Measured,
+                9740.1,
+                &[
+                    "nvml-gpu0-memory-power",
+                    "nvml-gpu0-power",
+                    "nvml-gpu0-power-instant",
+                    "nvml-gpu0-power-average",
+                ],
+            ),
+            me(
+                "nvml-gpu0-power",
+                Scope::Gpu,
+                Measured,
+                9745.0,
+                &["nvml-gpu0-memory-power"],
+            ),
+            me(
+                "nvml-gpu0-power-instant",
+                Scope::Gpu,
+                Measured,
+                9713.0,
+                &["nvml-gpu0-memory-power"],
+            ),
+            me(
+                "nvml-gpu0-power-average",
+                Scope::Gpu,
+                Measured,
+                9744.9,
+                &["nvml-gpu0-memory-power"],
+            ),
+            me("nvml-gpu0-memory-power", Scope::Gpu, Measured, 2080.0, &[]),
+        ]);
+        let measured = t.measured.unwrap();
+        assert_eq!(measured.meter_ids, vec!["nvml-gpu0".to_string()]);
+        assert!((measured.energy_j - 9740.1).abs() < 1e-9);
+        assert_eq!(t.excluded.len(), 4);
     }
 
     #[test]

@@ -682,13 +682,18 @@ fn probe_device(nvml: &Arc<Nvml>, index: u32, probes: &mut Vec<Probe>) {
         error: rename(e, id),
     };
 
+    // The main meter is the GPU for the system total; the other whole-GPU
+    // readings measure the same thing another way (kept for comparison), so
+    // it lists them as inside it and the total never adds them again.
+    let mut main_contains = contains.clone();
+    main_contains.extend([power_id.clone(), instant_id.clone(), average_id.clone()]);
     match (nvml.total_energy_mj(device), nvml.power_usage_mw(device)) {
         (Ok(_), Ok(_)) => {
             probes.push(meter(
                 &main_id,
                 &domain,
                 NvmlQuantity::TotalEnergy,
-                &contains,
+                &main_contains,
             ));
             probes.push(meter(
                 &power_id,
@@ -702,7 +707,7 @@ fn probe_device(nvml: &Arc<Nvml>, index: u32, probes: &mut Vec<Probe>) {
                 &main_id,
                 &domain,
                 NvmlQuantity::TotalEnergy,
-                &contains,
+                &main_contains,
             ));
             probes.push(unusable(&power_id, &domain, e));
         }
@@ -717,7 +722,7 @@ fn probe_device(nvml: &Arc<Nvml>, index: u32, probes: &mut Vec<Probe>) {
                 &main_id,
                 &domain,
                 NvmlQuantity::PowerUsage,
-                &contains,
+                &main_contains,
             ));
         }
         (Err(energy_err), Err(_)) => probes.push(unusable(&main_id, &domain, energy_err)),
