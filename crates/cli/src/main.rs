@@ -2,8 +2,16 @@
 //! spends doing it, the way MLPerf does. This binary parses arguments and
 //! wires the library crates together; the behaviour lives in them.
 
+mod compare;
 mod energy;
+mod exporter;
+mod measure;
+mod merge;
 mod meters;
+mod power_client;
+mod power_server;
+mod ptd_serve;
+mod report_cmd;
 mod power_cmd;
 mod progress;
 mod run;
@@ -36,6 +44,22 @@ enum Command {
     /// See and trust the power meters: list what this machine has, watch live readings.
     #[command(subcommand)]
     Power(power_cmd::PowerCommand),
+    /// Energy of any command, like `time` for joules: `joulebench measure -- CMD ARGS`.
+    Measure(measure::MeasureArgs),
+    /// Sum per-node results (e.g. one `measure` per Slurm node) into one.
+    Merge(merge::MergeArgs),
+    /// A self-contained HTML (or Markdown) report of a run.
+    Report(report_cmd::ReportArgs),
+    /// Several runs side by side: throughput, W, J per sample, samples/J, ratios.
+    Compare(compare::CompareArgs),
+    /// Serve power and energy as Prometheus metrics.
+    Exporter(exporter::ExporterArgs),
+    /// A drop-in SPEC PTDaemon backed by any joulebench meter (virtual analyzer).
+    PtdServe(ptd_serve::PtdServeArgs),
+    /// MLPerf power director (power-dev's server role).
+    PowerServer(power_server::PowerServerArgs),
+    /// MLPerf power client (power-dev's client role).
+    PowerClient(power_client::PowerClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +79,14 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Power(cmd) => power_cmd::run(cmd),
+        Command::Measure(args) => measure::run(args),
+        Command::Merge(args) => merge::run(args),
+        Command::Report(args) => report_cmd::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::Exporter(args) => exporter::run(args),
+        Command::PtdServe(args) => ptd_serve::run(args),
+        Command::PowerServer(args) => power_server::run(args),
+        Command::PowerClient(args) => power_client::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,12 @@
+//! (in progress: see the issue that owns this command)
+
+use anyhow::{bail, Result};
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct PowerClientArgs {}
+
+pub fn run(_args: PowerClientArgs) -> Result<ExitCode> {
+    bail!("not built yet")
+}
