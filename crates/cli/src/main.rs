@@ -8,12 +8,13 @@ mod exporter;
 mod measure;
 mod merge;
 mod meters;
+mod model_workload;
 mod power_client;
+mod power_cmd;
 mod power_server;
+mod progress;
 mod ptd_serve;
 mod report_cmd;
-mod power_cmd;
-mod progress;
 mod run;
 
 use clap::{Parser, Subcommand};

@@ -19,6 +19,10 @@ pub enum WorkloadName {
     Null,
     /// Each sample takes --service-time on one of --concurrency workers.
     Sleep,
+    /// ResNet-50 v1.5 image classification (MLPerf's model), batched; --device, --weights.
+    Resnet50,
+    /// ResNet-18 image classification (edge class), batched; --device, --weights.
+    Resnet18,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +107,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "1024")]
     samples: usize,
 
+    #[command(flatten)]
+    model_args: crate::model_workload::ModelArgs,
+
     /// Samples that fit in memory at once (the performance set). Default: all.
     #[arg(long)]
     performance_samples: Option<usize>,
@@ -157,14 +164,50 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 /// The SUT and what it can do (targets that make a sensible default run).
 struct Workload {
     sut: Box<dyn SystemUnderTest>,
+    qsl: Box<dyn loadgen::QuerySampleLibrary>,
     parameters: serde_json::Value,
     capacity_per_s: f64,
     latency_ns: f64,
 }
 
-fn build_workload(args: &RunArgs) -> Result<Workload> {
+fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload> {
+    let synthetic = || {
+        Box::new(workloads::synthetic::SyntheticQsl::new(
+            args.samples,
+            performance_samples,
+        ))
+    };
     Ok(match args.workload {
+        WorkloadName::Resnet50 | WorkloadName::Resnet18 => {
+            let arch = if args.workload == WorkloadName::Resnet50 {
+                workloads::vision::Arch::ResNet50
+            } else {
+                workloads::vision::Arch::ResNet18
+            };
+            if args
+                .mode
+                .is_some_and(|m| matches!(m, Mode::AccuracyOnly | Mode::SubmissionRun))
+                && args.model_args.weights.is_none()
+            {
+                bail!("accuracy mode needs real weights (--weights): random weights make accuracy meaningless");
+            }
+            let w = crate::model_workload::build(
+                arch,
+                &args.model_args,
+                args.seed,
+                args.samples,
+                performance_samples,
+            )?;
+            Workload {
+                sut: Box::new(w.sut),
+                qsl: Box::new(ArcQsl(w.qsl)),
+                parameters: w.parameters,
+                capacity_per_s: w.capacity_per_s,
+                latency_ns: w.latency_ns,
+            }
+        }
         WorkloadName::Null => Workload {
+            qsl: synthetic(),
             sut: Box::new(workloads::null::NullSut),
             parameters: serde_json::json!({}),
             // Planning targets only: the null SUT is as fast as the harness.
@@ -184,6 +227,7 @@ fn build_workload(args: &RunArgs) -> Result<Workload> {
             };
             let sut = SleepSut::new(service, args.concurrency);
             Workload {
+                qsl: synthetic(),
                 capacity_per_s: sut.capacity_per_second(),
                 latency_ns: args.service_time.as_nanos() as f64,
                 parameters: serde_json::json!({
@@ -262,7 +306,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("--samples and --performance-samples must be at least 1");
     }
     // Every input is checked before anything starts.
-    let workload = build_workload(&args)?;
+    let workload = build_workload(&args, performance_samples)?;
     let (settings, applied) = build_settings(&args, &workload, &model)?;
     let started_at = chrono::Utc::now();
     let outdir = args.output.clone().unwrap_or_else(|| {
@@ -291,7 +335,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     install_interrupt_handler(Arc::clone(&control.interrupt));
-    let qsl = workloads::synthetic::SyntheticQsl::new(args.samples, performance_samples);
     // The run's single clock: queries and power samples are timed from here.
     let anchor = Instant::now();
     let mut plans = args.power.plans(selection.meters);
@@ -304,7 +347,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let pass = Pass {
         sut: workload.sut.as_ref(),
-        qsl: &qsl,
+        qsl: workload.qsl.as_ref(),
         settings: &settings,
         anchor,
         control: &control,
@@ -481,7 +524,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 /// One load-generator test with the sampler around it.
 struct Pass<'a> {
     sut: &'a dyn SystemUnderTest,
-    qsl: &'a workloads::synthetic::SyntheticQsl,
+    qsl: &'a dyn loadgen::QuerySampleLibrary,
     settings: &'a TestSettings,
     anchor: Instant,
     control: &'a RunControl,
@@ -560,6 +603,30 @@ fn electrical_maxima(report: &Option<power::sampler::SamplerReport>) -> (Option<
         }
     }
     (volts, amps)
+}
+
+/// A shared QSL behind the load generator's `&dyn` interface.
+struct ArcQsl<Q>(std::sync::Arc<Q>);
+
+impl<Q: loadgen::QuerySampleLibrary> loadgen::QuerySampleLibrary for ArcQsl<Q> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn total_sample_count(&self) -> usize {
+        self.0.total_sample_count()
+    }
+    fn performance_sample_count(&self) -> usize {
+        self.0.performance_sample_count()
+    }
+    fn load_samples_to_ram(
+        &self,
+        samples: &[loadgen::QuerySampleIndex],
+    ) -> Result<(), loadgen::qsl::QslError> {
+        self.0.load_samples_to_ram(samples)
+    }
+    fn unload_samples_from_ram(&self, samples: &[loadgen::QuerySampleIndex]) {
+        self.0.unload_samples_from_ram(samples)
+    }
 }
 
 /// First Ctrl-C: end the run cleanly (logs written, result marked

@@ -182,9 +182,13 @@ fn summaries_have_loadgens_layout() {
                 }
             }
             // The reference Offline run was too short (INVALID); ours is valid
-            // or not depending on speed: drop the verdict-dependent lines.
+            // or not depending on speed: drop the verdict- and speed-dependent
+            // recommendation lines.
             lines.retain(|l| {
-                !l.starts_with("Recommendations:") && !l.starts_with(" * Increase expected QPS")
+                !l.starts_with("Recommendations:")
+                    && !l.starts_with(" * Increase")
+                    && !l.starts_with(" * Decrease")
+                    && !l.starts_with(" * Reduce")
             });
             for line in lines.iter_mut() {
                 if line.starts_with("Result is :") {

@@ -3,6 +3,16 @@
 //! Versioning: a field is never renamed or given a new meaning within a
 //! version; new optional fields may be added. Readers check
 //! `schema_version` and refuse versions they do not know.
+//!
+//! Two kinds share the version: `inference` ([`RunResult`], `joulebench run`)
+//! and `command` ([`CommandResult`], `joulebench measure` and `merge`). They
+//! share the header (version, status, system, command line), `timed_window`,
+//! `power` and `files`, field for field; a command result has no `workload`,
+//! `settings` or `performance`, and adds `measured_command`, `phases`,
+//! `phase_totals` and `nodes`. Readers that take either use [`read_any`] and
+//! dispatch on `kind`; [`read`] keeps returning inference results only. The
+//! version stays 1 because no inference result changes and no field changes
+//! meaning: a command result is a new kind, not a new shape of an old one.
 
 use loadgen::stats::{LatencyStats, Validity};
 use loadgen::{Mode, Scenario};
@@ -10,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
 pub const RESULT_FILE: &str = "result.json";
+/// `kind` of a `joulebench run` result.
+pub const KIND_INFERENCE: &str = "inference";
+/// `kind` of a `joulebench measure` (or `merge`) result.
+pub const KIND_COMMAND: &str = "command";
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,11 +216,18 @@ pub enum ReadError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("{path}: schema version {found} is not supported (this joulebench reads version {SCHEMA_VERSION})")]
+    #[error("{path}: schema version {found} is not supported (this joulebench reads version {SCHEMA_VERSION}); use the joulebench that wrote it, or run again")]
     Version { path: String, found: u64 },
+    #[error("{path}: a result of kind `{found}` where kind `{expected}` was needed")]
+    Kind {
+        path: String,
+        found: String,
+        expected: String,
+    },
 }
 
-pub fn read(path: &std::path::Path) -> Result<RunResult, ReadError> {
+/// Reads the file and checks its version; returns it with its `kind`.
+fn read_checked(path: &std::path::Path) -> Result<(serde_json::Value, String), ReadError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
         path: p.clone(),
@@ -224,7 +245,287 @@ pub fn read(path: &std::path::Path) -> Result<RunResult, ReadError> {
     if found != u64::from(SCHEMA_VERSION) {
         return Err(ReadError::Version { path: p, found });
     }
+    let kind = value
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or(KIND_INFERENCE)
+        .to_string();
+    Ok((value, kind))
+}
+
+/// Reads an inference result (`joulebench run`).
+pub fn read(path: &std::path::Path) -> Result<RunResult, ReadError> {
+    let (value, kind) = read_checked(path)?;
+    let p = path.display().to_string();
+    if kind != KIND_INFERENCE {
+        return Err(ReadError::Kind {
+            path: p,
+            found: kind,
+            expected: KIND_INFERENCE.into(),
+        });
+    }
     serde_json::from_value(value).map_err(|source| ReadError::Json { path: p, source })
+}
+
+/// Reads a result of either kind.
+pub fn read_any(path: &std::path::Path) -> Result<AnyResult, ReadError> {
+    let (value, kind) = read_checked(path)?;
+    let p = path.display().to_string();
+    let json = |source| ReadError::Json {
+        path: p.clone(),
+        source,
+    };
+    match kind.as_str() {
+        KIND_INFERENCE => Ok(AnyResult::Inference(Box::new(
+            serde_json::from_value(value).map_err(json)?,
+        ))),
+        KIND_COMMAND => Ok(AnyResult::Command(Box::new(
+            serde_json::from_value(value).map_err(json)?,
+        ))),
+        _ => Err(ReadError::Kind {
+            path: p.clone(),
+            found: kind,
+            expected: format!("{KIND_INFERENCE}` or `{KIND_COMMAND}"),
+        }),
+    }
+}
+
+/// A result of any kind, with what the kinds share.
+#[derive(Debug, Clone)]
+pub enum AnyResult {
+    Inference(Box<RunResult>),
+    Command(Box<CommandResult>),
+}
+
+impl AnyResult {
+    pub fn kind(&self) -> &str {
+        match self {
+            AnyResult::Inference(r) => &r.kind,
+            AnyResult::Command(r) => &r.kind,
+        }
+    }
+
+    pub fn status(&self) -> RunStatus {
+        match self {
+            AnyResult::Inference(r) => r.status,
+            AnyResult::Command(r) => r.status,
+        }
+    }
+
+    pub fn started_at(&self) -> &str {
+        match self {
+            AnyResult::Inference(r) => &r.started_at,
+            AnyResult::Command(r) => &r.started_at,
+        }
+    }
+
+    pub fn joulebench_version(&self) -> &str {
+        match self {
+            AnyResult::Inference(r) => &r.joulebench_version,
+            AnyResult::Command(r) => &r.joulebench_version,
+        }
+    }
+
+    pub fn command(&self) -> &[String] {
+        match self {
+            AnyResult::Inference(r) => &r.command,
+            AnyResult::Command(r) => &r.command,
+        }
+    }
+
+    pub fn system(&self) -> &crate::system::SystemDescription {
+        match self {
+            AnyResult::Inference(r) => &r.system,
+            AnyResult::Command(r) => &r.system,
+        }
+    }
+
+    pub fn timed_window(&self) -> Option<&TimedWindow> {
+        match self {
+            AnyResult::Inference(r) => r.timed_window.as_ref(),
+            AnyResult::Command(r) => r.timed_window.as_ref(),
+        }
+    }
+
+    pub fn power(&self) -> Option<&PowerRecord> {
+        match self {
+            AnyResult::Inference(r) => r.power.as_ref(),
+            AnyResult::Command(r) => r.power.as_ref(),
+        }
+    }
+
+    /// The performance of an inference run; `None` for a command.
+    pub fn performance(&self) -> Option<&Performance> {
+        match self {
+            AnyResult::Inference(r) => r.performance.as_ref(),
+            AnyResult::Command(_) => None,
+        }
+    }
+
+    /// Seconds the measured work took: the timed window, or a command's wall time.
+    pub fn duration_s(&self) -> Option<f64> {
+        match self {
+            AnyResult::Inference(r) => r.timed_window.as_ref().map(|w| w.duration_s),
+            AnyResult::Command(r) => Some(r.measured_command.wall_s),
+        }
+    }
+
+    /// A short name for tables: `sleep Offline` or the command's program.
+    pub fn label(&self) -> String {
+        match self {
+            AnyResult::Inference(r) => format!("{} {}", r.workload.name, r.settings.scenario),
+            AnyResult::Command(r) => {
+                let program = r
+                    .measured_command
+                    .argv
+                    .first()
+                    .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+                    .unwrap_or_else(|| "command".into());
+                if r.nodes.is_empty() {
+                    program
+                } else {
+                    format!("{program} ({} nodes)", r.nodes.len())
+                }
+            }
+        }
+    }
+}
+
+/// A measured command: `joulebench measure -- CMD` (one node) or `joulebench
+/// merge` (several nodes' measurements summed), kind `command`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub schema_version: u32,
+    pub joulebench_version: String,
+    /// Always `command`.
+    pub kind: String,
+    pub status: RunStatus,
+    /// UTC, RFC 3339.
+    pub started_at: String,
+    /// The joulebench command line that produced this result.
+    pub command: Vec<String>,
+    pub system: crate::system::SystemDescription,
+    pub measured_command: MeasuredCommand,
+    /// From the command's start to its exit, on the run clock (absent in a
+    /// merged result: each node has its own clock).
+    pub timed_window: Option<TimedWindow>,
+    /// Phases the command marked, in order, each with its energy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseRecord>,
+    /// Per phase name: occurrences and energy summed (over nodes when merged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phase_totals: Vec<PhaseTotal>,
+    /// A merged result's nodes, one per input result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRecord>,
+    /// Energy over `timed_window`; absent when no meter was used.
+    #[serde(default)]
+    pub power: Option<PowerRecord>,
+    /// Each meter's highest power inside `timed_window`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peak_power: Vec<MeterPeak>,
+    /// Files written, relative to the result's directory.
+    pub files: Vec<String>,
+}
+
+/// A meter's highest power in a window: the highest average over any 0.25 s
+/// span of its readings (`report::run_dir::PEAK_SPAN_S`; a single reading for
+/// meters read less often), so one noisy short counter interval is not it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterPeak {
+    pub meter_id: String,
+    pub peak_w: f64,
+}
+
+/// The command that was run and how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasuredCommand {
+    /// The program and its arguments, as given.
+    pub argv: Vec<String>,
+    /// The command's exit status, when it exited (not killed by a signal).
+    pub exit_code: Option<i32>,
+    /// The signal that ended the command, when one did.
+    pub signal: Option<i32>,
+    /// What joulebench exited with: the command's status, 128 + signal, or
+    /// 126/127 when it could not be started.
+    pub reported_exit_code: i32,
+    /// Seconds from start to exit (the longest node's, when merged).
+    pub wall_s: f64,
+    /// Why the command could not be started, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
+    /// Signals received and passed on to the command, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarded_signals: Vec<String>,
+    /// Mark lines that were not understood (ignored), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mark_problems: Vec<String>,
+    /// The Slurm job step this ran in, when it ran under Slurm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmContext>,
+}
+
+/// Where in a Slurm job a measurement ran (from `SLURM_*` variables).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmContext {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// `SLURMD_NODENAME`.
+    pub node_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_nodes: Option<u32>,
+}
+
+/// One marked phase: from its mark to the next mark (or `end`, or the command's exit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub name: String,
+    /// On the run clock.
+    pub begin_ns: u64,
+    pub end_ns: u64,
+    pub duration_s: f64,
+    /// Energy of each meter over the phase.
+    pub meters: Vec<power::energy::MeterEnergy>,
+    /// The system total over the phase, by the run's total rule.
+    pub total: power::energy::SystemTotal,
+    /// Measured energy above idle power (with `--idle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_j: Option<f64>,
+}
+
+/// One phase name's occurrences, summed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTotal {
+    pub name: String,
+    pub occurrences: u32,
+    /// Summed over occurrences (and over nodes when merged).
+    pub duration_s: f64,
+    pub measured_j: Option<f64>,
+    pub estimated_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_j: Option<f64>,
+}
+
+/// One node of a merged result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub hostname: String,
+    /// The node's result folder, as given to `merge`.
+    pub dir: String,
+    pub status: RunStatus,
+    pub reported_exit_code: i32,
+    pub wall_s: f64,
+    pub measured_j: Option<f64>,
+    pub measured_avg_w: Option<f64>,
+    pub estimated_j: Option<f64>,
+    pub estimated_avg_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_j: Option<f64>,
+    /// False when any of this node's counted meters is incomplete.
+    pub complete: bool,
 }
 
 /// Power and energy of a run, over the timed window.

@@ -88,3 +88,120 @@ fn ns(v: Option<i64>) -> String {
         Some(n) => format!("{n} ns"),
     }
 }
+
+/// The summary `joulebench measure` prints on stderr after the command exits
+/// (and `merge` after merging): how it ended, then per meter average and peak
+/// W and energy in J and Wh, the totals with measured and estimated apart,
+/// idle, phases, and where the result is.
+pub fn command_summary(r: &crate::schema::CommandResult, dir: &str) -> String {
+    use power::meter::Provenance;
+    let mut o = String::new();
+    let m = &r.measured_command;
+    let how = match (m.exit_code, m.signal, &m.start_error) {
+        (_, _, Some(e)) => format!("could not start: {e}"),
+        (Some(c), _, _) => format!("exited with {c}"),
+        (None, Some(s), _) => format!("was killed by signal {s}"),
+        _ => format!("ended (exit code {})", m.reported_exit_code),
+    };
+    let _ = writeln!(
+        o,
+        "\njoulebench measure: `{}` {how} after {:.3} s{}",
+        m.argv.join(" "),
+        m.wall_s,
+        if r.nodes.is_empty() {
+            String::new()
+        } else {
+            format!(" (longest of {} nodes)", r.nodes.len())
+        }
+    );
+    if r.status == crate::schema::RunStatus::Interrupted {
+        let _ = writeln!(o, "  INTERRUPTED: {}", m.forwarded_signals.join("; "));
+    }
+    let Some(p) = &r.power else {
+        let _ = writeln!(o, "  no meter: wall time only\n  result      {dir}");
+        return o;
+    };
+    let _ = writeln!(
+        o,
+        "  {:<28} {:>9} {:>9} {:>13} {:>10}",
+        "meter", "avg W", "peak W", "energy J", "Wh"
+    );
+    for e in &p.meters {
+        let peak = r
+            .peak_power
+            .iter()
+            .find(|x| x.meter_id == e.meter_id)
+            .map_or_else(|| "-".to_string(), |x| format!("{:.2}", x.peak_w));
+        let tag = if e.provenance == Provenance::Estimated {
+            " (estimated)"
+        } else {
+            ""
+        };
+        let incomplete = if e.completeness.is_complete() {
+            String::new()
+        } else {
+            format!("  INCOMPLETE: {}", e.completeness.reasons().join("; "))
+        };
+        let _ = writeln!(
+            o,
+            "  {:<28} {:>9.2} {:>9} {:>13.3} {:>10.5}{tag}{incomplete}",
+            e.meter_id,
+            e.avg_w,
+            peak,
+            e.energy_j,
+            e.energy_j / 3600.0
+        );
+    }
+    for (label, part) in [
+        ("measured total", &p.total.measured),
+        ("estimated total", &p.total.estimated),
+    ] {
+        if let Some(t) = part {
+            let _ = writeln!(
+                o,
+                "  {:<28} {:>9.2} {:>9} {:>13.3} {:>10.5}  ({})",
+                label,
+                t.avg_w,
+                "",
+                t.energy_j,
+                t.energy_j / 3600.0,
+                t.meter_ids.join(" + ")
+            );
+        }
+    }
+    if p.total.measured.is_none() && p.total.estimated.is_some() {
+        let _ = writeln!(o, "  (no measuring meter: the total is an estimate)");
+    }
+    if let Some(idle) = &p.idle {
+        if let (Some(w), Some(j)) = (idle.total_idle_w, idle.energy_above_idle_j) {
+            let _ = writeln!(o, "  idle        {w:.2} W; {j:.3} J above idle");
+        }
+    }
+    if !r.phase_totals.is_empty() {
+        let _ = writeln!(
+            o,
+            "  {:<28} {:>9} {:>12} {:>13} {:>13}",
+            "phase", "times", "duration s", "measured J", "estimated J"
+        );
+        let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
+        for t in &r.phase_totals {
+            let _ = writeln!(
+                o,
+                "  {:<28} {:>9} {:>12.3} {:>13} {:>13}",
+                t.name,
+                t.occurrences,
+                t.duration_s,
+                f(t.measured_j),
+                f(t.estimated_j)
+            );
+        }
+    }
+    if !p.complete {
+        let _ = writeln!(
+            o,
+            "  energy INCOMPLETE: a counted meter had gaps or errors (see result.json)"
+        );
+    }
+    let _ = writeln!(o, "  result      {dir}");
+    o
+}

@@ -410,6 +410,33 @@ pub fn parse_sample_log(text: &str) -> (Vec<PtdSample>, usize) {
     (samples, skipped)
 }
 
+/// Writes a sample in PTDaemon's log and `RL` form (the inverse of
+/// [`parse_sample_line`]): six decimals, `-1.000000` for an unknown quantity,
+/// channel groups after the mark. Used by joulebench's virtual analyzer.
+pub fn format_sample_line(sample: &PtdSample) -> String {
+    let num = |v: Option<f64>| format!("{:.6}", v.unwrap_or(-1.0));
+    let mut line = format!(
+        "Time,{},Watts,{:.6},Volts,{},Amps,{},PF,{},Mark,{}",
+        sample.time,
+        sample.watts,
+        num(sample.volts),
+        num(sample.amps),
+        num(sample.power_factor),
+        sample.mark
+    );
+    for c in &sample.channels {
+        line.push_str(&format!(
+            ",Ch{},Watts,{:.6},Volts,{},Amps,{},PF,{}",
+            c.channel,
+            c.watts,
+            num(c.volts),
+            num(c.amps),
+            num(c.power_factor)
+        ));
+    }
+    line
+}
+
 /// An analyzer range state as `RR` reports it: auto-ranging on/off/unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoRange {
@@ -675,6 +702,16 @@ pub struct PtdClient {
     /// The sample-reading command this daemon accepted (`RL,*,*`, `RL` or
     /// `DC-RL`), learnt on first use.
     rl_command: Option<&'static str>,
+    /// Every exchange since [`PtdClient::record_transcript`], when recording.
+    transcript: Option<Vec<PtdExchange>>,
+}
+
+/// One command and the one reply line it got, as MLPerf's server records them
+/// (`ptd_messages` in `server.json`). For `RL` the reply is the header line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtdExchange {
+    pub command: String,
+    pub reply: String,
 }
 
 /// A client shared by the meter's sampling thread and the run orchestrator.
@@ -720,6 +757,7 @@ impl PtdClient {
                         timeouts,
                         broken: None,
                         rl_command: None,
+                        transcript: None,
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
@@ -879,10 +917,30 @@ impl PtdClient {
         Ok((reply, value))
     }
 
+    /// Starts keeping every command and its reply line (see [`PtdExchange`]).
+    pub fn record_transcript(&mut self) {
+        self.transcript.get_or_insert_with(Vec::new);
+    }
+
+    /// The exchanges recorded so far; recording goes on.
+    pub fn take_transcript(&mut self) -> Vec<PtdExchange> {
+        self.transcript
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Reads the samples PTDaemon offers (`RL,*,*` for multichannel
     /// analyzers, falling back to `RL`, then `DC-RL`, the way MLPerf's
     /// server does). The accepted command is remembered for later calls.
     pub fn read_samples(&mut self) -> Result<Vec<PtdSample>, PtdError> {
+        let lines = self.read_sample_lines()?;
+        lines.iter().map(|l| parse_sample_line(l)).collect()
+    }
+
+    /// Like [`Self::read_samples`], but the sample lines as PTDaemon sent
+    /// them, unparsed (for a server that stores them verbatim).
+    pub fn read_sample_lines(&mut self) -> Result<Vec<String>, PtdError> {
         let mut command: &'static str = self.rl_command.unwrap_or("RL,*,*");
         loop {
             let header = self.request(command)?;
@@ -921,7 +979,7 @@ impl PtdClient {
                 lines.push(self.read_line(command, deadline)?);
             }
             self.rl_command = Some(command);
-            return lines.iter().map(|l| parse_sample_line(l)).collect();
+            return Ok(lines);
         }
     }
 
@@ -947,6 +1005,12 @@ impl PtdClient {
         tracing::trace!(target: "ptd", command, "sent");
         let reply = self.read_line(command, deadline)?;
         tracing::trace!(target: "ptd", command, reply = reply.as_str(), "reply");
+        if let Some(t) = self.transcript.as_mut() {
+            t.push(PtdExchange {
+                command: command.to_string(),
+                reply: reply.clone(),
+            });
+        }
         Ok(reply)
     }
 
@@ -1264,6 +1328,14 @@ mod tests {
                 }
                 other => panic!("{line:?}: expected Malformed, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn formatted_sample_lines_parse_back_to_the_same_sample() {
+        for line in [LINE, MULTI] {
+            let s = parse_sample_line(line).unwrap();
+            assert_eq!(format_sample_line(&s), line);
         }
     }
 

@@ -1,0 +1,451 @@
+//! power-dev's v3 client ↔ server protocol: lines ending `\r\n` over TCP.
+//!
+//! The client opens with [`MAGIC_CLIENT`], the server answers
+//! [`MAGIC_SERVER`]; then each command is one line and each reply one line,
+//! except `download`, whose reply is a file in chunks (`{len}\r\n{bytes}`,
+//! ending with a `0` chunk). This module holds the framing ([`LineConn`]) and
+//! the command set ([`Command`]) both roles share, so that what our client
+//! writes is exactly what our server reads, and both are exactly what
+//! power-dev's own client and server write (the protocol tests replay their
+//! sequences byte for byte).
+//!
+//! `joulebench-token,{token}` is ours: power-dev's protocol has no
+//! authentication, so a server listening beyond loopback can require a shared
+//! token as the first command. It is never recorded in the message lists
+//! (the token must not land in result files), so those stay identical to
+//! power-dev's.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+pub const MAGIC_CLIENT: &str = "mlcommons/power client v3";
+pub const MAGIC_SERVER: &str = "mlcommons/power server v3";
+/// The server's default port.
+pub const DEFAULT_PORT: u16 = 4950;
+/// Files a client may download from a finished session, relative to it, in
+/// the order power-dev's client fetches them (`run_1/ptd_out.txt` last: it is
+/// not in every power-dev release's list).
+pub const FETCH_FILES: [&str; 6] = [
+    "power/ptd_logs.txt",
+    "ranging/spl.txt",
+    "power/server.json",
+    "power/server.log",
+    "run_1/spl.txt",
+    "run_1/ptd_out.txt",
+];
+/// Of [`FETCH_FILES`], the one older power-dev servers do not offer.
+pub const OPTIONAL_FETCH_FILES: [&str; 1] = ["run_1/ptd_out.txt"];
+/// Our token command's prefix (see the module docs).
+pub const TOKEN_COMMAND: &str = "joulebench-token";
+/// Longest line accepted; a longer one is a protocol error.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Largest chunk accepted in a file transfer.
+const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("{peer}: {source}")]
+    Io {
+        peer: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{peer}: no line within {timeout_s} s")]
+    Timeout { peer: String, timeout_s: u64 },
+    #[error("{peer}: disconnected")]
+    Disconnected { peer: String },
+    #[error("{peer}: malformed line {line:?}: {reason}")]
+    Malformed {
+        peer: String,
+        line: String,
+        reason: String,
+    },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One TCP connection speaking the line protocol.
+pub struct LineConn {
+    reader: BufReader<TcpStream>,
+    peer: String,
+    timeout: Option<Duration>,
+}
+
+impl LineConn {
+    /// Wraps a connected stream; `timeout` bounds every read (None: wait
+    /// for ever, as a server waiting for a client running a workload does).
+    pub fn new(stream: TcpStream, timeout: Option<Duration>) -> std::io::Result<LineConn> {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "peer".into());
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(timeout)?;
+        Ok(LineConn {
+            reader: BufReader::new(stream),
+            peer,
+            timeout,
+        })
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn io(&self, source: std::io::Error) -> ProtocolError {
+        match source.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => ProtocolError::Timeout {
+                peer: self.peer.clone(),
+                timeout_s: self.timeout.map_or(0, |t| t.as_secs()),
+            },
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe => ProtocolError::Disconnected {
+                peer: self.peer.clone(),
+            },
+            _ => ProtocolError::Io {
+                peer: self.peer.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Sends one line (`\r\n` appended).
+    pub fn send(&mut self, line: &str) -> Result<(), ProtocolError> {
+        let bytes = format!("{line}\r\n");
+        self.reader
+            .get_mut()
+            .write_all(bytes.as_bytes())
+            .map_err(|e| self.io(e))
+    }
+
+    /// Receives one line without its `\r\n` (a bare `\n` is accepted, as
+    /// power-dev does). `Ok(None)` when the peer closed the connection
+    /// between lines.
+    pub fn recv(&mut self) -> Result<Option<String>, ProtocolError> {
+        let mut line = Vec::new();
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(e)),
+            };
+            if chunk.is_empty() {
+                if line.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ProtocolError::Disconnected {
+                    peer: self.peer.clone(),
+                });
+            }
+            let (taken, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    line.extend_from_slice(&chunk[..pos]);
+                    (pos + 1, true)
+                }
+                None => {
+                    line.extend_from_slice(chunk);
+                    (chunk.len(), false)
+                }
+            };
+            self.reader.consume(taken);
+            if line.len() > MAX_LINE_BYTES {
+                return Err(ProtocolError::Malformed {
+                    peer: self.peer.clone(),
+                    line: String::from_utf8_lossy(&line[..80]).into_owned(),
+                    reason: format!("line longer than {MAX_LINE_BYTES} bytes"),
+                });
+            }
+            if done {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return String::from_utf8(line)
+                    .map(Some)
+                    .map_err(|e| ProtocolError::Malformed {
+                        peer: self.peer.clone(),
+                        line: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                        reason: "not UTF-8 text".into(),
+                    });
+            }
+        }
+    }
+
+    /// Sends a line and returns the reply line; a closed connection is an error.
+    pub fn command(&mut self, line: &str) -> Result<String, ProtocolError> {
+        self.send(line)?;
+        self.recv()?.ok_or_else(|| ProtocolError::Disconnected {
+            peer: self.peer.clone(),
+        })
+    }
+
+    /// Sends a file as chunks: `{len}\r\n{bytes}` ..., then `0\r\n`.
+    pub fn send_file(&mut self, path: &Path) -> Result<(), ProtocolError> {
+        let file_err = |source| ProtocolError::File {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut f = std::fs::File::open(path).map_err(file_err)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = f.read(&mut buf).map_err(file_err)?;
+            self.send(&n.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.reader
+                .get_mut()
+                .write_all(&buf[..n])
+                .map_err(|e| self.io(e))?;
+        }
+    }
+
+    /// Receives a file sent by [`Self::send_file`] into `dest` (written to
+    /// `dest.tmp`, renamed when complete). A first line that is not a chunk
+    /// length (a server's `Error...`) is returned as `Err(Malformed)` with
+    /// the line, and nothing is written.
+    pub fn recv_file(&mut self, dest: &Path) -> Result<u64, ProtocolError> {
+        let tmp = dest.with_extension("tmp");
+        let file_err = |source| ProtocolError::File {
+            path: tmp.clone(),
+            source,
+        };
+        let mut out: Option<std::fs::File> = None;
+        let mut total: u64 = 0;
+        loop {
+            let line = self.recv()?.ok_or_else(|| ProtocolError::Disconnected {
+                peer: self.peer.clone(),
+            })?;
+            let len: usize = line.trim().parse().map_err(|_| ProtocolError::Malformed {
+                peer: self.peer.clone(),
+                line: line.clone(),
+                reason: "expected a chunk length".into(),
+            })?;
+            if len > MAX_CHUNK_BYTES {
+                return Err(ProtocolError::Malformed {
+                    peer: self.peer.clone(),
+                    line,
+                    reason: format!("chunk larger than {MAX_CHUNK_BYTES} bytes"),
+                });
+            }
+            if out.is_none() {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(file_err)?;
+                }
+                out = Some(std::fs::File::create(&tmp).map_err(file_err)?);
+            }
+            let Some(f) = out.as_mut() else { continue };
+            if len == 0 {
+                f.flush().map_err(file_err)?;
+                drop(out);
+                std::fs::rename(&tmp, dest).map_err(|source| ProtocolError::File {
+                    path: dest.to_path_buf(),
+                    source,
+                })?;
+                return Ok(total);
+            }
+            let mut chunk = vec![0u8; len];
+            self.reader.read_exact(&mut chunk).map_err(|e| self.io(e))?;
+            f.write_all(&chunk).map_err(file_err)?;
+            total += len as u64;
+        }
+    }
+}
+
+/// A measurement stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ranging,
+    Testing,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Ranging => "ranging",
+            Mode::Testing => "testing",
+        }
+    }
+
+    /// The result folder's directory for this stage.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Mode::Ranging => "ranging",
+            Mode::Testing => "run_1",
+        }
+    }
+}
+
+/// What a client asks of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAction {
+    Start(Mode),
+    /// `start,testing,{volts},{amps}`: testing ranges given by the client
+    /// (power-dev accepts it; joulebench's client never sends it).
+    StartTestingWithRanges {
+        volts: String,
+        amps: String,
+    },
+    Stop(Mode),
+    Done,
+}
+
+/// One client command after the greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Time,
+    SetNtp,
+    Stop,
+    New { label: String, client_uuid: String },
+    Session { id: String, action: SessionAction },
+    Download { id: String, file: String },
+    Cleanup { id: String },
+    Token(String),
+}
+
+/// Why a line is not a command; the server answers `Error: {reason}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadCommand(pub String);
+
+/// Letters, digits, `-` and `_` only (power-dev's label rule; the label
+/// becomes part of a directory name).
+pub fn valid_label(label: &str) -> bool {
+    label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Command {
+    /// Parses a command line as power-dev's server splits it (on `,`).
+    pub fn parse(line: &str) -> Result<Command, BadCommand> {
+        let f: Vec<&str> = line.split(',').collect();
+        let bad = |r: &str| Err(BadCommand(r.to_string()));
+        match f.as_slice() {
+            ["time"] => Ok(Command::Time),
+            ["set_ntp"] => Ok(Command::SetNtp),
+            ["stop"] => Ok(Command::Stop),
+            ["new", label, uuid] => {
+                if !valid_label(label) {
+                    return bad("invalid label");
+                }
+                if uuid::Uuid::parse_str(uuid).is_err() {
+                    return bad("invalid client uuid");
+                }
+                Ok(Command::New {
+                    label: label.to_string(),
+                    client_uuid: uuid.to_string(),
+                })
+            }
+            ["session", id, rest @ ..] => {
+                let action = match rest {
+                    ["start", "ranging"] => SessionAction::Start(Mode::Ranging),
+                    ["start", "testing"] => SessionAction::Start(Mode::Testing),
+                    ["start", "testing", v, a] => SessionAction::StartTestingWithRanges {
+                        volts: v.to_string(),
+                        amps: a.to_string(),
+                    },
+                    ["stop", "ranging"] => SessionAction::Stop(Mode::Ranging),
+                    ["stop", "testing"] => SessionAction::Stop(Mode::Testing),
+                    ["done"] => SessionAction::Done,
+                    _ => return bad("Unknown session command"),
+                };
+                Ok(Command::Session {
+                    id: id.to_string(),
+                    action,
+                })
+            }
+            ["download", id, file] => Ok(Command::Download {
+                id: id.to_string(),
+                file: file.to_string(),
+            }),
+            ["cleanup", id] => Ok(Command::Cleanup { id: id.to_string() }),
+            [TOKEN_COMMAND, token] => Ok(Command::Token(token.to_string())),
+            _ => bad("unknown command"),
+        }
+    }
+
+    /// The line power-dev's client sends for this command.
+    pub fn to_line(&self) -> String {
+        match self {
+            Command::Time => "time".into(),
+            Command::SetNtp => "set_ntp".into(),
+            Command::Stop => "stop".into(),
+            Command::New { label, client_uuid } => format!("new,{label},{client_uuid}"),
+            Command::Session { id, action } => match action {
+                SessionAction::Start(m) => format!("session,{id},start,{}", m.as_str()),
+                SessionAction::StartTestingWithRanges { volts, amps } => {
+                    format!("session,{id},start,testing,{volts},{amps}")
+                }
+                SessionAction::Stop(m) => format!("session,{id},stop,{}", m.as_str()),
+                SessionAction::Done => format!("session,{id},done"),
+            },
+            Command::Download { id, file } => format!("download,{id},{file}"),
+            Command::Cleanup { id } => format!("cleanup,{id}"),
+            Command::Token(t) => format!("{TOKEN_COMMAND},{t}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_round_trips_through_its_line() {
+        let id = "2026-11-24_10-00-00_x".to_string();
+        let cmds = [
+            Command::Time,
+            Command::SetNtp,
+            Command::Stop,
+            Command::New {
+                label: "lbl-1_a".into(),
+                client_uuid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427".into(),
+            },
+            Command::Session {
+                id: id.clone(),
+                action: SessionAction::Start(Mode::Ranging),
+            },
+            Command::Session {
+                id: id.clone(),
+                action: SessionAction::Stop(Mode::Testing),
+            },
+            Command::Session {
+                id: id.clone(),
+                action: SessionAction::Done,
+            },
+            Command::Download {
+                id: id.clone(),
+                file: "run_1/spl.txt".into(),
+            },
+            Command::Cleanup { id },
+        ];
+        for c in cmds {
+            assert_eq!(Command::parse(&c.to_line()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn malformed_commands_are_named() {
+        for (line, reason) in [
+            ("", "unknown command"),
+            ("hello", "unknown command"),
+            (
+                "new,bad label,1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                "invalid label",
+            ),
+            ("new,x,not-a-uuid", "invalid client uuid"),
+            ("session,id,start,sprinting", "Unknown session command"),
+            ("download,id", "unknown command"),
+        ] {
+            assert_eq!(Command::parse(line).unwrap_err().0, reason, "{line:?}");
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! `joulebench ptd-serve`: the virtual analyzer as a drop-in PTDaemon.
+//!
+//! It takes PTDaemon's own command line
+//! (`-l LOGFILE -p PORT [-b N] [-c CH] [dcFlag] [interfaceFlag] DEVICE_TYPE DEVICE_PORT`),
+//! so power-dev's director can start it where it would start PTDaemon. Like
+//! PTDaemon it stays in the foreground, serves one connection at a time,
+//! appends every sample to LOGFILE, prints timestamped status lines on stdout
+//! (they become the director's `ptd_logs.txt`) and ends cleanly when asked
+//! (SIGTERM: the caller sets the stop flag).
+//!
+//! Two threads: the sampler reads the [`PowerSource`] every `read_period`
+//! and, while a measurement runs, turns each interval's mean into one sample
+//! (an analyzer integrates over its interval too, so averaging the samples
+//! gives the source's mean); the main thread answers commands. Both go
+//! through one lock around the [`VirtualAnalyzer`], the log file and stdout.
+
+use crate::meter_source::PowerSource;
+use crate::virtual_analyzer::{Electrical, Identity, VirtualAnalyzer};
+use power::meter::ptd::PtdTime;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("PTDaemon command line: {0}")]
+    Usage(String),
+    #[error("LOGFILE {}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Source(String),
+}
+
+/// PTDaemon's command line, as power-dev's director writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtdCommandLine {
+    pub logfile: PathBuf,
+    pub port: u16,
+    pub gpib_board: Option<u32>,
+    pub channels: Option<String>,
+    /// Other flags (dcFlag, interfaceFlag), kept as given.
+    pub flags: Vec<String>,
+    pub device_type: u32,
+    pub device_port: String,
+}
+
+impl PtdCommandLine {
+    pub fn parse(args: &[String]) -> Result<PtdCommandLine, DaemonError> {
+        let usage = |m: String| {
+            DaemonError::Usage(format!(
+                "{m}; expected -l LOGFILE -p PORT [-b N] [-c CH] [flags] DEVICE_TYPE DEVICE_PORT"
+            ))
+        };
+        let mut logfile = None;
+        let mut port = None;
+        let mut gpib_board = None;
+        let mut channels = None;
+        let mut flags = Vec::new();
+        let mut positional = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| usage(format!("{name} needs a value")))
+            };
+            match a.as_str() {
+                "-l" => logfile = Some(PathBuf::from(value("-l")?)),
+                "-p" => {
+                    let v = value("-p")?;
+                    port = Some(
+                        v.parse::<u16>()
+                            .ok()
+                            .filter(|&p| p != 0)
+                            .ok_or_else(|| usage(format!("-p {v}: not a port 1-65535")))?,
+                    );
+                }
+                "-b" => {
+                    let v = value("-b")?;
+                    gpib_board = Some(
+                        v.parse()
+                            .map_err(|_| usage(format!("-b {v}: not a board number")))?,
+                    );
+                }
+                "-c" => channels = Some(value("-c")?),
+                f if f.starts_with('-') && f.len() > 1 && positional.is_empty() => {
+                    flags.push(f.to_string())
+                }
+                p => positional.push(p.to_string()),
+            }
+        }
+        let logfile = logfile.ok_or_else(|| usage("no -l LOGFILE".into()))?;
+        let port = port.ok_or_else(|| usage("no -p PORT".into()))?;
+        let [device_type, device_port] = positional.as_slice() else {
+            return Err(usage(format!(
+                "{} positional arguments ({}), expected DEVICE_TYPE DEVICE_PORT",
+                positional.len(),
+                positional.join(" ")
+            )));
+        };
+        let device_type = device_type
+            .parse()
+            .map_err(|_| usage(format!("DEVICE_TYPE `{device_type}` is not a number")))?;
+        Ok(PtdCommandLine {
+            logfile,
+            port,
+            gpib_board,
+            channels,
+            flags,
+            device_type,
+            device_port: device_port.clone(),
+        })
+    }
+}
+
+/// Everything the daemon needs besides the meter.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub command_line: PtdCommandLine,
+    /// Address to listen on (loopback unless the user names one).
+    pub bind: IpAddr,
+    pub identity: Identity,
+    /// Volts assumed when the meter reports none.
+    pub assumed_volts: f64,
+    /// Power factor assumed when the meter reports none.
+    pub assumed_power_factor: f64,
+    /// How often the meter is read.
+    pub read_period: Duration,
+}
+
+struct Shared {
+    analyzer: VirtualAnalyzer,
+    log: std::fs::File,
+    log_path: PathBuf,
+    out: Box<dyn Write + Send>,
+}
+
+impl Shared {
+    fn flush_status(&mut self) {
+        for s in self.analyzer.take_status() {
+            let _ = writeln!(self.out, "{}: {s}", ptd_now());
+        }
+        let _ = self.out.flush();
+    }
+}
+
+/// Now as PTDaemon prints it: `MM-DD-YYYY HH:MM:SS.fff`, UTC.
+pub fn ptd_now() -> PtdTime {
+    use chrono::{Datelike, Timelike};
+    let now = chrono::Utc::now();
+    PtdTime {
+        year: now.year().clamp(0, 9999) as u16,
+        month: now.month() as u8,
+        day: now.day() as u8,
+        hour: now.hour() as u8,
+        minute: now.minute() as u8,
+        second: now.second().min(59) as u8,
+        millisecond: (now.timestamp_subsec_millis().min(999)) as u16,
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves until `stop` is set. Status lines go to `out` (stdout in the CLI).
+pub fn serve(
+    config: DaemonConfig,
+    source: Box<dyn PowerSource>,
+    stop: Arc<AtomicBool>,
+    out: Box<dyn Write + Send>,
+) -> Result<(), DaemonError> {
+    let cl = &config.command_line;
+    let log_err = |source| DaemonError::Log {
+        path: cl.logfile.clone(),
+        source,
+    };
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cl.logfile)
+        .map_err(log_err)?;
+    writeln!(
+        log,
+        "# {} (assumed when the meter gives none: {} V, power factor {}; amps = W / (V x PF))",
+        config.identity.banner(),
+        config.assumed_volts,
+        config.assumed_power_factor
+    )
+    .map_err(log_err)?;
+    let addr = SocketAddr::new(config.bind, cl.port);
+    let listener =
+        TcpListener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let mut analyzer = VirtualAnalyzer::new(config.identity.clone());
+    analyzer.startup_status();
+    let shared = Arc::new(Mutex::new(Shared {
+        analyzer,
+        log,
+        log_path: cl.logfile.clone(),
+        out,
+    }));
+    {
+        let mut s = lock(&shared);
+        if let Identity::Rehearsal { model, .. } = &config.identity {
+            if model.device_type != cl.device_type {
+                let _ = writeln!(
+                    s.out,
+                    "{}: note: DEVICE_TYPE {} on the command line, rehearsing {} (type {})",
+                    ptd_now(),
+                    cl.device_type,
+                    model.name,
+                    model.device_type
+                );
+            }
+        }
+        s.flush_status();
+        let _ = writeln!(s.out, "{}: listening on {addr}", ptd_now());
+        let _ = s.out.flush();
+    }
+    let sampler = {
+        let shared = Arc::clone(&shared);
+        let stop = Arc::clone(&stop);
+        let config = config.clone();
+        std::thread::Builder::new()
+            .name("ptd-serve-sampler".into())
+            .spawn(move || sample_loop(&config, source, &shared, &stop))
+            .map_err(|e| DaemonError::Source(format!("cannot start the sampler: {e}")))?
+    };
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                tracing::info!(%peer, "ptd-serve: connection");
+                if let Err(e) = serve_connection(stream, &shared, &stop) {
+                    tracing::warn!(%peer, "ptd-serve: connection ended: {e}");
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => tracing::warn!("ptd-serve: accept failed: {e}"),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sampler_result = sampler.join();
+    let mut s = lock(&shared);
+    let _ = writeln!(s.out, "{}: stopping (signal)", ptd_now());
+    let _ = s.out.flush();
+    let path = s.log_path.clone();
+    s.log
+        .flush()
+        .map_err(|source| DaemonError::Log { path, source })?;
+    match sampler_result {
+        Ok(r) => r,
+        Err(_) => Err(DaemonError::Source("the sampler thread panicked".into())),
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    shared: &Mutex<Shared>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line: Vec<u8> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) if line.ends_with(b"\n") => {
+                let text = String::from_utf8_lossy(&line).trim().to_string();
+                line.clear();
+                if text.is_empty() {
+                    continue;
+                }
+                let replies = {
+                    let mut s = lock(shared);
+                    let r = s.analyzer.handle(&text);
+                    s.flush_status();
+                    r
+                };
+                let mut bytes = String::new();
+                for r in replies {
+                    bytes.push_str(&r);
+                    bytes.push_str("\r\n");
+                }
+                writer.write_all(bytes.as_bytes())?;
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if line.len() > 64 * 1024 {
+            writer.write_all(b"Error: line too long\r\n")?;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn sample_loop(
+    config: &DaemonConfig,
+    mut source: Box<dyn PowerSource>,
+    shared: &Mutex<Shared>,
+    stop: &AtomicBool,
+) -> Result<(), DaemonError> {
+    let mut sum = (0.0, 0.0, 0.0, 0.0, 0usize);
+    let mut interval_start: Option<Instant> = None;
+    let mut last_error: Option<String> = None;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let reading = match source.read() {
+            Ok(r) => {
+                last_error = None;
+                r
+            }
+            Err(e) => {
+                if last_error.as_deref() != Some(e.as_str()) {
+                    let mut s = lock(shared);
+                    let _ = writeln!(s.out, "{}: ERROR: meter read failed: {e}", ptd_now());
+                    let _ = s.out.flush();
+                }
+                last_error = Some(e);
+                None
+            }
+        };
+        let mut s = lock(shared);
+        if let Some(r) = reading {
+            s.analyzer.set_latest_watts(r.watts);
+        }
+        match s.analyzer.interval_ms() {
+            None => {
+                interval_start = None;
+                sum = (0.0, 0.0, 0.0, 0.0, 0);
+            }
+            Some(ms) => {
+                let start = *interval_start.get_or_insert_with(Instant::now);
+                if let Some(r) = reading {
+                    let volts = r.volts.unwrap_or(config.assumed_volts);
+                    let pf = r.power_factor.unwrap_or(config.assumed_power_factor);
+                    let amps = r.amps.unwrap_or(r.watts / (volts * pf));
+                    sum.0 += r.watts;
+                    sum.1 += volts;
+                    sum.2 += amps;
+                    sum.3 += pf;
+                    sum.4 += 1;
+                }
+                if start.elapsed() >= Duration::from_millis(u64::from(ms)) {
+                    interval_start = Some(start + Duration::from_millis(u64::from(ms)));
+                    if sum.4 > 0 {
+                        let n = sum.4 as f64;
+                        let e = Electrical {
+                            watts: sum.0 / n,
+                            volts: sum.1 / n,
+                            amps: sum.2 / n,
+                            power_factor: sum.3 / n,
+                        };
+                        if let Some(line) = s.analyzer.record(e, ptd_now()) {
+                            let path = s.log_path.clone();
+                            writeln!(s.log, "{line}")
+                                .and_then(|_| s.log.flush())
+                                .map_err(|source| DaemonError::Log { path, source })?;
+                        }
+                    }
+                    sum = (0.0, 0.0, 0.0, 0.0, 0);
+                }
+            }
+        }
+        s.flush_status();
+        drop(s);
+        next += config.read_period;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn power_devs_command_lines_parse() {
+        let c = PtdCommandLine::parse(&args("-l /tmp/log -p 8888 49 /dev/usbtmc0")).unwrap();
+        assert_eq!(c.logfile, PathBuf::from("/tmp/log"));
+        assert_eq!((c.port, c.device_type), (8888, 49));
+        assert_eq!(c.device_port, "/dev/usbtmc0");
+        let c = PtdCommandLine::parse(&args("-l L -p 8889 -b 0 -c 1,2 -D -g 77 COM1")).unwrap();
+        assert_eq!(c.gpib_board, Some(0));
+        assert_eq!(c.channels.as_deref(), Some("1,2"));
+        assert_eq!(c.flags, ["-D", "-g"]);
+        assert_eq!(c.device_type, 77);
+    }
+
+    #[test]
+    fn bad_command_lines_say_what_is_missing() {
+        for (line, want) in [
+            ("-p 8888 49 x", "no -l"),
+            ("-l L 49 x", "no -p"),
+            ("-l L -p 0 49 x", "not a port"),
+            ("-l L -p 8888 49", "1 positional"),
+            ("-l L -p 8888 WT310 x", "not a number"),
+            ("-l", "needs a value"),
+        ] {
+            let e = PtdCommandLine::parse(&args(line)).unwrap_err().to_string();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+}

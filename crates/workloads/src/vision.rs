@@ -1,0 +1,114 @@
+//! Image classification: ResNet-50 v1.5 (MLPerf's model) and ResNet-18 (an
+//! edge-class network), in torchvision's layout and weight names.
+
+use crate::device::DeviceSpec;
+use crate::weights::WeightSource;
+use crate::WorkloadError;
+use candle_core::{DType, Device, Module, Tensor};
+use std::str::FromStr;
+
+/// ImageNet's 1000 classes.
+pub const CLASSES: usize = 1000;
+/// Input side in pixels (224 × 224 RGB, NCHW).
+pub const INPUT_SIDE: usize = 224;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    ResNet18,
+    ResNet50,
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "resnet18" => Ok(Arch::ResNet18),
+            "resnet50" => Ok(Arch::ResNet50),
+            _ => Err(format!(
+                "unknown image classifier '{s}' (resnet18, resnet50)"
+            )),
+        }
+    }
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet50 => "resnet50",
+        }
+    }
+
+    /// Multiply-adds per 224×224 image, ×2 for FLOPs (for utilisation figures).
+    pub fn flops_per_sample(self) -> f64 {
+        match self {
+            Arch::ResNet18 => 2.0 * 1.82e9,
+            Arch::ResNet50 => 2.0 * 4.09e9,
+        }
+    }
+}
+
+/// A loaded classifier on one device.
+pub struct ImageClassifier {
+    pub arch: Arch,
+    pub device: Device,
+    pub device_spec: DeviceSpec,
+    pub dtype: DType,
+    pub weights: WeightSource,
+    model: candle_nn::Func<'static>,
+}
+
+impl ImageClassifier {
+    pub fn load(
+        arch: Arch,
+        weights: WeightSource,
+        device_spec: DeviceSpec,
+        dtype: DType,
+    ) -> Result<Self, WorkloadError> {
+        let device = device_spec.open().map_err(WorkloadError::Device)?;
+        let vb = weights.var_builder(dtype, &device)?;
+        let model = match arch {
+            Arch::ResNet18 => candle_transformers::models::resnet::resnet18(CLASSES, vb),
+            Arch::ResNet50 => candle_transformers::models::resnet::resnet50(CLASSES, vb),
+        }
+        .map_err(|e| WorkloadError::Model {
+            model: arch.name().into(),
+            reason: format!("{e} (weights: {})", weights.describe()),
+        })?;
+        Ok(ImageClassifier {
+            arch,
+            device,
+            device_spec,
+            dtype,
+            weights,
+            model,
+        })
+    }
+
+    /// Logits `[batch, 1000]` (f32) for a `[batch, 3, 224, 224]` f32 batch on the host.
+    pub fn logits(&self, batch: &Tensor) -> Result<Tensor, WorkloadError> {
+        let run = || -> candle_core::Result<Tensor> {
+            let x = batch.to_device(&self.device)?.to_dtype(self.dtype)?;
+            self.model
+                .forward(&x)?
+                .to_dtype(DType::F32)?
+                .to_device(&Device::Cpu)
+        };
+        run().map_err(|e| WorkloadError::Inference {
+            model: self.arch.name().into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Top-1 class per image.
+    pub fn classify(&self, batch: &Tensor) -> Result<Vec<u32>, WorkloadError> {
+        let logits = self.logits(batch)?;
+        logits
+            .argmax(1)
+            .and_then(|t| t.to_vec1::<u32>())
+            .map_err(|e| WorkloadError::Inference {
+                model: self.arch.name().into(),
+                reason: e.to_string(),
+            })
+    }
+}
