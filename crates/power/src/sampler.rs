@@ -658,7 +658,10 @@ mod tests {
         assert_eq!(p.faults.read_errors, 1, "not read again after the panic");
         let s = report.meter("steady").unwrap();
         assert!(s.samples.len() >= 20, "{}", s.samples.len());
-        assert!(s.faults.is_clean());
+        // A gap is possible on a loaded machine (200 Hz leaves 5 ms slack);
+        // errors or a panic are not.
+        assert_eq!(s.faults.read_errors, 0);
+        assert!(s.faults.panicked.is_none());
         assert_eq!(plans.len(), 2);
     }
 
