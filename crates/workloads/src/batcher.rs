@@ -3,9 +3,17 @@
 //! to fill (dynamic batching, for Server), or taking full batches at once
 //! when a whole query arrives together (Offline). `flush_queries` sends a
 //! partial batch without waiting.
+//!
+//! Several devices (the GPUs of a node, say) serve one queue: each device
+//! has its own worker group and model copy, and every worker pulls from the
+//! same queue, so no device sits idle while another has a backlog. A device
+//! whose inference fails is taken out of service and its batch goes back to
+//! the front of the queue for the others; only when no device is left are
+//! samples completed without data, and the errors say so.
 
 use loadgen::{QuerySample, QuerySampleIndex, QuerySampleResponse, Responder, SystemUnderTest};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,7 +27,36 @@ pub trait BatchModel: Send + Sync + 'static {
 pub struct BatchPolicy {
     pub max_batch: usize,
     pub max_wait: Duration,
+    /// Worker threads per device.
     pub workers: usize,
+}
+
+/// One device's model copy, served by `BatchPolicy::workers` threads.
+pub struct DeviceGroup {
+    /// The device's name in results (`cuda:0`, `cpu`).
+    pub label: String,
+    pub model: Arc<dyn BatchModel>,
+}
+
+/// What one device did during the run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceStats {
+    pub device: String,
+    pub samples: u64,
+    pub batches: u64,
+    /// Time its workers spent inside `infer`, summed over workers.
+    pub busy_s: f64,
+    /// The error that took it out of service, if one did.
+    pub failed: Option<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    samples: AtomicU64,
+    batches: AtomicU64,
+    busy_ns: AtomicU64,
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
 }
 
 struct Pending {
@@ -33,31 +70,63 @@ struct Queue {
     items: VecDeque<Pending>,
     flushing: bool,
     stopping: bool,
+    /// Devices still in service.
+    healthy: usize,
 }
+
+type Shared = Arc<(Mutex<Queue>, Condvar)>;
 
 pub struct BatchingSut {
     name: String,
-    shared: Arc<(Mutex<Queue>, Condvar)>,
+    shared: Shared,
     workers: Vec<JoinHandle<()>>,
-    /// Inference errors (the sample is still completed, with no data).
+    devices: Vec<(String, Arc<Counters>)>,
+    /// Inference errors, first ten (the run reports them).
     errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl BatchingSut {
+    /// One model on one device.
     pub fn new(name: String, model: Arc<dyn BatchModel>, policy: BatchPolicy) -> BatchingSut {
-        let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+        let group = DeviceGroup {
+            label: "device".into(),
+            model,
+        };
+        BatchingSut::across(name, vec![group], policy)
+    }
+
+    /// One queue served by every device in `groups`.
+    pub fn across(name: String, groups: Vec<DeviceGroup>, policy: BatchPolicy) -> BatchingSut {
+        let shared: Shared = Arc::new((
+            Mutex::new(Queue {
+                healthy: groups.len(),
+                ..Queue::default()
+            }),
+            Condvar::new(),
+        ));
         let errors = Arc::new(Mutex::new(Vec::new()));
-        let workers = (0..policy.workers.max(1))
-            .map(|_| {
-                let (shared, model, errors) =
-                    (Arc::clone(&shared), Arc::clone(&model), Arc::clone(&errors));
-                std::thread::spawn(move || work(&shared, model.as_ref(), policy, &errors))
-            })
-            .collect();
+        let mut workers = Vec::new();
+        let mut devices = Vec::new();
+        for group in groups {
+            let counters = Arc::new(Counters::default());
+            for _ in 0..policy.workers.max(1) {
+                let worker = Worker {
+                    shared: Arc::clone(&shared),
+                    model: Arc::clone(&group.model),
+                    label: group.label.clone(),
+                    counters: Arc::clone(&counters),
+                    errors: Arc::clone(&errors),
+                    policy,
+                };
+                workers.push(std::thread::spawn(move || worker.run()));
+            }
+            devices.push((group.label, counters));
+        }
         BatchingSut {
             name,
             shared,
             workers,
+            devices,
             errors,
         }
     }
@@ -65,60 +134,124 @@ impl BatchingSut {
     pub fn errors(&self) -> Vec<String> {
         self.errors.lock().map(|e| e.clone()).unwrap_or_default()
     }
+
+    /// Per-device work so far, in the order the devices were given.
+    pub fn device_stats(&self) -> Vec<DeviceStats> {
+        self.devices
+            .iter()
+            .map(|(label, c)| DeviceStats {
+                device: label.clone(),
+                samples: c.samples.load(Ordering::Relaxed),
+                batches: c.batches.load(Ordering::Relaxed),
+                busy_s: c.busy_ns.load(Ordering::Relaxed) as f64 * 1e-9,
+                failed: c.failure.lock().ok().and_then(|f| f.clone()),
+            })
+            .collect()
+    }
 }
 
-fn work(
-    shared: &(Mutex<Queue>, Condvar),
-    model: &dyn BatchModel,
+struct Worker {
+    shared: Shared,
+    model: Arc<dyn BatchModel>,
+    label: String,
+    counters: Arc<Counters>,
+    errors: Arc<Mutex<Vec<String>>>,
     policy: BatchPolicy,
-    errors: &Mutex<Vec<String>>,
-) {
-    let (lock, ready) = shared;
-    loop {
-        let batch: Vec<Pending> = {
-            let Ok(mut q) = lock.lock() else { return };
-            loop {
-                if q.stopping {
-                    return;
+}
+
+impl Worker {
+    fn run(self) {
+        while let Some(batch) = self.take() {
+            let indices: Vec<QuerySampleIndex> = batch.iter().map(|p| p.sample.index).collect();
+            let started = Instant::now();
+            let outcome = self.model.infer(&indices).and_then(|outputs| {
+                if outputs.len() == batch.len() {
+                    Ok(outputs)
+                } else {
+                    Err(format!(
+                        "{} answers for a batch of {}",
+                        outputs.len(),
+                        batch.len()
+                    ))
                 }
-                let full = q.items.len() >= policy.max_batch;
-                let waited = q
-                    .items
-                    .front()
-                    .is_some_and(|p| p.arrived.elapsed() >= policy.max_wait);
-                if !q.items.is_empty() && (full || waited || q.flushing) {
-                    break;
-                }
-                let timeout = q.items.front().map_or(Duration::from_millis(100), |p| {
-                    policy.max_wait.saturating_sub(p.arrived.elapsed())
-                });
-                q = match ready.wait_timeout(q, timeout.max(Duration::from_micros(50))) {
-                    Ok((q, _)) => q,
-                    Err(_) => return,
-                };
-            }
-            let n = q.items.len().min(policy.max_batch);
-            q.items.drain(..n).collect()
-        };
-        let indices: Vec<QuerySampleIndex> = batch.iter().map(|p| p.sample.index).collect();
-        match model.infer(&indices) {
-            Ok(outputs) => {
-                for (p, data) in batch.iter().zip(&outputs) {
-                    p.responder
-                        .complete(&[QuerySampleResponse::with_data(p.sample.id, data)]);
-                }
-            }
-            Err(e) => {
-                if let Ok(mut errs) = errors.lock() {
-                    if errs.len() < 10 {
-                        errs.push(e);
+            });
+            let c = &self.counters;
+            c.busy_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            match outcome {
+                Ok(outputs) => {
+                    c.batches.fetch_add(1, Ordering::Relaxed);
+                    c.samples.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (p, data) in batch.iter().zip(&outputs) {
+                        p.responder
+                            .complete(&[QuerySampleResponse::with_data(p.sample.id, data)]);
                     }
                 }
-                for p in &batch {
-                    p.responder.complete_ids([p.sample.id]);
+                Err(e) => {
+                    self.fail(format!("{}: {e}", self.label), batch);
+                    return;
                 }
             }
         }
+    }
+
+    /// The next batch, or None when the SUT stops or this device failed.
+    fn take(&self) -> Option<Vec<Pending>> {
+        let (lock, ready) = &*self.shared;
+        let policy = self.policy;
+        let mut q = lock.lock().ok()?;
+        loop {
+            if q.stopping || self.counters.failed.load(Ordering::Relaxed) {
+                return None;
+            }
+            let full = q.items.len() >= policy.max_batch;
+            let waited = q
+                .items
+                .front()
+                .is_some_and(|p| p.arrived.elapsed() >= policy.max_wait);
+            if !q.items.is_empty() && (full || waited || q.flushing) {
+                break;
+            }
+            let timeout = q.items.front().map_or(Duration::from_millis(100), |p| {
+                policy.max_wait.saturating_sub(p.arrived.elapsed())
+            });
+            q = ready
+                .wait_timeout(q, timeout.max(Duration::from_micros(50)))
+                .ok()?
+                .0;
+        }
+        let n = q.items.len().min(policy.max_batch);
+        Some(q.items.drain(..n).collect())
+    }
+
+    /// Takes this device out of service. Its batch goes back to the front of
+    /// the queue for the devices still serving; with none left, every queued
+    /// sample is completed without data (the errors say why).
+    fn fail(&self, error: String, batch: Vec<Pending>) {
+        if let Ok(mut errs) = self.errors.lock() {
+            if errs.len() < 10 {
+                errs.push(error.clone());
+            }
+        }
+        let (lock, ready) = &*self.shared;
+        let Ok(mut q) = lock.lock() else { return };
+        // The first worker of a group to fail takes the group out of service.
+        if !self.counters.failed.swap(true, Ordering::Relaxed) {
+            q.healthy = q.healthy.saturating_sub(1);
+            if let Ok(mut f) = self.counters.failure.lock() {
+                *f = Some(error);
+            }
+        }
+        for p in batch.into_iter().rev() {
+            q.items.push_front(p);
+        }
+        if q.healthy == 0 {
+            for p in q.items.drain(..) {
+                p.responder.complete_ids([p.sample.id]);
+            }
+        }
+        drop(q);
+        ready.notify_all();
     }
 }
 
@@ -130,6 +263,13 @@ impl SystemUnderTest for BatchingSut {
     fn issue_query(&self, samples: &[QuerySample], responder: &Responder) {
         let (lock, ready) = &*self.shared;
         if let Ok(mut q) = lock.lock() {
+            if q.healthy == 0 {
+                // No device left: answer at once, without data.
+                for s in samples {
+                    responder.complete_ids([s.id]);
+                }
+                return;
+            }
             let now = Instant::now();
             q.flushing = false;
             q.items.extend(samples.iter().map(|&sample| Pending {
