@@ -7,7 +7,8 @@
 # MODEL is resnet50 (default) and/or minilm. Both sides run the same
 # architecture with random weights, bf16, the same batch size, inputs held
 # preprocessed in host memory and copied to the GPU per batch. Environment:
-# BATCH (64), SECONDS_PER_RUN (20), SEQ_LEN (128, minilm), GPU (0).
+# BATCH (64), SECONDS_PER_RUN (20), SEQ_LEN (128, minilm), GPU (0), JB_ARGS
+# (more joulebench run flags, e.g. "--workers 2").
 set -euo pipefail
 bin=$1
 out=$2
@@ -26,7 +27,7 @@ for model in "${models[@]}"; do
   [ "$model" = minilm ] && extra=(--seq-len "$seq_len")
   "$bin" run --workload "$model" --device "cuda:$gpu" --scenario offline \
     --batch-size "$batch" --duration "$seconds" --power nvml \
-    "${extra[@]}" -o "$out/joulebench-$model" --quiet >"$out/joulebench-$model.txt" 2>&1 || true
+    "${extra[@]}" ${JB_ARGS:-} -o "$out/joulebench-$model" --quiet >"$out/joulebench-$model.txt" 2>&1 || true
   python3 "$here/models/torch_offline.py" --model "$model" --batch "$batch" \
     --seconds "$seconds" --seq-len "$seq_len" --gpu "$gpu" --dtype bf16 >"$out/torch-$model.json"
 done
