@@ -2,6 +2,7 @@
 //! spends doing it, the way MLPerf does. This binary parses arguments and
 //! wires the library crates together; the behaviour lives in them.
 
+mod accuracy_cmd;
 mod compare;
 mod energy;
 mod exporter;
@@ -16,6 +17,8 @@ mod progress;
 mod ptd_serve;
 mod report_cmd;
 mod run;
+mod text_workload;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,7 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a benchmark: a scenario against a system under test, with MLPerf logs.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// See and trust the power meters: list what this machine has, watch live readings.
     #[command(subcommand)]
     Power(power_cmd::PowerCommand),
@@ -49,6 +52,8 @@ enum Command {
     Measure(measure::MeasureArgs),
     /// Sum per-node results (e.g. one `measure` per Slurm node) into one.
     Merge(merge::MergeArgs),
+    /// Score a run's mlperf_log_accuracy.json (top-1, SQuAD EM/F1, ROUGE, perplexity).
+    Accuracy(accuracy_cmd::AccuracyArgs),
     /// A self-contained HTML (or Markdown) report of a run.
     Report(report_cmd::ReportArgs),
     /// Several runs side by side: throughput, W, J per sample, samples/J, ratios.
@@ -61,6 +66,8 @@ enum Command {
     PowerServer(power_server::PowerServerArgs),
     /// MLPerf power client (power-dev's client role).
     PowerClient(power_client::PowerClientArgs),
+    /// Train to a target quality (or for throughput): time and energy to train, MLPerf Training logs.
+    Train(train_cmd::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,16 +85,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let outcome = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Power(cmd) => power_cmd::run(cmd),
         Command::Measure(args) => measure::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Accuracy(args) => accuracy_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Exporter(args) => exporter::run(args),
         Command::PtdServe(args) => ptd_serve::run(args),
         Command::PowerServer(args) => power_server::run(args),
         Command::PowerClient(args) => power_client::run(args),
+        Command::Train(args) => train_cmd::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,16 +1,20 @@
 //! Real networks as systems under test: the classifier behind a batching
-//! SUT, its data set, and a short untimed calibration that sets default
+//! SUT, its data set (synthetic images, or a real folder in ImageNet layout
+//! with `--image-folder`), and a short untimed calibration that sets default
 //! targets (expected QPS, expected latency) from what the model really does
 //! on this device.
 
 use anyhow::{Context, Result};
-use clap::Args;
-use loadgen::QuerySampleIndex;
+use clap::{Args, ValueEnum};
+use loadgen::{QuerySampleIndex, QuerySampleLibrary};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut};
+use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, DeviceGroup};
+use workloads::datasets::image_folder::ImageFolder;
+use workloads::datasets::preprocess::ImagePreprocess;
 use workloads::device::DeviceSpec;
-use workloads::image_qsl::SyntheticImages;
+use workloads::image_qsl::{ImageSource, SyntheticImages};
 use workloads::vision::{Arch, ImageClassifier};
 use workloads::weights::WeightSource;
 
@@ -19,6 +23,13 @@ pub struct ModelArgs {
     /// Where the model runs: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceSpec,
+
+    /// Several devices serving one queue (image models): `all` (every GPU), GPU indices
+    /// (`0,2`), or device names (`cuda:0,cuda:1`; `cpu,cpu` runs two CPU model copies). Each
+    /// device gets its own model copy and --workers threads; whichever is free takes the next
+    /// batch, and a device that fails hands its work to the others. Overrides --device.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
 
     /// Weights: a .safetensors file, a folder with model.safetensors, or hf:ORG/NAME (local
     /// Hugging Face cache). Default: seeded random weights (performance and energy only).
@@ -36,17 +47,119 @@ pub struct ModelArgs {
     /// Inference worker threads (each runs whole batches).
     #[arg(long, default_value = "1")]
     pub workers: usize,
+
+    /// Real images: a folder in ImageNet validation layout (val_map.txt with `FILE LABEL`
+    /// lines, JPEG/PNG files), preprocessed when loaded, before the timed run; its size replaces
+    /// --samples. Score the accuracy log with `joulebench accuracy --kind top1`. Default:
+    /// synthetic images.
+    #[arg(long, value_name = "DIR", help_heading = IMAGE_HEADING)]
+    pub image_folder: Option<PathBuf>,
+
+    /// How --image-folder images are preprocessed (resize shorter side to 256, centre 224).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "torchvision",
+        help_heading = IMAGE_HEADING
+    )]
+    pub image_preprocess: ImagePreprocessing,
+}
+
+/// Where `joulebench run --help` lists the image data options.
+const IMAGE_HEADING: &str = "Image models (resnet50, resnet18)";
+
+/// MLPerf's two ResNet-50 reference preprocessings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImagePreprocessing {
+    /// MLPerf's PyTorch reference (what torchvision-layout weights expect): Pillow bilinear
+    /// resize, ImageNet mean/std on [0, 1] pixels.
+    Torchvision,
+    /// MLPerf's ONNX/TensorFlow reference: OpenCV INTER_AREA resize, channel means subtracted
+    /// from 0-255 pixels.
+    Opencv,
+}
+
+impl ImagePreprocessing {
+    fn parameters(self) -> ImagePreprocess {
+        match self {
+            ImagePreprocessing::Torchvision => ImagePreprocess::mlperf_resnet50_pytorch(),
+            ImagePreprocessing::Opencv => ImagePreprocess::mlperf_resnet50_onnx(),
+        }
+    }
+}
+
+/// Either image source behind the load generator's QSL interface (a sized
+/// type, so the run can share it as it shares any QSL).
+pub struct Images(Arc<dyn ImageSource>);
+
+impl QuerySampleLibrary for Images {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn total_sample_count(&self) -> usize {
+        self.0.total_sample_count()
+    }
+    fn performance_sample_count(&self) -> usize {
+        self.0.performance_sample_count()
+    }
+    fn load_samples_to_ram(
+        &self,
+        samples: &[QuerySampleIndex],
+    ) -> std::result::Result<(), loadgen::qsl::QslError> {
+        self.0.load_samples_to_ram(samples)
+    }
+    fn unload_samples_from_ram(&self, samples: &[QuerySampleIndex]) {
+        self.0.unload_samples_from_ram(samples)
+    }
 }
 
 fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
     s.parse()
 }
 
+/// The devices a run uses: --devices when given, else --device.
+fn devices(args: &ModelArgs) -> Result<Vec<DeviceSpec>> {
+    let Some(list) = args.devices.as_deref() else {
+        return Ok(vec![args.device]);
+    };
+    if list.trim() == "all" {
+        // Every GPU this build can open, in index order.
+        let found: Vec<DeviceSpec> = (0..)
+            .map(DeviceSpec::Cuda)
+            .take_while(|d| d.open().is_ok())
+            .collect();
+        anyhow::ensure!(
+            !found.is_empty(),
+            "--devices all: no GPU could be opened ({})",
+            DeviceSpec::Cuda(0).open().err().unwrap_or_default()
+        );
+        return Ok(found);
+    }
+    let parsed = list
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            match item.parse::<usize>() {
+                Ok(n) => Ok(DeviceSpec::Cuda(n)),
+                Err(_) => item.parse::<DeviceSpec>(),
+            }
+            .map_err(|e| anyhow::anyhow!("--devices {list}: '{item}': {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    anyhow::ensure!(!parsed.is_empty(), "--devices: no device given");
+    let mut gpus: Vec<_> = parsed.iter().filter(|d| **d != DeviceSpec::Cpu).collect();
+    gpus.sort_by_key(|d| d.to_string());
+    if let Some(w) = gpus.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!("--devices {list}: {} is listed twice", w[0]);
+    }
+    Ok(parsed)
+}
+
 /// A classifier answering with the top-1 class of each image as a
 /// little-endian f32, the response MLPerf's ImageNet accuracy script reads.
 struct ClassifierModel {
     classifier: ImageClassifier,
-    images: Arc<SyntheticImages>,
+    images: Arc<dyn ImageSource>,
 }
 
 impl BatchModel for ClassifierModel {
@@ -64,8 +177,9 @@ impl BatchModel for ClassifierModel {
 }
 
 pub struct ModelWorkload {
-    pub sut: BatchingSut,
-    pub qsl: Arc<SyntheticImages>,
+    /// Shared so the run can read per-device counts and errors afterwards.
+    pub sut: Arc<BatchingSut>,
+    pub qsl: Arc<Images>,
     pub parameters: serde_json::Value,
     pub capacity_per_s: f64,
     pub latency_ns: f64,
@@ -84,19 +198,41 @@ pub fn build(
         Some(arg) => WeightSource::from_arg(arg)?,
         None => WeightSource::Random { seed },
     };
-    let dtype = args.device.default_dtype();
+    let devices = devices(args)?;
+    let device_names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+    let dtype = devices[0].default_dtype();
     eprintln!(
         "loading {} on {} ({:?}, weights: {})",
         arch.name(),
-        args.device,
+        device_names.join(", "),
         dtype,
         weights.describe()
     );
-    let classifier = ImageClassifier::load(arch, weights.clone(), args.device, dtype)?;
-    let images = Arc::new(SyntheticImages::new(samples, performance_samples, seed));
+    // The data first: a missing or unreadable image fails before the model loads.
+    let images: Arc<dyn ImageSource> = match &args.image_folder {
+        Some(dir) => {
+            let folder = ImageFolder::open(dir, args.image_preprocess.parameters())
+                .with_context(|| format!("--image-folder {}", dir.display()))?
+                .with_performance_count(performance_samples);
+            eprintln!(
+                "image folder {}: {} images ({:?} preprocessing); --samples does not apply",
+                dir.display(),
+                folder.len(),
+                args.image_preprocess
+            );
+            Arc::new(folder)
+        }
+        None => Arc::new(SyntheticImages::new(samples, performance_samples, seed)),
+    };
+    // One model copy per device; calibration runs on the first.
+    let mut classifiers = devices
+        .iter()
+        .map(|&d| ImageClassifier::load(arch, weights.clone(), d, d.default_dtype()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let classifier = classifiers.remove(0);
     // Calibration (untimed): a warm-up batch, then one full batch and one single image.
-    let calibration: Vec<QuerySampleIndex> = (0..args.batch_size.min(samples)).collect();
-    use loadgen::QuerySampleLibrary;
+    let calibration: Vec<QuerySampleIndex> =
+        (0..args.batch_size.min(images.total_sample_count())).collect();
     images
         .load_samples_to_ram(&calibration)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -115,37 +251,49 @@ pub fn build(
     classifier.classify(&one).context("calibration inference")?;
     let single_s = t.elapsed().as_secs_f64();
     images.unload_samples_from_ram(&calibration);
-    let capacity_per_s = calibration.len() as f64 / batch_s;
+    // Planning target for the whole node: the first device's rate times the devices.
+    let capacity_per_s = calibration.len() as f64 / batch_s * devices.len() as f64;
     eprintln!(
-        "calibrated: {capacity_per_s:.1} samples/s at batch {}, {:.2} ms for one image",
+        "calibrated: {:.1} samples/s at batch {} on {}, {:.2} ms for one image",
+        calibration.len() as f64 / batch_s,
         calibration.len(),
+        device_names[0],
         single_s * 1e3
     );
     let parameters = serde_json::json!({
         "model": arch.name(),
-        "device": args.device.to_string(),
+        "device": device_names.join(","),
+        "devices": device_names,
         "dtype": format!("{dtype:?}").to_lowercase(),
         "weights": weights.describe(),
         "random_weights": weights.is_random(),
         "batch_size": args.batch_size,
         "max_wait_ns": args.max_wait.as_nanos() as u64,
         "workers": args.workers,
-        "data": "synthetic images (seeded), preprocessed at load",
+        "data": images.describe(),
+        "dataset_samples": images.total_sample_count(),
         "calibrated_samples_per_s": capacity_per_s,
     });
-    let name = format!("joulebench-{}-{}", arch.name(), args.device);
-    let model = Arc::new(ClassifierModel {
-        classifier,
-        images: Arc::clone(&images),
-    });
+    let name = format!("joulebench-{}-{}", arch.name(), device_names.join("+"));
+    let groups = std::iter::once(classifier)
+        .chain(classifiers)
+        .zip(&device_names)
+        .map(|(classifier, label)| DeviceGroup {
+            label: label.clone(),
+            model: Arc::new(ClassifierModel {
+                classifier,
+                images: Arc::clone(&images),
+            }),
+        })
+        .collect();
     let policy = BatchPolicy {
         max_batch: args.batch_size,
         max_wait: args.max_wait,
         workers: args.workers,
     };
     Ok(ModelWorkload {
-        sut: BatchingSut::new(name, model, policy),
-        qsl: images,
+        sut: Arc::new(BatchingSut::across(name, groups, policy)),
+        qsl: Arc::new(Images(images)),
         parameters,
         capacity_per_s,
         latency_ns: single_s * 1e9,

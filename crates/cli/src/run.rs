@@ -23,6 +23,13 @@ pub enum WorkloadName {
     Resnet50,
     /// ResNet-18 image classification (edge class), batched; --device, --weights.
     Resnet18,
+    /// all-MiniLM-L6-v2 (BERT) sentence embeddings, batched; --weights, --tokenizer, --dataset.
+    Minilm,
+    /// GPT-2 token generation with time to first token and per output token; --max-new-tokens.
+    Gpt2,
+    /// The digits CNN `joulebench train` saved (--weights DIR/model.safetensors) on the 359
+    /// held-out digits images (real data, real weights: accuracy mode is meaningful).
+    Digits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +117,9 @@ pub struct RunArgs {
     #[command(flatten)]
     model_args: crate::model_workload::ModelArgs,
 
+    #[command(flatten)]
+    text_args: crate::text_workload::TextArgs,
+
     /// Samples that fit in memory at once (the performance set). Default: all.
     #[arg(long)]
     performance_samples: Option<usize>,
@@ -168,6 +178,45 @@ struct Workload {
     parameters: serde_json::Value,
     capacity_per_s: f64,
     latency_ns: f64,
+    /// A batching SUT's handle, read after the run for per-device work and
+    /// inference errors.
+    batching: Option<Arc<workloads::batcher::BatchingSut>>,
+}
+
+impl Workload {
+    /// The parameters, with what each device did and any inference errors
+    /// (printed too: a failed device must not go unnoticed).
+    fn parameters_after_run(&self, quiet: bool) -> serde_json::Value {
+        let mut parameters = self.parameters.clone();
+        let Some(sut) = &self.batching else {
+            return parameters;
+        };
+        let stats = sut.device_stats();
+        let errors = sut.errors();
+        if !quiet && stats.len() > 1 {
+            for s in &stats {
+                eprintln!(
+                    "  {:<10} {:>9} samples  {:>7} batches  busy {:.2} s{}",
+                    s.device,
+                    s.samples,
+                    s.batches,
+                    s.busy_s,
+                    s.failed
+                        .as_deref()
+                        .map(|e| format!("  FAILED: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        for e in &errors {
+            eprintln!("inference error: {e}");
+        }
+        if let Some(map) = parameters.as_object_mut() {
+            map.insert("device_work".into(), serde_json::json!(stats));
+            map.insert("inference_errors".into(), serde_json::json!(errors));
+        }
+        parameters
+    }
 }
 
 fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload> {
@@ -199,11 +248,61 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 performance_samples,
             )?;
             Workload {
+                sut: Box::new(Arc::clone(&w.sut)),
+                qsl: Box::new(ArcQsl(w.qsl)),
+                parameters: w.parameters,
+                capacity_per_s: w.capacity_per_s,
+                latency_ns: w.latency_ns,
+                batching: Some(w.sut),
+            }
+        }
+        WorkloadName::Minilm | WorkloadName::Gpt2 => {
+            let kind = if args.workload == WorkloadName::Minilm {
+                crate::text_workload::TextModel::MiniLm
+            } else {
+                crate::text_workload::TextModel::Gpt2
+            };
+            let w = crate::text_workload::build(
+                kind,
+                &args.model_args,
+                &args.text_args,
+                args.seed,
+                args.samples,
+                performance_samples,
+                args.mode
+                    .is_some_and(|m| matches!(m, Mode::AccuracyOnly | Mode::SubmissionRun)),
+            )?;
+            Workload {
+                sut: w.sut,
+                qsl: Box::new(ArcQsl(w.qsl)),
+                parameters: w.parameters,
+                capacity_per_s: w.capacity_per_s,
+                latency_ns: w.latency_ns,
+                batching: None,
+            }
+        }
+        WorkloadName::Digits => {
+            let weights = args.model_args.weights.as_deref().context(
+                "--workload digits needs --weights: the model.safetensors `joulebench train` wrote",
+            )?;
+            let w = training::serve::build(
+                std::path::Path::new(weights),
+                &training::digits::default_path(),
+                args.model_args.device,
+                workloads::batcher::BatchPolicy {
+                    max_batch: args.model_args.batch_size.max(1),
+                    max_wait: args.model_args.max_wait,
+                    workers: args.model_args.workers.max(1),
+                },
+                performance_samples,
+            )?;
+            Workload {
                 sut: Box::new(w.sut),
                 qsl: Box::new(ArcQsl(w.qsl)),
                 parameters: w.parameters,
                 capacity_per_s: w.capacity_per_s,
                 latency_ns: w.latency_ns,
+                batching: None,
             }
         }
         WorkloadName::Null => Workload {
@@ -213,6 +312,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
             // Planning targets only: the null SUT is as fast as the harness.
             capacity_per_s: 1_000_000.0,
             latency_ns: 5_000.0,
+            batching: None,
         },
         WorkloadName::Sleep => {
             if args.concurrency == 0 {
@@ -237,6 +337,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                     "seed": args.seed,
                 }),
                 sut: Box::new(sut),
+                batching: None,
             }
         }
     })
@@ -256,6 +357,8 @@ fn build_settings(
     s.offline_expected_qps = workload.capacity_per_s;
     s.server_target_qps = workload.capacity_per_s / 2.0;
     s.single_stream_expected_latency_ns = workload.latency_ns;
+    // A generating model reports its first tokens: measure token latencies.
+    s.use_token_latencies = args.workload == WorkloadName::Gpt2;
     s.multi_stream_expected_latency_ns = workload.latency_ns
         * (s.multi_stream_samples_per_query as f64 / args.concurrency.max(1) as f64).ceil();
     let mut applied = Vec::new();
@@ -441,7 +544,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             sut_name: output.sut_name.clone(),
             qsl_name: output.qsl_name.clone(),
             conf_model: model,
-            parameters: workload.parameters.clone(),
+            parameters: workload.parameters_after_run(args.quiet),
         },
         settings: schema::SettingsRecord {
             scenario: settings.scenario,
@@ -466,6 +569,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             samples_issued: a.samples_issued,
             samples_logged: a.samples_logged,
             complete: a.complete,
+            score: None,
         }),
         timed_window: output.power_window.as_ref().map(|w| schema::TimedWindow {
             begin_ns: w.begin_ns,

@@ -32,3 +32,17 @@ pub trait SystemUnderTest: Send + Sync {
     /// (e.g. a partial batch).
     fn flush_queries(&self) {}
 }
+
+/// A shared SUT is a SUT: the harness can run it while its owner keeps a
+/// handle to read what it did (per-device counts, errors) afterwards.
+impl<T: SystemUnderTest + ?Sized> SystemUnderTest for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn issue_query(&self, samples: &[QuerySample], responder: &Responder) {
+        (**self).issue_query(samples, responder)
+    }
+    fn flush_queries(&self) {
+        (**self).flush_queries()
+    }
+}

@@ -24,6 +24,11 @@ pub const RESULT_FILE: &str = "result.json";
 pub const KIND_INFERENCE: &str = "inference";
 /// `kind` of a `joulebench measure` (or `merge`) result.
 pub const KIND_COMMAND: &str = "command";
+/// `kind` of a `joulebench train` result ([`TrainingResult`]): a command
+/// result's fields plus `training`; [`read_any`] reads it as a command (the
+/// training process measured from run_start to run_stop) so every report and
+/// comparison shows it, and [`read_training`] reads all of it.
+pub const KIND_TRAINING: &str = "training";
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +140,10 @@ pub struct AccuracyRecord {
     pub samples_issued: u64,
     pub samples_logged: u64,
     pub complete: bool,
+    /// What `joulebench accuracy` scored from the log (metric, value, counts);
+    /// absent until it has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,13 +288,13 @@ pub fn read_any(path: &std::path::Path) -> Result<AnyResult, ReadError> {
         KIND_INFERENCE => Ok(AnyResult::Inference(Box::new(
             serde_json::from_value(value).map_err(json)?,
         ))),
-        KIND_COMMAND => Ok(AnyResult::Command(Box::new(
+        KIND_COMMAND | KIND_TRAINING => Ok(AnyResult::Command(Box::new(
             serde_json::from_value(value).map_err(json)?,
         ))),
         _ => Err(ReadError::Kind {
             path: p.clone(),
             found: kind,
-            expected: format!("{KIND_INFERENCE}` or `{KIND_COMMAND}"),
+            expected: format!("{KIND_INFERENCE}`, `{KIND_COMMAND}` or `{KIND_TRAINING}"),
         }),
     }
 }
@@ -374,6 +383,7 @@ impl AnyResult {
     pub fn label(&self) -> String {
         match self {
             AnyResult::Inference(r) => format!("{} {}", r.workload.name, r.settings.scenario),
+            AnyResult::Command(r) if r.kind == KIND_TRAINING => training_label(r),
             AnyResult::Command(r) => {
                 let program = r
                     .measured_command
@@ -596,4 +606,145 @@ pub struct PtdRecord {
     pub testing_volts_v: f64,
     pub testing_amps_a: f64,
     pub amps_capped: bool,
+}
+
+/// A training result (`joulebench train`, kind `training`): the command
+/// result's fields — `timed_window` is run_start → run_stop of the
+/// representative run, `power` its energy to train, `phases` its `train` and
+/// `eval` windows with their energy — and the training record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingResult {
+    #[serde(flatten)]
+    pub common: CommandResult,
+    pub training: TrainingRecord,
+}
+
+/// Reads a training result (`joulebench train`).
+pub fn read_training(path: &std::path::Path) -> Result<TrainingResult, ReadError> {
+    let (value, kind) = read_checked(path)?;
+    let p = path.display().to_string();
+    if kind != KIND_TRAINING {
+        return Err(ReadError::Kind {
+            path: p,
+            found: kind,
+            expected: KIND_TRAINING.into(),
+        });
+    }
+    serde_json::from_value(value).map_err(|source| ReadError::Json { path: p, source })
+}
+
+/// `digits training` (from `--task` in the command line) for tables.
+fn training_label(r: &CommandResult) -> String {
+    let argv = &r.measured_command.argv;
+    let task = argv
+        .iter()
+        .position(|a| a == "--task")
+        .and_then(|i| argv.get(i + 1).cloned())
+        .or_else(|| {
+            argv.iter()
+                .find_map(|a| a.strip_prefix("--task=").map(str::to_string))
+        })
+        .unwrap_or_else(|| "digits".into());
+    format!("{task} training")
+}
+
+/// What was trained, how, and how each run went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// `digits` (time to quality) or `resnet50-synthetic` (throughput).
+    pub task: String,
+    pub model: String,
+    /// The data and whether it is real (`synthetic_data` false) or made up.
+    pub data: String,
+    pub synthetic_data: bool,
+    pub device: String,
+    pub dtype: String,
+    /// e.g. `held-out top-1 accuracy`; absent for throughput tasks.
+    #[serde(default)]
+    pub quality_metric: Option<String>,
+    /// The quality that ends a run as converged, 0..=1.
+    #[serde(default)]
+    pub target_accuracy: Option<f64>,
+    /// Batch size, learning rate, optimiser, epochs, evaluation interval, …
+    pub hyperparameters: serde_json::Value,
+    /// True when every run reached the target (throughput tasks: every run
+    /// completed its steps).
+    pub converged: bool,
+    pub runs: Vec<TrainingRunRecord>,
+    /// Index into `runs` of the run whose window, power and phases are the
+    /// result's top-level ones (the median time to train).
+    pub representative_run: usize,
+    /// MLPerf's score over the runs: olympic average of time to train.
+    #[serde(default)]
+    pub time_to_train_s: Option<OlympicRecord>,
+    /// Olympic average of energy to train over the same counted runs.
+    #[serde(default)]
+    pub energy_to_train_j: Option<OlympicRecord>,
+    /// The MLPerf Training log of each run (`result_N.txt`).
+    pub mllog_files: Vec<String>,
+    /// The trained weights (safetensors), when saved.
+    #[serde(default)]
+    pub weights_file: Option<String>,
+}
+
+/// An olympic average: the runs counted and dropped (indices into `runs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OlympicRecord {
+    pub value: f64,
+    pub counted: Vec<usize>,
+    pub dropped: Vec<usize>,
+    /// False with fewer than 3 runs: a plain mean, nothing dropped.
+    pub olympic: bool,
+    /// `measured` or `estimated` for energies; absent for times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<power::meter::Provenance>,
+}
+
+/// One training run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainingRunRecord {
+    pub seed: u64,
+    /// `converged`, `not_converged` (stopped at max epochs: MLPerf status
+    /// `aborted`) or `interrupted`.
+    pub status: String,
+    pub converged: bool,
+    pub epochs: usize,
+    pub steps: u64,
+    pub samples_trained: u64,
+    /// run_start → run_stop, seconds.
+    pub time_to_train_s: f64,
+    /// init_start → init_stop (not part of time to train), seconds.
+    pub init_s: f64,
+    pub samples_per_s: f64,
+    #[serde(default)]
+    pub final_accuracy: Option<f64>,
+    /// Energy over run_start → run_stop, by the run's total rule.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    #[serde(default)]
+    pub energy_provenance: Option<power::meter::Provenance>,
+    #[serde(default)]
+    pub avg_w: Option<f64>,
+    #[serde(default)]
+    pub j_per_sample: Option<f64>,
+    /// Time and energy of `train` and `eval` (and `init`, outside the window).
+    #[serde(default)]
+    pub phase_totals: Vec<PhaseTotal>,
+    /// The quality curve: one point per evaluation.
+    #[serde(default)]
+    pub curve: Vec<QualityPoint>,
+    /// This run's MLPerf Training log.
+    pub mllog: String,
+}
+
+/// One evaluation of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityPoint {
+    pub epoch: usize,
+    pub samples_trained: u64,
+    pub accuracy: f64,
+    /// Mean training loss since the previous evaluation.
+    pub train_loss: f64,
+    /// Seconds since run_start.
+    pub at_s: f64,
 }

@@ -1,9 +1,11 @@
-//! A query sample library of preprocessed 224×224 images.
+//! Query sample libraries of preprocessed images, and the interface a
+//! classifier SUT reads them through ([`ImageSource`]).
 //!
 //! Samples are preprocessed when loaded (off the timed path, as MLPerf
 //! allows) and kept in memory as f32 CHW tensors. The built-in data set is
 //! synthetic: seeded pixels with ImageNet's normalisation, for performance
-//! and energy runs.
+//! and energy runs; real images come from a folder
+//! ([`crate::datasets::image_folder::ImageFolder`]).
 
 use crate::vision::INPUT_SIDE;
 use candle_core::{Device, Tensor};
@@ -11,6 +13,37 @@ use loadgen::rng::Mt19937;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+/// A data set of preprocessed images that a classifier can run on: the
+/// synthetic set or a real folder.
+pub trait ImageSource: QuerySampleLibrary {
+    /// The loaded samples stacked into one `[n, C, H, W]` f32 batch; an
+    /// error when a sample was not loaded.
+    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String>;
+    /// The sample's class, when the data set has labels.
+    fn label(&self, index: QuerySampleIndex) -> Option<u32>;
+    /// What the data are, for result parameters (e.g. `synthetic images`).
+    fn describe(&self) -> String;
+}
+
+/// Stacks loaded samples into a batch (shared by the image sources).
+pub(crate) fn stack_loaded(
+    loaded: &RwLock<HashMap<QuerySampleIndex, Tensor>>,
+    indices: &[QuerySampleIndex],
+) -> Result<Tensor, String> {
+    let loaded = loaded
+        .read()
+        .map_err(|_| "sample store poisoned".to_string())?;
+    let images: Vec<&Tensor> = indices
+        .iter()
+        .map(|i| {
+            loaded
+                .get(i)
+                .ok_or_else(|| format!("sample {i} was not loaded"))
+        })
+        .collect::<Result<_, _>>()?;
+    Tensor::stack(&images, 0).map_err(|e| e.to_string())
+}
 
 pub struct SyntheticImages {
     total: usize,
@@ -44,19 +77,20 @@ impl SyntheticImages {
 
     /// The loaded samples stacked into a `[n, 3, 224, 224]` batch.
     pub fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
-        let loaded = self
-            .loaded
-            .read()
-            .map_err(|_| "sample store poisoned".to_string())?;
-        let images: Vec<&Tensor> = indices
-            .iter()
-            .map(|i| {
-                loaded
-                    .get(i)
-                    .ok_or_else(|| format!("sample {i} was not loaded"))
-            })
-            .collect::<Result<_, _>>()?;
-        Tensor::stack(&images, 0).map_err(|e| e.to_string())
+        stack_loaded(&self.loaded, indices)
+    }
+}
+
+impl ImageSource for SyntheticImages {
+    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
+        stack_loaded(&self.loaded, indices)
+    }
+    /// Synthetic pixels have no class.
+    fn label(&self, _index: QuerySampleIndex) -> Option<u32> {
+        None
+    }
+    fn describe(&self) -> String {
+        "synthetic images (seeded), preprocessed at load".into()
     }
 }
 

@@ -7,13 +7,22 @@
 //!   classification ([`vision`]), run in batches by [`batcher::BatchingSut`]
 //!   over preprocessed samples ([`image_qsl`]). Weights come from
 //!   safetensors or seeded random numbers ([`weights`]).
+//! - Real data and accuracy ([`datasets`]): image folders in ImageNet
+//!   layout preprocessed like MLPerf's reference, and the scorers of
+//!   `mlperf_log_accuracy.json` (top-1, SQuAD EM/F1, ROUGE, perplexity).
+//! - Language models ([`text`]): a BERT sentence encoder (all-MiniLM-L6-v2)
+//!   and a GPT-2 decoder reporting token latencies, over JSON/JSONL/SQuAD
+//!   text tokenized with `tokenizer.json`.
 
 pub mod batcher;
+pub mod datasets;
 pub mod device;
 pub mod image_qsl;
 pub mod null;
+pub mod resnet;
 pub mod sleep;
 pub mod synthetic;
+pub mod text;
 pub mod vision;
 pub mod weights;
 

@@ -2,6 +2,7 @@
 //! edge-class network), in torchvision's layout and weight names.
 
 use crate::device::DeviceSpec;
+use crate::resnet::{Depth, ResNet};
 use crate::weights::WeightSource;
 use crate::WorkloadError;
 use candle_core::{DType, Device, Module, Tensor};
@@ -55,7 +56,7 @@ pub struct ImageClassifier {
     pub device_spec: DeviceSpec,
     pub dtype: DType,
     pub weights: WeightSource,
-    model: candle_nn::Func<'static>,
+    model: ResNet,
 }
 
 impl ImageClassifier {
@@ -67,11 +68,11 @@ impl ImageClassifier {
     ) -> Result<Self, WorkloadError> {
         let device = device_spec.open().map_err(WorkloadError::Device)?;
         let vb = weights.var_builder(dtype, &device)?;
-        let model = match arch {
-            Arch::ResNet18 => candle_transformers::models::resnet::resnet18(CLASSES, vb),
-            Arch::ResNet50 => candle_transformers::models::resnet::resnet50(CLASSES, vb),
-        }
-        .map_err(|e| WorkloadError::Model {
+        let depth = match arch {
+            Arch::ResNet18 => Depth::R18,
+            Arch::ResNet50 => Depth::R50,
+        };
+        let model = ResNet::load(depth, CLASSES, vb).map_err(|e| WorkloadError::Model {
             model: arch.name().into(),
             reason: format!("{e} (weights: {})", weights.describe()),
         })?;

@@ -2,7 +2,9 @@
 //! work spreads to whoever is free, a device that fails hands its batch to
 //! the others, and every sample is answered with the right data.
 
-use loadgen::{start_test, LogSettings, Mode, QuerySampleIndex, RunControl, Scenario, TestSettings};
+use loadgen::{
+    start_test, LogSettings, Mode, QuerySampleIndex, RunControl, Scenario, TestSettings,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,7 +148,10 @@ fn a_device_that_fails_mid_run_hands_its_work_to_the_others() {
     let stats = sut.device_stats();
     assert_eq!(stats[1].samples, 3 * 8, "{stats:?}");
     let why = stats[1].failed.as_deref().unwrap();
-    assert!(why.contains("fake:1") && why.contains("fallen off"), "{why}");
+    assert!(
+        why.contains("fake:1") && why.contains("fallen off"),
+        "{why}"
+    );
     assert!(stats[0].failed.is_none() && stats[2].failed.is_none());
     assert_eq!(stats.iter().map(|s| s.samples).sum::<u64>(), 240);
     assert_eq!(sut.errors().len(), 1);

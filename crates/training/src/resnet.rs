@@ -1,0 +1,226 @@
+//! ResNet-50 v1.5 for training: the network of `workloads::vision` (same
+//! layers, same torchvision weight names, so a trained model loads there for
+//! inference), with batch normalisation that uses the batch's statistics and
+//! updates its running averages while training, as PyTorch's `train()` mode
+//! does. candle-transformers' ResNet always normalises with the running
+//! statistics (inference), which would make "training" steps that do not
+//! train the way anyone trains a ResNet.
+
+use candle_core::{ModuleT, Result, Tensor, D};
+use candle_nn::{batch_norm, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    padding: usize,
+    stride: usize,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    candle_nn::conv2d_no_bias(
+        c_in,
+        c_out,
+        k,
+        Conv2dConfig {
+            padding,
+            stride,
+            ..Default::default()
+        },
+        vb,
+    )
+}
+
+struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    downsample: Option<(Conv2d, BatchNorm)>,
+}
+
+impl Bottleneck {
+    fn new(c_in: usize, width: usize, stride: usize, vb: VarBuilder) -> Result<Bottleneck> {
+        let out = 4 * width;
+        // v1.5: the stride is on the 3×3 convolution, not the first 1×1.
+        Ok(Bottleneck {
+            conv1: conv(c_in, width, 1, 0, 1, vb.pp("conv1"))?,
+            bn1: batch_norm(width, 1e-5, vb.pp("bn1"))?,
+            conv2: conv(width, width, 3, 1, stride, vb.pp("conv2"))?,
+            bn2: batch_norm(width, 1e-5, vb.pp("bn2"))?,
+            conv3: conv(width, out, 1, 0, 1, vb.pp("conv3"))?,
+            bn3: batch_norm(out, 1e-5, vb.pp("bn3"))?,
+            downsample: if stride != 1 || c_in != out {
+                Some((
+                    conv(c_in, out, 1, 0, stride, vb.pp("downsample").pp(0))?,
+                    batch_norm(out, 1e-5, vb.pp("downsample").pp(1))?,
+                ))
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let ys = xs
+            .apply(&self.conv1)?
+            .apply_t(&self.bn1, train)?
+            .relu()?
+            .apply(&self.conv2)?
+            .apply_t(&self.bn2, train)?
+            .relu()?
+            .apply(&self.conv3)?
+            .apply_t(&self.bn3, train)?;
+        let shortcut = match &self.downsample {
+            Some((c, bn)) => xs.apply(c)?.apply_t(bn, train)?,
+            None => xs.clone(),
+        };
+        (shortcut + ys)?.relu()
+    }
+}
+
+pub struct ResNet50 {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    blocks: Vec<Bottleneck>,
+    fc: Linear,
+}
+
+/// Blocks per stage and their widths (ResNet-50: 3, 4, 6, 3).
+const STAGES: [(usize, usize, usize); 4] = [(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)];
+
+impl ResNet50 {
+    pub fn new(classes: usize, vb: VarBuilder) -> Result<ResNet50> {
+        let mut blocks = Vec::new();
+        let mut c_in = 64;
+        for (stage, &(count, width, stride)) in STAGES.iter().enumerate() {
+            let layer = vb.pp(format!("layer{}", stage + 1));
+            for i in 0..count {
+                let s = if i == 0 { stride } else { 1 };
+                blocks.push(Bottleneck::new(c_in, width, s, layer.pp(i))?);
+                c_in = 4 * width;
+            }
+        }
+        Ok(ResNet50 {
+            conv1: conv(3, 64, 7, 3, 2, vb.pp("conv1"))?,
+            bn1: batch_norm(64, 1e-5, vb.pp("bn1"))?,
+            blocks,
+            fc: candle_nn::linear(c_in, classes, vb.pp("fc"))?,
+        })
+    }
+}
+
+impl ModuleT for ResNet50 {
+    /// Logits `[n, classes]` for images `[n, 3, H, W]`.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let mut xs = xs
+            .apply(&self.conv1)?
+            .apply_t(&self.bn1, train)?
+            .relu()?
+            .pad_with_same(D::Minus1, 1, 1)?
+            .pad_with_same(D::Minus2, 1, 1)?;
+        xs = max_pool_3x3_stride_2(&xs)?;
+        for b in &self.blocks {
+            xs = b.forward_t(&xs, train)?;
+        }
+        xs.mean(D::Minus1)?.mean(D::Minus1)?.apply(&self.fc)
+    }
+}
+
+/// 3×3 max-pooling with stride 2, made of operations candle can
+/// differentiate (its own max-pool backward needs the window to equal the
+/// stride). Max over a window is max over its rows then its columns; rows
+/// `2k, 2k+1, 2k+2` are a non-overlapping pair (`2k, 2k+1`) plus the even row
+/// `2k+2`, each taken by narrow and reshape. The input is edge-padded (as
+/// the stem pads it), so one more replicated row never changes a maximum.
+pub fn max_pool_3x3_stride_2(xs: &Tensor) -> Result<Tensor> {
+    let xs = pool_dim(xs, 2)?;
+    pool_dim(&xs, 3)
+}
+
+/// Along `dim` of length L: out[k] = max(x[2k], x[2k+1], x[2k+2]), k < (L-3)/2 + 1.
+fn pool_dim(xs: &Tensor, dim: usize) -> Result<Tensor> {
+    let len = xs.dim(dim)?;
+    if len < 3 {
+        candle_core::bail!("3×3 max-pool needs at least 3 pixels, got {len}");
+    }
+    let out = (len - 3) / 2 + 1;
+    let xs = if 2 * out + 2 > len {
+        xs.pad_with_same(dim, 0, 2 * out + 2 - len)?
+    } else {
+        xs.clone()
+    };
+    let split = |start: usize| -> Result<Tensor> {
+        let mut shape = xs.dims().to_vec();
+        shape[dim] = out;
+        shape.insert(dim + 1, 2);
+        xs.narrow(dim, start, 2 * out)?.reshape(shape)
+    };
+    let pairs = split(0)?.max(dim + 1)?;
+    let next = split(2)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)?;
+    pairs.maximum(&next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::SeededVarMap;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn has_resnet50s_parameters_and_names() {
+        let m = SeededVarMap::new(1);
+        let net = ResNet50::new(1000, m.var_builder(DType::F32, &Device::Cpu)).unwrap();
+        // torchvision's resnet50: 25,557,032 parameters.
+        assert_eq!(m.parameter_count(), 25_557_032);
+        let names: Vec<String> = m.map.data().lock().unwrap().keys().cloned().collect();
+        for n in [
+            "conv1.weight",
+            "bn1.running_mean",
+            "layer1.0.downsample.0.weight",
+            "layer4.2.conv3.weight",
+            "fc.bias",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing");
+        }
+        let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 1000]);
+    }
+
+    #[test]
+    fn the_differentiable_max_pool_equals_candles_and_has_a_gradient() {
+        for side in [7, 8, 114, 113] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, side, side), &Device::Cpu).unwrap();
+            let ours: Vec<f32> = max_pool_3x3_stride_2(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let theirs: Vec<f32> = x
+                .max_pool2d_with_stride(3, 2)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(ours, theirs, "side {side}");
+        }
+        let v = candle_core::Var::randn(0f32, 1.0, (1, 1, 9, 9), &Device::Cpu).unwrap();
+        let y = max_pool_3x3_stride_2(v.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = y.backward().unwrap();
+        let g = grads
+            .get(v.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        // Each of the 16 outputs sends its gradient to one input (its maximum).
+        assert_eq!(g, 16.0);
+    }
+}

@@ -1,0 +1,141 @@
+//! Real data sets and the accuracy scoring MLPerf pairs with them.
+//!
+//! - Images: [`image_folder::ImageFolder`], a query sample library over a
+//!   folder of JPEG/PNG files listed in an ImageNet-style `val_map.txt`
+//!   ([`labels`]), preprocessed at load time the way MLPerf's ResNet-50
+//!   reference does ([`preprocess`]).
+//! - Real data to prove it on: scikit-learn's 8×8 handwritten digits turned
+//!   into such a folder ([`digits`]).
+//! - Scoring `mlperf_log_accuracy.json` ([`accuracy_log`]): top-1 for
+//!   classification ([`top1`]), exact match and F1 for SQuAD-style answers
+//!   ([`squad`]), ROUGE and perplexity for generated text ([`generation`]),
+//!   against reference files read by [`references`].
+//!   Each scorer returns an [`AccuracyReport`]; `docs/accuracy.md` gives the
+//!   data layouts and the response formats.
+
+pub mod accuracy_log;
+pub mod digits;
+pub mod generation;
+pub mod image_folder;
+pub mod labels;
+pub mod preprocess;
+pub mod references;
+pub mod squad;
+pub mod top1;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a data set, a reference file or an accuracy log could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// A line of a text file (label map, CSV, JSONL) is wrong.
+    #[error("{}:{line}: {reason}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// A file is missing, unreadable, undecodable or malformed as a whole.
+    #[error("{}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
+    /// A setting that cannot work (e.g. a crop larger than the resize).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DatasetError {
+    pub(crate) fn file(path: &Path, reason: impl std::fmt::Display) -> DatasetError {
+        DatasetError::File {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+    pub(crate) fn line(path: &Path, line: usize, reason: impl std::fmt::Display) -> DatasetError {
+        DatasetError::Line {
+            path: path.to_path_buf(),
+            line,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// How much of the data set an accuracy log covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// Samples the reference (labels, answers) has.
+    pub dataset_samples: usize,
+    /// Entries in the accuracy log, duplicates included.
+    pub logged_entries: usize,
+    /// Distinct samples scored (MLPerf's `total`).
+    pub scored_samples: usize,
+    /// Entries skipped because their `qsl_idx` was already scored; LoadGen
+    /// may issue a sample more than once and MLPerf's scripts count it once.
+    pub duplicate_entries: usize,
+    /// Samples of the data set with no entry in the log.
+    pub missing_samples: usize,
+    /// The first few missing sample indices, to find them again.
+    pub missing_examples: Vec<usize>,
+    /// Responses with no data (the SUT failed on them): scored as wrong.
+    pub empty_responses: usize,
+}
+
+impl Coverage {
+    /// Every sample of the data set was scored.
+    pub fn complete(&self) -> bool {
+        self.missing_samples == 0
+    }
+}
+
+/// How many missing indices a report lists.
+const MISSING_EXAMPLES: usize = 10;
+
+/// A scorer's outcome: what `joulebench accuracy` prints and writes to
+/// `accuracy.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccuracyReport {
+    /// `top1`, `squad`, `rouge` or `perplexity`.
+    pub kind: String,
+    /// Metric name (with its unit) → value, e.g. `accuracy_percent`.
+    pub metrics: BTreeMap<String, f64>,
+    pub coverage: Coverage,
+    /// The line MLPerf's reference script prints for this metric.
+    pub mlperf_line: String,
+    /// A few wrong answers (sample, expected, found), for a first look.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mismatch_examples: Vec<String>,
+}
+
+/// Upper-case hex text of bytes → bytes; `what` names the entry in errors.
+pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return Err(format!("odd number of hex digits ({})", bytes.len()));
+    }
+    let digit = |c: u8| -> Result<u8, String> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!("'{}' is not a hex digit", char::from(c))),
+        }
+    };
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Ok(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_decodes_both_cases_and_rejects_junk() {
+        assert_eq!(decode_hex("00ff7Fa0").unwrap(), vec![0, 255, 127, 160]);
+        assert_eq!(decode_hex("").unwrap(), Vec::<u8>::new());
+        assert!(decode_hex("abc").unwrap_err().contains("odd"));
+        assert!(decode_hex("zz").unwrap_err().contains("not a hex digit"));
+    }
+}

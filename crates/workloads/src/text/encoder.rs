@@ -1,0 +1,282 @@
+//! A BERT-family sentence encoder: token ids in, one embedding per input
+//! out, the way sentence-transformers runs all-MiniLM-L6-v2 (BERT, then mean
+//! pooling over the real tokens, then L2 normalisation).
+//!
+//! The transformer layers are candle-transformers' `BertEncoder`; the
+//! embedding layer and the attention mask are built here because
+//! candle-transformers' mask uses `f32::MIN`, which becomes −∞ in bf16/f16
+//! and turns every unmasked score into NaN (0 × −∞) on the GPU.
+
+use super::{model_type, read_config, TextError};
+use crate::device::DeviceSpec;
+use crate::weights::WeightSource;
+use crate::WorkloadError;
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_transformers::models::bert::{BertEncoder, HiddenAct, PositionEmbeddingType};
+use std::path::Path;
+
+/// BERT's architecture, as in a Hugging Face `config.json`.
+pub use candle_transformers::models::bert::Config as BertConfig;
+
+/// all-MiniLM-L6-v2: 6 layers, 384 wide, 12 heads, WordPiece vocabulary of
+/// 30522 (its `config.json`).
+pub fn minilm_l6_v2_config() -> BertConfig {
+    BertConfig {
+        vocab_size: 30522,
+        hidden_size: 384,
+        num_hidden_layers: 6,
+        num_attention_heads: 12,
+        intermediate_size: 1536,
+        hidden_act: HiddenAct::Gelu,
+        hidden_dropout_prob: 0.1,
+        max_position_embeddings: 512,
+        type_vocab_size: 2,
+        initializer_range: 0.02,
+        layer_norm_eps: 1e-12,
+        pad_token_id: 0,
+        position_embedding_type: PositionEmbeddingType::Absolute,
+        use_cache: true,
+        classifier_dropout: None,
+        model_type: Some("bert".into()),
+    }
+}
+
+/// Reads a BERT `config.json`, refusing other architectures.
+pub fn read_bert_config(path: &Path) -> Result<BertConfig, TextError> {
+    let err = |reason: String| TextError::Config {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match model_type(path)?.as_deref() {
+        None | Some("bert") => {}
+        Some(other) => {
+            return Err(err(format!(
+            "model_type \"{other}\" is not a BERT encoder (this workload runs model_type \"bert\")"
+        )))
+        }
+    }
+    let config: BertConfig = read_config(path)?;
+    check_bert_config(&config).map_err(err)?;
+    Ok(config)
+}
+
+fn check_bert_config(c: &BertConfig) -> Result<(), String> {
+    if c.vocab_size == 0
+        || c.hidden_size == 0
+        || c.num_hidden_layers == 0
+        || c.num_attention_heads == 0
+        || c.intermediate_size == 0
+        || c.max_position_embeddings == 0
+        || c.type_vocab_size == 0
+    {
+        return Err("sizes, layer and head counts must be positive".into());
+    }
+    if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+        return Err(format!(
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            c.hidden_size, c.num_attention_heads
+        ));
+    }
+    Ok(())
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<Embeddings> {
+        Ok(Embeddings {
+            word: candle_nn::embedding(c.vocab_size, c.hidden_size, vb.pp("word_embeddings"))?,
+            position: candle_nn::embedding(
+                c.max_position_embeddings,
+                c.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: candle_nn::embedding(
+                c.type_vocab_size,
+                c.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
+            layer_norm: candle_nn::layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, len) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, len as u32, ids.device())?;
+        // One segment: token type 0 everywhere (a pair is still one sequence
+        // of ids here, as sentence-transformers encodes it).
+        let token_types = ids.zeros_like()?;
+        let x = (self.word.forward(ids)? + self.token_type.forward(&token_types)?)?
+            .broadcast_add(&self.position.forward(&positions)?)?;
+        self.layer_norm.forward(&x)
+    }
+}
+
+/// A loaded sentence encoder on one device.
+pub struct SentenceEncoder {
+    pub config: BertConfig,
+    pub device: Device,
+    pub device_spec: DeviceSpec,
+    pub dtype: DType,
+    pub weights: WeightSource,
+    /// L2-normalise the pooled embedding (sentence-transformers' `Normalize`
+    /// module, part of all-MiniLM-L6-v2).
+    pub normalize: bool,
+    embeddings: Embeddings,
+    encoder: BertEncoder,
+}
+
+impl SentenceEncoder {
+    pub fn load(
+        config: BertConfig,
+        weights: WeightSource,
+        device_spec: DeviceSpec,
+        dtype: DType,
+        normalize: bool,
+    ) -> Result<SentenceEncoder, TextError> {
+        check_bert_config(&config).map_err(|reason| WorkloadError::Model {
+            model: "bert".into(),
+            reason,
+        })?;
+        let device = device_spec.open().map_err(WorkloadError::Device)?;
+        let vb = weights.var_builder(dtype, &device)?;
+        // Checkpoints of BertFor* models prefix everything with "bert.";
+        // sentence-transformers' files do not.
+        let vb = if !weights.is_random()
+            && vb.contains_tensor("bert.embeddings.word_embeddings.weight")
+        {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let built = Self::build(vb, &config);
+        let (embeddings, encoder) = built.map_err(|e| match &weights {
+            WeightSource::File(path) => WorkloadError::Weights {
+                path: path.clone(),
+                reason: format!("does not fit this BERT config: {e}"),
+            },
+            WeightSource::Random { .. } => WorkloadError::Model {
+                model: "bert".into(),
+                reason: e.to_string(),
+            },
+        })?;
+        Ok(SentenceEncoder {
+            config,
+            device,
+            device_spec,
+            dtype,
+            weights,
+            normalize,
+            embeddings,
+            encoder,
+        })
+    }
+
+    fn build(
+        vb: VarBuilder,
+        config: &BertConfig,
+    ) -> candle_core::Result<(Embeddings, BertEncoder)> {
+        Ok((
+            Embeddings::load(vb.pp("embeddings"), config)?,
+            BertEncoder::load(vb.pp("encoder"), config)?,
+        ))
+    }
+
+    /// Writes the seeded random weights `config` gets with `seed` to a
+    /// safetensors file (in sentence-transformers' names), so a peer
+    /// runtime or a test can load the identical network. Returns the
+    /// number of tensors.
+    pub fn export_random_weights(
+        config: &BertConfig,
+        seed: u64,
+        path: &Path,
+    ) -> Result<usize, WorkloadError> {
+        crate::weights::export_random(seed, path, |vb| Self::build(vb, config).map(|_| ()))
+    }
+
+    /// Width of an embedding.
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// One embedding per input (f32, `hidden_size` long). Inputs of
+    /// different lengths are padded to the longest and masked out.
+    pub fn embed(&self, inputs: &[&[u32]]) -> Result<Vec<Vec<f32>>, WorkloadError> {
+        self.embed_inner(inputs)
+            .map_err(|e| WorkloadError::Inference {
+                model: "bert".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn embed_inner(&self, inputs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let len = inputs.iter().map(|t| t.len()).max().unwrap_or(0);
+        if len == 0 || len > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "inputs of {len} tokens; this model takes 1 to {}",
+                self.config.max_position_embeddings
+            );
+        }
+        if let Some(bad) = inputs
+            .iter()
+            .flat_map(|t| t.iter())
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary ({} tokens)",
+                self.config.vocab_size
+            );
+        }
+        let batch = inputs.len();
+        let pad = self.config.pad_token_id as u32;
+        let mut ids = Vec::with_capacity(batch * len);
+        let mut keep = Vec::with_capacity(batch * len);
+        for t in inputs {
+            ids.extend_from_slice(t);
+            ids.extend(std::iter::repeat_n(pad, len - t.len()));
+            keep.extend(std::iter::repeat_n(1f32, t.len()));
+            keep.extend(std::iter::repeat_n(0f32, len - t.len()));
+        }
+        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
+        let keep = Tensor::from_vec(keep, (batch, len), &self.device)?;
+        // Additive mask: 0 on tokens, a large finite negative on padding
+        // (finite in the compute type, so 0 × mask stays 0).
+        let masked = if self.dtype == DType::F16 {
+            -3.0e4
+        } else {
+            -1.0e9
+        };
+        let additive = keep
+            .affine(-masked, masked)?
+            .to_dtype(self.dtype)?
+            .reshape((batch, 1, 1, len))?;
+        let hidden = self.embeddings.forward(&ids)?;
+        let hidden = self
+            .encoder
+            .forward(&hidden, &additive)?
+            .to_dtype(DType::F32)?;
+        // Mean over real tokens.
+        let keep = keep.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&keep)?.sum(1)?;
+        let counts = keep.sum(1)?.clamp(1e-9, f64::MAX)?;
+        let mut pooled = summed.broadcast_div(&counts)?;
+        if self.normalize {
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(D::Minus1)?
+                .sqrt()?
+                .clamp(1e-12, f64::MAX)?;
+            pooled = pooled.broadcast_div(&norm)?;
+        }
+        pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()
+    }
+}
