@@ -34,7 +34,7 @@ fn an_inference_run_reports_headline_energy_latency_and_a_chart_per_meter() {
     let md = Format::Markdown.renderer().render(&doc);
     for needle in [
         "| result | VALID |",
-        "| throughput | 1951 samples/s |",
+        "| MLPerf metric (samples_per_second) | 1951 samples/s |",
         "| efficiency | 55.70 samples/J |",
         "| rapl-package-0 | rapl | package-0 | cpu_package | measured | 35.03 |",
         "| sample latency | 4400 |",

@@ -124,13 +124,16 @@ fn inference_headline(r: &RunResult) -> Vec<(String, String)> {
             },
         ));
         rows.push((
-            p.metric.name.clone(),
+            format!("MLPerf metric ({})", p.metric.name),
             format!("{} {}", num(p.metric.value), p.metric.unit),
         ));
-        rows.push((
-            "throughput".into(),
-            format!("{} samples/s", num(p.throughput_samples_per_s)),
-        ));
+        // Offline's metric is the throughput itself: say it once.
+        if p.metric.name != "samples_per_second" {
+            rows.push((
+                "throughput".into(),
+                format!("{} samples/s", num(p.throughput_samples_per_s)),
+            ));
+        }
         if let Some(l) = &p.sample_latency {
             let pct = |q: f64| {
                 l.percentile(q)
