@@ -2,18 +2,23 @@
 //! out, the way sentence-transformers runs all-MiniLM-L6-v2 (BERT, then mean
 //! pooling over the real tokens, then L2 normalisation).
 //!
-//! The transformer layers are candle-transformers' `BertEncoder`; the
-//! embedding layer and the attention mask are built here because
-//! candle-transformers' mask uses `f32::MIN`, which becomes −∞ in bf16/f16
-//! and turns every unmasked score into NaN (0 × −∞) on the GPU.
+//! The layers are written here, in BERT's layout and weight names, rather
+//! than taken from candle-transformers' `BertModel`, for two reasons found
+//! on the H100: its attention mask is `f32::MIN`, which becomes −∞ in
+//! bf16/f16 and turns every unmasked score into NaN (0 × −∞); and its
+//! attention scales, masks and normalises the `[batch, heads, len, len]`
+//! scores with five generic broadcast kernels, which took over half the GPU
+//! time of MiniLM. Here the query projection carries the 1/√d scale, the
+//! three projections are one matrix product, the mask is added only when a
+//! batch has padding, and the softmax is candle's fused kernel.
 
 use super::{model_type, read_config, TextError};
 use crate::device::DeviceSpec;
 use crate::weights::WeightSource;
 use crate::WorkloadError;
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, LayerNorm, VarBuilder};
-use candle_transformers::models::bert::{BertEncoder, HiddenAct, PositionEmbeddingType};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_transformers::models::bert::{HiddenAct, PositionEmbeddingType};
 use std::path::Path;
 
 /// BERT's architecture, as in a Hugging Face `config.json`.
@@ -118,6 +123,83 @@ impl Embeddings {
     }
 }
 
+/// One transformer layer (post-norm, as BERT).
+struct Layer {
+    /// Query (pre-scaled by 1/√d), key and value projections as one.
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    out: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+    activation: HiddenAct,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, c: &BertConfig) -> candle_core::Result<Layer> {
+        let h = c.hidden_size;
+        let attention = vb.pp("attention");
+        let q = candle_nn::linear(h, h, attention.pp("self.query"))?;
+        let k = candle_nn::linear(h, h, attention.pp("self.key"))?;
+        let v = candle_nn::linear(h, h, attention.pp("self.value"))?;
+        let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
+        let bias = |l: &Linear| {
+            l.bias()
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg("a projection without bias".into()))
+        };
+        let qkv = Linear::new(
+            Tensor::cat(&[&(q.weight() * scale)?, k.weight(), v.weight()], 0)?,
+            Some(Tensor::cat(
+                &[&(bias(&q)? * scale)?, &bias(&k)?, &bias(&v)?],
+                0,
+            )?),
+        );
+        let eps = c.layer_norm_eps;
+        Ok(Layer {
+            qkv,
+            attention_out: candle_nn::linear(h, h, attention.pp("output.dense"))?,
+            attention_norm: candle_nn::layer_norm(h, eps, attention.pp("output.LayerNorm"))?,
+            intermediate: candle_nn::linear(h, c.intermediate_size, vb.pp("intermediate.dense"))?,
+            out: candle_nn::linear(c.intermediate_size, h, vb.pp("output.dense"))?,
+            out_norm: candle_nn::layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
+            heads: c.num_attention_heads,
+            activation: c.hidden_act,
+        })
+    }
+
+    /// `x`: `[batch, len, hidden]`; `mask`: additive, `[batch, 1, 1, len]`.
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (b, len, h) = x.dims3()?;
+        let head_dim = h / self.heads;
+        let qkv = self.qkv.forward(x)?;
+        let split = |i: usize| -> candle_core::Result<Tensor> {
+            qkv.narrow(2, i * h, h)?
+                .reshape((b, len, self.heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, len, h))?;
+        let x = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let hidden = self.intermediate.forward(&x)?;
+        let hidden = match self.activation {
+            HiddenAct::Gelu => hidden.gelu_erf()?,
+            HiddenAct::GeluApproximate => hidden.gelu()?,
+            HiddenAct::Relu => hidden.relu()?,
+        };
+        self.out_norm.forward(&(self.out.forward(&hidden)? + x)?)
+    }
+}
+
 /// A loaded sentence encoder on one device.
 pub struct SentenceEncoder {
     pub config: BertConfig,
@@ -129,7 +211,7 @@ pub struct SentenceEncoder {
     /// module, part of all-MiniLM-L6-v2).
     pub normalize: bool,
     embeddings: Embeddings,
-    encoder: BertEncoder,
+    layers: Vec<Layer>,
 }
 
 impl SentenceEncoder {
@@ -156,7 +238,7 @@ impl SentenceEncoder {
             vb
         };
         let built = Self::build(vb, &config);
-        let (embeddings, encoder) = built.map_err(|e| match &weights {
+        let (embeddings, layers) = built.map_err(|e| match &weights {
             WeightSource::File(path) => WorkloadError::Weights {
                 path: path.clone(),
                 reason: format!("does not fit this BERT config: {e}"),
@@ -174,17 +256,16 @@ impl SentenceEncoder {
             weights,
             normalize,
             embeddings,
-            encoder,
+            layers,
         })
     }
 
-    fn build(
-        vb: VarBuilder,
-        config: &BertConfig,
-    ) -> candle_core::Result<(Embeddings, BertEncoder)> {
+    fn build(vb: VarBuilder, config: &BertConfig) -> candle_core::Result<(Embeddings, Vec<Layer>)> {
         Ok((
             Embeddings::load(vb.pp("embeddings"), config)?,
-            BertEncoder::load(vb.pp("encoder"), config)?,
+            (0..config.num_hidden_layers)
+                .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
+                .collect::<candle_core::Result<_>>()?,
         ))
     }
 
@@ -248,22 +329,29 @@ impl SentenceEncoder {
         }
         let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
         let keep = Tensor::from_vec(keep, (batch, len), &self.device)?;
-        // Additive mask: 0 on tokens, a large finite negative on padding
-        // (finite in the compute type, so 0 × mask stays 0).
-        let masked = if self.dtype == DType::F16 {
-            -3.0e4
+        // Additive mask, only when the batch has padding: 0 on tokens, a
+        // large finite negative on padding (finite in the compute type, so
+        // softmax never sees −∞ − −∞).
+        let padded = inputs.iter().any(|t| t.len() < len);
+        let additive = if padded {
+            let masked = if self.dtype == DType::F16 {
+                -3.0e4
+            } else {
+                -1.0e9
+            };
+            Some(
+                keep.affine(-masked, masked)?
+                    .to_dtype(self.dtype)?
+                    .reshape((batch, 1, 1, len))?,
+            )
         } else {
-            -1.0e9
+            None
         };
-        let additive = keep
-            .affine(-masked, masked)?
-            .to_dtype(self.dtype)?
-            .reshape((batch, 1, 1, len))?;
-        let hidden = self.embeddings.forward(&ids)?;
-        let hidden = self
-            .encoder
-            .forward(&hidden, &additive)?
-            .to_dtype(DType::F32)?;
+        let mut hidden = self.embeddings.forward(&ids)?;
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden, additive.as_ref())?;
+        }
+        let hidden = hidden.to_dtype(DType::F32)?;
         // Mean over real tokens.
         let keep = keep.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&keep)?.sum(1)?;

@@ -7,8 +7,9 @@
 //!   random weights and no tokenizer;
 //! - [`dataset`]: JSON/JSONL prompts and SQuAD, tokenized into a
 //!   [`dataset::TextQsl`] before the timed run;
-//! - [`encoder`]: the sentence encoder (candle-transformers' BERT layers,
-//!   mean pooling, L2 normalisation, as sentence-transformers runs MiniLM);
+//! - [`encoder`]: the sentence encoder (BERT layers in Hugging Face's weight
+//!   names, mean pooling, L2 normalisation, as sentence-transformers runs
+//!   MiniLM);
 //! - [`decoder`]: GPT-2 with a key/value cache and batched greedy decoding;
 //! - [`serve`]: the systems under test built on them.
 //!
