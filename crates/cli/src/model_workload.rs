@@ -118,7 +118,7 @@ fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
 }
 
 /// The devices a run uses: --devices when given, else --device.
-fn devices(args: &ModelArgs) -> Result<Vec<DeviceSpec>> {
+pub fn devices(args: &ModelArgs) -> Result<Vec<DeviceSpec>> {
     let Some(list) = args.devices.as_deref() else {
         return Ok(vec![args.device]);
     };

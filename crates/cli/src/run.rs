@@ -281,7 +281,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 parameters: w.parameters,
                 capacity_per_s: w.capacity_per_s,
                 latency_ns: w.latency_ns,
-                batching: None,
+                batching: w.batching,
             }
         }
         WorkloadName::Digits => {

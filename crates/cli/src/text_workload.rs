@@ -12,7 +12,7 @@ use loadgen::{QuerySampleIndex, QuerySampleLibrary, SystemUnderTest};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use workloads::batcher::{BatchPolicy, BatchingSut};
+use workloads::batcher::{BatchPolicy, BatchingSut, DeviceGroup};
 use workloads::text::dataset::{read_text_dataset, Framing, TextQsl};
 use workloads::text::decoder::{read_gpt2_config, Gpt2, Gpt2Config};
 use workloads::text::encoder::{minilm_l6_v2_config, read_bert_config, SentenceEncoder};
@@ -69,6 +69,8 @@ impl TextModel {
 
 pub struct TextWorkload {
     pub sut: Box<dyn SystemUnderTest>,
+    /// The encoder's batching SUT (per-device work and errors after the run).
+    pub batching: Option<Arc<BatchingSut>>,
     pub qsl: Arc<TextQsl>,
     pub parameters: serde_json::Value,
     pub capacity_per_s: f64,
@@ -212,8 +214,14 @@ pub fn build(
                 performance_samples,
             )?);
             describe_load(kind, model, &dtype_name, &weights);
-            let encoder =
-                SentenceEncoder::load(config.clone(), weights.clone(), model.device, dtype, true)?;
+            // One encoder per device (--devices); calibration runs on the first.
+            let devices = crate::model_workload::devices(model)?;
+            let device_names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+            let mut encoders = devices
+                .iter()
+                .map(|&d| SentenceEncoder::load(config.clone(), weights.clone(), d, dtype, true))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let encoder = encoders.remove(0);
             let (capacity_per_s, latency_ns) = calibrate(&qsl, model.batch_size, |batch| {
                 let inputs: Vec<&[u32]> = batch.iter().map(|t| &t[..]).collect();
                 encoder.embed(&inputs).map(|_| ()).map_err(Into::into)
@@ -225,7 +233,8 @@ pub fn build(
                     config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.vocab_size
                 ),
                 "config": describe_config(config_path.as_deref(), "built-in all-MiniLM-L6-v2"),
-                "device": model.device.to_string(),
+                "device": device_names.join(","),
+                "devices": device_names,
                 "dtype": dtype_name,
                 "weights": weights.describe(),
                 "random_weights": weights.is_random(),
@@ -238,16 +247,27 @@ pub fn build(
                 "workers": model.workers,
                 "calibrated_samples_per_s": capacity_per_s,
             });
-            let sut = BatchingSut::new(
-                format!("joulebench-{}-{}", kind.name(), model.device),
-                Arc::new(EncoderModel {
-                    encoder,
-                    qsl: Arc::clone(&qsl),
-                }),
+            let groups = std::iter::once(encoder)
+                .chain(encoders)
+                .zip(&device_names)
+                .map(|(encoder, label)| DeviceGroup {
+                    label: label.clone(),
+                    model: Arc::new(EncoderModel {
+                        encoder,
+                        qsl: Arc::clone(&qsl),
+                    }),
+                })
+                .collect();
+            let sut = Arc::new(BatchingSut::across(
+                format!("joulebench-{}-{}", kind.name(), device_names.join("+")),
+                groups,
                 policy(model),
-            );
+            ));
+            // Planning target for the node: the first device's rate times the devices.
+            let capacity_per_s = capacity_per_s * devices.len() as f64;
             Ok(TextWorkload {
-                sut: Box::new(sut),
+                sut: Box::new(Arc::clone(&sut)),
+                batching: Some(sut),
                 qsl,
                 parameters,
                 capacity_per_s,
@@ -255,6 +275,10 @@ pub fn build(
             })
         }
         TextModel::Gpt2 => {
+            anyhow::ensure!(
+                model.devices.is_none(),
+                "--devices: gpt2 runs on one device; choose it with --device"
+            );
             let config = match &config_path {
                 Some(p) => read_gpt2_config(p)?,
                 None => Gpt2Config::gpt2_small(),
@@ -343,6 +367,7 @@ pub fn build(
             );
             Ok(TextWorkload {
                 sut: Box::new(sut),
+                batching: None,
                 qsl,
                 parameters,
                 capacity_per_s,
