@@ -31,6 +31,64 @@ pub fn measure_idle(
         .context("measuring idle power")
 }
 
+/// The system total by the default rule, or exactly `ids` when given.
+pub fn total_of(meters: &[MeterEnergy], ids: &[String]) -> Result<energy::SystemTotal> {
+    Ok(if ids.is_empty() {
+        energy::system_total(meters)
+    } else {
+        energy::chosen_total(meters, ids)?
+    })
+}
+
+/// Idle power per meter and, for the measured total, the energy above idle
+/// over a window of `window_s`.
+pub fn idle_record(
+    idle: Option<&IdleMeasurement>,
+    total: &energy::SystemTotal,
+    window_s: f64,
+) -> Option<IdleRecord> {
+    let m = idle?;
+    let total_idle_w = total.measured.as_ref().map(|part| {
+        m.energies
+            .iter()
+            .filter(|e| part.meter_ids.contains(&e.meter_id))
+            .map(|e| e.avg_w)
+            .sum::<f64>()
+    });
+    Some(IdleRecord {
+        duration_s: m.window.duration_s(),
+        meters: m
+            .energies
+            .iter()
+            .map(|e| (e.meter_id.clone(), e.avg_w))
+            .collect(),
+        total_idle_w,
+        energy_above_idle_j: match (&total.measured, total_idle_w) {
+            (Some(part), Some(w)) => Some(part.energy_j - w * window_s),
+            _ => None,
+        },
+    })
+}
+
+/// Each meter's log file (relative to `dir`), sample count and faults.
+pub fn meter_logs(report: &SamplerReport, dir: &Path) -> Vec<MeterLog> {
+    report
+        .meters
+        .iter()
+        .map(|m| MeterLog {
+            meter_id: m.info.id.clone(),
+            file: m
+                .log_path
+                .strip_prefix(dir)
+                .unwrap_or(&m.log_path)
+                .display()
+                .to_string(),
+            samples: m.samples.len(),
+            faults: m.faults.clone(),
+        })
+        .collect()
+}
+
 /// What the run measured, for the power record.
 pub struct RunCounts<'a> {
     pub scenario: &'a str,
@@ -54,11 +112,7 @@ pub fn record(
 ) -> Result<PowerRecord> {
     let window = Window::new(window_ns.0, window_ns.1.max(window_ns.0 + 1))?;
     let meters: Vec<MeterEnergy> = report.energy(window)?;
-    let total = if total_ids.is_empty() {
-        energy::system_total(&meters)
-    } else {
-        energy::chosen_total(&meters, total_ids)?
-    };
+    let total = total_of(&meters, total_ids)?;
     let counted = total.measured.as_ref().or(total.estimated.as_ref());
     let efficiency = match counted {
         Some(part) if part.energy_j > 0.0 => {
@@ -81,43 +135,8 @@ pub fn record(
         }
         _ => None,
     };
-    let idle = idle.map(|m| {
-        let total_idle_w = total.measured.as_ref().map(|part| {
-            m.energies
-                .iter()
-                .filter(|e| part.meter_ids.contains(&e.meter_id))
-                .map(|e| e.avg_w)
-                .sum::<f64>()
-        });
-        IdleRecord {
-            duration_s: m.window.duration_s(),
-            meters: m
-                .energies
-                .iter()
-                .map(|e| (e.meter_id.clone(), e.avg_w))
-                .collect(),
-            total_idle_w,
-            energy_above_idle_j: match (&total.measured, total_idle_w) {
-                (Some(part), Some(w)) => Some(part.energy_j - w * window.duration_s()),
-                _ => None,
-            },
-        }
-    });
-    let logs = report
-        .meters
-        .iter()
-        .map(|m| MeterLog {
-            meter_id: m.info.id.clone(),
-            file: m
-                .log_path
-                .strip_prefix(result_dir)
-                .unwrap_or(&m.log_path)
-                .display()
-                .to_string(),
-            samples: m.samples.len(),
-            faults: m.faults.clone(),
-        })
-        .collect();
+    let idle = idle_record(idle, &total, window.duration_s());
+    let logs = meter_logs(report, result_dir);
     let complete = [&total.measured, &total.estimated]
         .into_iter()
         .flatten()

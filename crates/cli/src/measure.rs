@@ -28,8 +28,8 @@ use clap::Args;
 use power::energy::{self, MeterEnergy, Window};
 use power::sampler::{IdleMeasurement, SamplerReport};
 use report::schema::{
-    self, CommandResult, IdleRecord, MeasuredCommand, MeterLog, PowerRecord, RunStatus,
-    SlurmContext, TimedWindow, UnusableMeter,
+    self, CommandResult, MeasuredCommand, PowerRecord, RunStatus, SlurmContext, TimedWindow,
+    UnusableMeter,
 };
 use std::ffi::OsStr;
 use std::io::Write;
@@ -244,7 +244,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         for span in &spans {
             let w = Window::new(span.begin_ns, span.end_ns.max(span.begin_ns + 1))?;
             let meters: Vec<MeterEnergy> = r.energy(w)?;
-            let total = total_of(&meters, &args.power.total)?;
+            let total = crate::energy::total_of(&meters, &args.power.total)?;
             phases.push(report::phases::record(span, meters, total, idle_total_w));
         }
     } else {
@@ -424,14 +424,6 @@ fn output_dir(args: &MeasureArgs, slurm: Option<&SlurmContext>) -> PathBuf {
     }
 }
 
-fn total_of(meters: &[MeterEnergy], ids: &[String]) -> Result<power::energy::SystemTotal> {
-    Ok(if ids.is_empty() {
-        energy::system_total(meters)
-    } else {
-        energy::chosen_total(meters, ids)?
-    })
-}
-
 /// Energy of every meter over the command's window, the total, idle.
 fn power_record(
     report: &SamplerReport,
@@ -443,44 +435,9 @@ fn power_record(
     total_ids: &[String],
 ) -> Result<PowerRecord> {
     let meters = report.energy(window)?;
-    let total = total_of(&meters, total_ids)?;
-    let idle = idle.map(|m| {
-        let total_idle_w = total.measured.as_ref().map(|part| {
-            m.energies
-                .iter()
-                .filter(|e| part.meter_ids.contains(&e.meter_id))
-                .map(|e| e.avg_w)
-                .sum::<f64>()
-        });
-        IdleRecord {
-            duration_s: m.window.duration_s(),
-            meters: m
-                .energies
-                .iter()
-                .map(|e| (e.meter_id.clone(), e.avg_w))
-                .collect(),
-            total_idle_w,
-            energy_above_idle_j: match (&total.measured, total_idle_w) {
-                (Some(part), Some(w)) => Some(part.energy_j - w * window.duration_s()),
-                _ => None,
-            },
-        }
-    });
-    let logs = report
-        .meters
-        .iter()
-        .map(|m| MeterLog {
-            meter_id: m.info.id.clone(),
-            file: m
-                .log_path
-                .strip_prefix(outdir)
-                .unwrap_or(&m.log_path)
-                .display()
-                .to_string(),
-            samples: m.samples.len(),
-            faults: m.faults.clone(),
-        })
-        .collect();
+    let total = crate::energy::total_of(&meters, total_ids)?;
+    let idle = crate::energy::idle_record(idle, &total, window.duration_s());
+    let logs = crate::energy::meter_logs(report, outdir);
     let complete = [&total.measured, &total.estimated]
         .into_iter()
         .flatten()

@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use power::energy::{self, MeterEnergy, SystemTotal, TotalPart, Window};
+use power::energy::{self, SystemTotal, TotalPart, Window};
 use power::sampler::SamplerReport;
 use report::schema::{
     self, CommandResult, MeasuredCommand, OlympicRecord, PhaseRecord, QualityPoint, RunStatus,
@@ -717,14 +717,6 @@ fn one_run(
     }
 }
 
-fn total_of(meters: &[MeterEnergy], ids: &[String]) -> Result<SystemTotal> {
-    Ok(if ids.is_empty() {
-        energy::system_total(meters)
-    } else {
-        energy::chosen_total(meters, ids)?
-    })
-}
-
 /// The counted part of a total: measured, else estimated.
 fn counted(total: &SystemTotal) -> Option<&TotalPart> {
     total.measured.as_ref().or(total.estimated.as_ref())
@@ -750,7 +742,7 @@ fn idle_total(
         .map(|s| s.t_ns)
         .min()?;
     let meters = report.energy(Window::new(first, last).ok()?).ok()?;
-    let total = total_of(&meters, ids).ok()?;
+    let total = crate::energy::total_of(&meters, ids).ok()?;
     let part = total.measured.as_ref()?;
     Some(
         idle.energies
@@ -781,7 +773,7 @@ fn run_record(
         let (meters, total) = match report {
             Some(rep) => {
                 let meters = rep.energy(Window::new(p.begin_ns, p.end_ns.max(p.begin_ns + 1))?)?;
-                let total = total_of(&meters, ids)?;
+                let total = crate::energy::total_of(&meters, ids)?;
                 (meters, total)
             }
             None => (Vec::new(), energy::system_total(&[])),
@@ -793,7 +785,7 @@ fn run_record(
             r.run_start_ns,
             r.run_stop_ns.max(r.run_start_ns + 1),
         )?)?;
-        let total = total_of(&meters, ids)?;
+        let total = crate::energy::total_of(&meters, ids)?;
         if let Some(part) = counted(&total) {
             energy_j = Some(part.energy_j);
             provenance = Some(part.provenance);
@@ -873,7 +865,7 @@ fn mlperf_power_logs(
     while t < end {
         let next = (t + step).min(end);
         let meters = report.energy(Window::new(t, next)?)?;
-        let total = total_of(&meters, ids)?;
+        let total = crate::energy::total_of(&meters, ids)?;
         let part = counted(&total).context("no meter counts in the total")?;
         readings.push((next, part.energy_j / ((next - t) as f64 / 1e9)));
         t = next;

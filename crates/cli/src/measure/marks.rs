@@ -150,7 +150,9 @@ mod tests {
         let got = marks.stop();
         let lines: Vec<&str> = got.iter().map(|m| m.line.as_str()).collect();
         assert_eq!(lines, ["load", "train", "eval"]);
-        assert!(got[1].t_ns >= got[0].t_ns + 4_000_000, "{got:?}");
+        // Stamped when read: rising, but a loaded machine may read two lines
+        // closer together than they were written.
+        assert!(got.windows(2).all(|w| w[1].t_ns >= w[0].t_ns), "{got:?}");
         assert!(!path.exists(), "the FIFO is removed");
     }
 }
