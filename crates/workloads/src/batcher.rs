@@ -13,7 +13,7 @@
 
 use loadgen::{QuerySample, QuerySampleIndex, QuerySampleResponse, Responder, SystemUnderTest};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,26 +59,115 @@ struct Counters {
     failure: Mutex<Option<String>>,
 }
 
-struct Pending {
-    sample: QuerySample,
-    responder: Responder,
+/// A sample waiting for its batch.
+pub struct Pending {
+    pub sample: QuerySample,
+    pub responder: Responder,
     arrived: Instant,
 }
 
 #[derive(Default)]
-struct Queue {
+struct QueueState {
     items: VecDeque<Pending>,
     flushing: bool,
     stopping: bool,
-    /// Devices still in service.
-    healthy: usize,
+    /// No one is left to serve: samples are answered at once, without data.
+    closed: bool,
 }
 
-type Shared = Arc<(Mutex<Queue>, Condvar)>;
+/// The samples a SUT's workers take their batches from: a batch goes when
+/// it is full, when its oldest sample has waited `max_wait`, or on a flush.
+#[derive(Default)]
+pub struct BatchQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+impl BatchQueue {
+    /// Queues `samples` (the SUT's `issue_query`).
+    pub fn push(&self, samples: &[QuerySample], responder: &Responder) {
+        if let Ok(mut q) = self.state.lock() {
+            if q.closed {
+                responder.complete_ids(samples.iter().map(|s| s.id));
+                return;
+            }
+            let now = Instant::now();
+            q.flushing = false;
+            q.items.extend(samples.iter().map(|&sample| Pending {
+                sample,
+                responder: responder.clone(),
+                arrived: now,
+            }));
+        }
+        self.ready.notify_all();
+    }
+
+    /// Sends a partial batch without waiting (the SUT's `flush_queries`).
+    pub fn flush(&self) {
+        if let Ok(mut q) = self.state.lock() {
+            q.flushing = true;
+        }
+        self.ready.notify_all();
+    }
+
+    /// Drops what is queued and wakes every worker to end.
+    pub fn stop(&self) {
+        if let Ok(mut q) = self.state.lock() {
+            q.stopping = true;
+            q.items.clear();
+        }
+        self.ready.notify_all();
+    }
+
+    /// The next batch, or None once the queue stops or `quit` says so.
+    pub fn take(&self, policy: &BatchPolicy, quit: impl Fn() -> bool) -> Option<Vec<Pending>> {
+        let mut q = self.state.lock().ok()?;
+        loop {
+            if q.stopping || quit() {
+                return None;
+            }
+            let full = q.items.len() >= policy.max_batch;
+            let waited = q
+                .items
+                .front()
+                .is_some_and(|p| p.arrived.elapsed() >= policy.max_wait);
+            if !q.items.is_empty() && (full || waited || q.flushing) {
+                let n = q.items.len().min(policy.max_batch.max(1));
+                return Some(q.items.drain(..n).collect());
+            }
+            let timeout = q.items.front().map_or(Duration::from_millis(100), |p| {
+                policy.max_wait.saturating_sub(p.arrived.elapsed())
+            });
+            q = self
+                .ready
+                .wait_timeout(q, timeout.max(Duration::from_micros(50)))
+                .ok()?
+                .0;
+        }
+    }
+
+    /// Puts a batch back at the front for other workers. With `close`, no
+    /// one is left: everything queued, and every later sample, is answered
+    /// without data.
+    pub fn requeue(&self, batch: Vec<Pending>, close: bool) {
+        let Ok(mut q) = self.state.lock() else { return };
+        for p in batch.into_iter().rev() {
+            q.items.push_front(p);
+        }
+        q.closed |= close;
+        if q.closed {
+            for p in q.items.drain(..) {
+                p.responder.complete_ids([p.sample.id]);
+            }
+        }
+        drop(q);
+        self.ready.notify_all();
+    }
+}
 
 pub struct BatchingSut {
     name: String,
-    shared: Shared,
+    queue: Arc<BatchQueue>,
     workers: Vec<JoinHandle<()>>,
     devices: Vec<(String, Arc<Counters>)>,
     /// Inference errors, first ten (the run reports them).
@@ -97,13 +186,8 @@ impl BatchingSut {
 
     /// One queue served by every device in `groups`.
     pub fn across(name: String, groups: Vec<DeviceGroup>, policy: BatchPolicy) -> BatchingSut {
-        let shared: Shared = Arc::new((
-            Mutex::new(Queue {
-                healthy: groups.len(),
-                ..Queue::default()
-            }),
-            Condvar::new(),
-        ));
+        let queue = Arc::new(BatchQueue::default());
+        let healthy = Arc::new(AtomicUsize::new(groups.len()));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::new();
         let mut devices = Vec::new();
@@ -111,7 +195,8 @@ impl BatchingSut {
             let counters = Arc::new(Counters::default());
             for _ in 0..policy.workers.max(1) {
                 let worker = Worker {
-                    shared: Arc::clone(&shared),
+                    queue: Arc::clone(&queue),
+                    healthy: Arc::clone(&healthy),
                     model: Arc::clone(&group.model),
                     label: group.label.clone(),
                     counters: Arc::clone(&counters),
@@ -124,7 +209,7 @@ impl BatchingSut {
         }
         BatchingSut {
             name,
-            shared,
+            queue,
             workers,
             devices,
             errors,
@@ -151,7 +236,9 @@ impl BatchingSut {
 }
 
 struct Worker {
-    shared: Shared,
+    queue: Arc<BatchQueue>,
+    /// Devices still in service.
+    healthy: Arc<AtomicUsize>,
     model: Arc<dyn BatchModel>,
     label: String,
     counters: Arc<Counters>,
@@ -197,31 +284,9 @@ impl Worker {
 
     /// The next batch, or None when the SUT stops or this device failed.
     fn take(&self) -> Option<Vec<Pending>> {
-        let (lock, ready) = &*self.shared;
-        let policy = self.policy;
-        let mut q = lock.lock().ok()?;
-        loop {
-            if q.stopping || self.counters.failed.load(Ordering::Relaxed) {
-                return None;
-            }
-            let full = q.items.len() >= policy.max_batch;
-            let waited = q
-                .items
-                .front()
-                .is_some_and(|p| p.arrived.elapsed() >= policy.max_wait);
-            if !q.items.is_empty() && (full || waited || q.flushing) {
-                break;
-            }
-            let timeout = q.items.front().map_or(Duration::from_millis(100), |p| {
-                policy.max_wait.saturating_sub(p.arrived.elapsed())
-            });
-            q = ready
-                .wait_timeout(q, timeout.max(Duration::from_micros(50)))
-                .ok()?
-                .0;
-        }
-        let n = q.items.len().min(policy.max_batch);
-        Some(q.items.drain(..n).collect())
+        self.queue.take(&self.policy, || {
+            self.counters.failed.load(Ordering::Relaxed)
+        })
     }
 
     /// Takes this device out of service. Its batch goes back to the front of
@@ -233,25 +298,15 @@ impl Worker {
                 errs.push(error.clone());
             }
         }
-        let (lock, ready) = &*self.shared;
-        let Ok(mut q) = lock.lock() else { return };
         // The first worker of a group to fail takes the group out of service.
+        let mut none_left = false;
         if !self.counters.failed.swap(true, Ordering::Relaxed) {
-            q.healthy = q.healthy.saturating_sub(1);
+            none_left = self.healthy.fetch_sub(1, Ordering::Relaxed) == 1;
             if let Ok(mut f) = self.counters.failure.lock() {
                 *f = Some(error);
             }
         }
-        for p in batch.into_iter().rev() {
-            q.items.push_front(p);
-        }
-        if q.healthy == 0 {
-            for p in q.items.drain(..) {
-                p.responder.complete_ids([p.sample.id]);
-            }
-        }
-        drop(q);
-        ready.notify_all();
+        self.queue.requeue(batch, none_left);
     }
 }
 
@@ -261,43 +316,17 @@ impl SystemUnderTest for BatchingSut {
     }
 
     fn issue_query(&self, samples: &[QuerySample], responder: &Responder) {
-        let (lock, ready) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            if q.healthy == 0 {
-                // No device left: answer at once, without data.
-                for s in samples {
-                    responder.complete_ids([s.id]);
-                }
-                return;
-            }
-            let now = Instant::now();
-            q.flushing = false;
-            q.items.extend(samples.iter().map(|&sample| Pending {
-                sample,
-                responder: responder.clone(),
-                arrived: now,
-            }));
-        }
-        ready.notify_all();
+        self.queue.push(samples, responder);
     }
 
     fn flush_queries(&self) {
-        let (lock, ready) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            q.flushing = true;
-        }
-        ready.notify_all();
+        self.queue.flush();
     }
 }
 
 impl Drop for BatchingSut {
     fn drop(&mut self) {
-        let (lock, ready) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            q.stopping = true;
-            q.items.clear();
-        }
-        ready.notify_all();
+        self.queue.stop();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }

@@ -12,12 +12,10 @@
 use super::dataset::TextQsl;
 use super::decoder::{GenerationEvent, Gpt2};
 use super::encoder::SentenceEncoder;
-use crate::batcher::{BatchModel, BatchPolicy};
+use crate::batcher::{BatchModel, BatchPolicy, BatchQueue};
 use loadgen::{QuerySample, QuerySampleIndex, QuerySampleResponse, Responder, SystemUnderTest};
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 /// Little-endian bytes of f32 values (an embedding).
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -61,23 +59,10 @@ pub struct GenerationPolicy {
     pub eos: Option<u32>,
 }
 
-struct Pending {
-    sample: QuerySample,
-    responder: Responder,
-    arrived: Instant,
-}
-
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Pending>,
-    flushing: bool,
-    stopping: bool,
-}
-
 /// GPT-2 as a system under test.
 pub struct GenerationSut {
     name: String,
-    shared: Arc<(Mutex<Queue>, Condvar)>,
+    queue: Arc<BatchQueue>,
     workers: Vec<JoinHandle<()>>,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -89,22 +74,22 @@ impl GenerationSut {
         qsl: Arc<TextQsl>,
         policy: GenerationPolicy,
     ) -> GenerationSut {
-        let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+        let queue = Arc::new(BatchQueue::default());
         let errors = Arc::new(Mutex::new(Vec::new()));
         let workers = (0..policy.batching.workers.max(1))
             .map(|_| {
-                let (shared, model, qsl, errors) = (
-                    Arc::clone(&shared),
+                let (queue, model, qsl, errors) = (
+                    Arc::clone(&queue),
                     Arc::clone(&model),
                     Arc::clone(&qsl),
                     Arc::clone(&errors),
                 );
-                std::thread::spawn(move || work(&shared, &model, &qsl, policy, &errors))
+                std::thread::spawn(move || work(&queue, &model, &qsl, policy, &errors))
             })
             .collect();
         GenerationSut {
             name,
-            shared,
+            queue,
             workers,
             errors,
         }
@@ -116,36 +101,8 @@ impl GenerationSut {
     }
 }
 
-/// Takes the next batch: full, or the oldest sample waited long enough, or
-/// a flush. `None` when the SUT is stopping.
-fn next_batch(shared: &(Mutex<Queue>, Condvar), policy: &BatchPolicy) -> Option<Vec<Pending>> {
-    let (lock, ready) = shared;
-    let mut q = lock.lock().ok()?;
-    loop {
-        if q.stopping {
-            return None;
-        }
-        let full = q.items.len() >= policy.max_batch;
-        let waited = q
-            .items
-            .front()
-            .is_some_and(|p| p.arrived.elapsed() >= policy.max_wait);
-        if !q.items.is_empty() && (full || waited || q.flushing) {
-            let n = q.items.len().min(policy.max_batch.max(1));
-            return Some(q.items.drain(..n).collect());
-        }
-        let timeout = q.items.front().map_or(Duration::from_millis(100), |p| {
-            policy.max_wait.saturating_sub(p.arrived.elapsed())
-        });
-        q = ready
-            .wait_timeout(q, timeout.max(Duration::from_micros(50)))
-            .ok()?
-            .0;
-    }
-}
-
 fn work(
-    shared: &(Mutex<Queue>, Condvar),
+    queue: &BatchQueue,
     model: &Gpt2,
     qsl: &TextQsl,
     policy: GenerationPolicy,
@@ -158,7 +115,7 @@ fn work(
             }
         }
     };
-    while let Some(batch) = next_batch(shared, &policy.batching) {
+    while let Some(batch) = queue.take(&policy.batching, || false) {
         let indices: Vec<QuerySampleIndex> = batch.iter().map(|p| p.sample.index).collect();
         let tokens = match qsl.batch(&indices) {
             Ok(t) => t,
@@ -215,36 +172,17 @@ impl SystemUnderTest for GenerationSut {
     }
 
     fn issue_query(&self, samples: &[QuerySample], responder: &Responder) {
-        let (lock, ready) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            let now = Instant::now();
-            q.flushing = false;
-            q.items.extend(samples.iter().map(|&sample| Pending {
-                sample,
-                responder: responder.clone(),
-                arrived: now,
-            }));
-        }
-        ready.notify_all();
+        self.queue.push(samples, responder);
     }
 
     fn flush_queries(&self) {
-        let (lock, ready) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            q.flushing = true;
-        }
-        ready.notify_all();
+        self.queue.flush();
     }
 }
 
 impl Drop for GenerationSut {
     fn drop(&mut self) {
-        let (lock, ready) = &*self.shared;
-        if let Ok(mut q) = lock.lock() {
-            q.stopping = true;
-            q.items.clear();
-        }
-        ready.notify_all();
+        self.queue.stop();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
