@@ -31,8 +31,8 @@ pub struct ModelArgs {
     #[arg(long, value_name = "LIST")]
     pub devices: Option<String>,
 
-    /// Weights: a .safetensors file, a folder with model.safetensors, or hf:ORG/NAME (local
-    /// Hugging Face cache). Default: seeded random weights (performance and energy only).
+    /// Weights: a .safetensors or .onnx file, a folder with model.safetensors, or hf:ORG/NAME
+    /// (local Hugging Face cache). Default: seeded random weights (performance and energy only).
     #[arg(long, value_name = "PATH")]
     pub weights: Option<String>,
 
@@ -44,9 +44,11 @@ pub struct ModelArgs {
     #[arg(long, default_value = "2ms", value_parser = crate::run::parse_duration)]
     pub max_wait: Duration,
 
-    /// Inference worker threads (each runs whole batches).
-    #[arg(long, default_value = "1")]
-    pub workers: usize,
+    /// Inference worker threads per device (each runs whole batches). Default: 1, and 2 per
+    /// GPU for the image models, so that one worker gathers and copies its batch while the
+    /// other's runs (1.56× on an H100: docs/runtime-choice.md).
+    #[arg(long)]
+    pub workers: Option<usize>,
 
     /// Real images: a folder in ImageNet validation layout (val_map.txt with `FILE LABEL`
     /// lines, JPEG/PNG files), preprocessed when loaded, before the timed run; its size replaces
@@ -63,6 +65,20 @@ pub struct ModelArgs {
         help_heading = IMAGE_HEADING
     )]
     pub image_preprocess: ImagePreprocessing,
+}
+
+impl ModelArgs {
+    /// --workers as given, or the text models' default (one per device).
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or(1)
+    }
+
+    /// --workers as given, or the image models' default: two per GPU, one on CPUs (where
+    /// candle already spreads one batch over every core).
+    fn image_workers(&self, devices: &[DeviceSpec]) -> usize {
+        let on_gpu = devices.iter().any(|d| *d != DeviceSpec::Cpu);
+        self.workers.unwrap_or(if on_gpu { 2 } else { 1 })
+    }
 }
 
 /// Where `joulebench run --help` lists the image data options.
@@ -193,12 +209,13 @@ pub fn build(
     performance_samples: usize,
 ) -> Result<ModelWorkload> {
     anyhow::ensure!(args.batch_size >= 1, "--batch-size must be at least 1");
-    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     let weights = match &args.weights {
         Some(arg) => WeightSource::from_arg(arg)?,
         None => WeightSource::Random { seed },
     };
     let devices = devices(args)?;
+    let workers = args.image_workers(&devices);
+    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
     let device_names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
     let dtype = devices[0].default_dtype();
     eprintln!(
@@ -269,7 +286,7 @@ pub fn build(
         "random_weights": weights.is_random(),
         "batch_size": args.batch_size,
         "max_wait_ns": args.max_wait.as_nanos() as u64,
-        "workers": args.workers,
+        "workers": workers,
         "data": images.describe(),
         "dataset_samples": images.total_sample_count(),
         "calibrated_samples_per_s": capacity_per_s,
@@ -289,7 +306,7 @@ pub fn build(
     let policy = BatchPolicy {
         max_batch: args.batch_size,
         max_wait: args.max_wait,
-        workers: args.workers,
+        workers,
     };
     Ok(ModelWorkload {
         sut: Arc::new(BatchingSut::across(name, groups, policy)),

@@ -56,13 +56,15 @@ EXIT STATUS: 0 the result is VALID; 1 it is INVALID (reasons printed); 2 the run
 start or failed; 130 interrupted (Ctrl-C; logs are written and the result is marked interrupted).
 
 EXAMPLES:
-  joulebench run                                   # sleep SUT, Offline, 10 s
+  joulebench run                                   # ResNet-50 (random weights, CPU), Offline, 10 s
+  joulebench run --workload sleep                  # the harness alone: 1 ms per sample
   joulebench run --scenario server --set target_qps=2000 --duration 5
   joulebench run --scenario single-stream --workload null --duration 1
   joulebench run --conf mlperf.conf --conf user.conf --model resnet50 --scenario Offline")]
 pub struct RunArgs {
-    /// The system under test.
-    #[arg(long, value_enum, default_value = "sleep")]
+    /// The system under test. Default: ResNet-50 (MLPerf's image model) with seeded random
+    /// weights on the CPU, which needs no GPU, meter or download.
+    #[arg(long, value_enum, default_value = "resnet50")]
     workload: WorkloadName,
 
     /// MLPerf scenario: SingleStream, MultiStream, Server or Offline (any case; also single-stream).
@@ -295,7 +297,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 workloads::batcher::BatchPolicy {
                     max_batch: args.model_args.batch_size.max(1),
                     max_wait: args.model_args.max_wait,
-                    workers: args.model_args.workers.max(1),
+                    workers: args.model_args.workers().max(1),
                 },
                 performance_samples,
             )?;

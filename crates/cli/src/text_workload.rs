@@ -165,7 +165,7 @@ pub fn build(
     accuracy: bool,
 ) -> Result<TextWorkload> {
     anyhow::ensure!(model.batch_size >= 1, "--batch-size must be at least 1");
-    anyhow::ensure!(model.workers >= 1, "--workers must be at least 1");
+    anyhow::ensure!(model.workers() >= 1, "--workers must be at least 1");
     anyhow::ensure!(
         text.max_new_tokens >= 1,
         "--max-new-tokens must be at least 1"
@@ -244,7 +244,7 @@ pub fn build(
                 "output": format!("mean-pooled, L2-normalised embedding: {} little-endian f32", config.hidden_size),
                 "batch_size": model.batch_size,
                 "max_wait_ns": model.max_wait.as_nanos() as u64,
-                "workers": model.workers,
+                "workers": model.workers(),
                 "calibrated_samples_per_s": capacity_per_s,
             });
             let groups = std::iter::once(encoder)
@@ -352,7 +352,7 @@ pub fn build(
                 "output": "generated token ids, little-endian u32; the first token is reported on its own",
                 "batch_size": model.batch_size,
                 "max_wait_ns": model.max_wait.as_nanos() as u64,
-                "workers": model.workers,
+                "workers": model.workers(),
                 "calibrated_samples_per_s": capacity_per_s,
             });
             let sut = GenerationSut::new(
@@ -381,7 +381,7 @@ fn policy(model: &ModelArgs) -> BatchPolicy {
     BatchPolicy {
         max_batch: model.batch_size,
         max_wait: model.max_wait,
-        workers: model.workers,
+        workers: model.workers(),
     }
 }
 

@@ -125,7 +125,14 @@ fn a_named_meter_that_is_not_there_fails_before_the_run() {
     let empty = tempfile::tempdir().unwrap();
     let out_dir = empty.path().join("never");
     let out = joulebench()
-        .args(["run", "--power", "rapl", "--sysfs-root"])
+        .args([
+            "run",
+            "--workload",
+            "sleep",
+            "--power",
+            "rapl",
+            "--sysfs-root",
+        ])
         .arg(empty.path())
         .arg("-o")
         .arg(&out_dir)
@@ -139,7 +146,7 @@ fn a_named_meter_that_is_not_there_fails_before_the_run() {
     );
     assert!(!out_dir.join("result.json").exists());
     let out = joulebench()
-        .args(["run", "--power", "estimate"])
+        .args(["run", "--workload", "sleep", "--power", "estimate"])
         .arg("-o")
         .arg(&out_dir)
         .output()
@@ -414,6 +421,8 @@ fn total_must_name_selected_meters() {
     let out = joulebench()
         .args([
             "run",
+            "--workload",
+            "sleep",
             "--power",
             "rapl",
             "--total",

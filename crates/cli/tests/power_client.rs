@@ -58,7 +58,7 @@ fn client_server_and_virtual_analyzer_produce_a_folder_that_passes_all_but_the_s
     let lg = dir.path().join("loadgen");
     let out = dir.path().join("out");
     let workload = format!(
-        "{} run --duration 3 --quiet --power none -o {}",
+        "{} run --workload sleep --duration 3 --quiet --power none -o {}",
         joulebench(),
         lg.display()
     );

@@ -128,7 +128,15 @@ fn joulebench_run_measures_through_ptd_serve() {
         .unwrap();
     wait_for_port(port, Duration::from_secs(20));
     let out = Command::new(joulebench())
-        .args(["run", "--duration", "2", "--quiet", "--power"])
+        .args([
+            "run",
+            "--workload",
+            "sleep",
+            "--duration",
+            "2",
+            "--quiet",
+            "--power",
+        ])
         .arg(format!("ptd://127.0.0.1:{port}"))
         .arg("-o")
         .arg(dir.path().join("run"))

@@ -7,10 +7,54 @@ fn joulebench() -> Command {
 }
 
 #[test]
-fn default_run_writes_logs_and_a_valid_result() {
+fn the_default_run_is_resnet50_with_random_weights_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the batch is made small (CI time); the workload is the default.
+    let out = joulebench()
+        .args([
+            "run",
+            "--duration",
+            "0.2",
+            "--batch-size",
+            "2",
+            "--samples",
+            "8",
+            "--quiet",
+            "-o",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("result.json")).unwrap())
+            .unwrap();
+    let w = &r["workload"];
+    assert_eq!(w["name"], "resnet50", "{w}");
+    assert_eq!(w["parameters"]["random_weights"], true, "{w}");
+    assert_eq!(w["parameters"]["device"], "cpu", "{w}");
+    assert_eq!(r["performance"]["valid"], true, "{}", r["performance"]);
+}
+
+#[test]
+fn sleep_run_writes_logs_and_a_valid_result() {
     let dir = tempfile::tempdir().unwrap();
     let out = joulebench()
-        .args(["run", "--duration", "0.5", "--quiet", "-o"])
+        .args([
+            "run",
+            "--workload",
+            "sleep",
+            "--duration",
+            "0.5",
+            "--quiet",
+            "-o",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -56,7 +100,15 @@ fn scenarios_in_every_spelling_and_conf_files() {
     )
     .unwrap();
     let out = joulebench()
-        .args(["run", "--scenario", "server", "--quiet", "--conf"])
+        .args([
+            "run",
+            "--workload",
+            "sleep",
+            "--scenario",
+            "server",
+            "--quiet",
+            "--conf",
+        ])
         .arg(&conf)
         .arg("-o")
         .arg(dir.path().join("run"))
@@ -120,7 +172,7 @@ fn bad_input_fails_before_running_with_a_clear_message() {
     for (args, expect) in cases {
         let out_dir = dir.path().join("never");
         let out = joulebench()
-            .arg("run")
+            .args(["run", "--workload", "sleep"])
             .args(&args)
             .arg("-o")
             .arg(&out_dir)
@@ -137,7 +189,15 @@ fn bad_input_fails_before_running_with_a_clear_message() {
 fn sigint_writes_logs_and_marks_the_result_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let child = joulebench()
-        .args(["run", "--duration", "60", "--quiet", "-o"])
+        .args([
+            "run",
+            "--workload",
+            "sleep",
+            "--duration",
+            "60",
+            "--quiet",
+            "-o",
+        ])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()

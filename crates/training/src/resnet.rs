@@ -6,8 +6,23 @@
 //! statistics (inference), which would make "training" steps that do not
 //! train the way anyone trains a ResNet.
 
-use candle_core::{ModuleT, Result, Tensor, D};
-use candle_nn::{batch_norm, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_core::{Module, ModuleT, Result, Tensor, D};
+use candle_nn::{batch_norm, BatchNorm, Linear, VarBuilder};
+
+/// A convolution without bias (the batch norm after it has one), run by
+/// `workloads::conv`: cuDNN on GPUs in `cudnn` builds, candle elsewhere.
+/// Same weight name, shape and initialiser as `candle_nn::conv2d_no_bias`.
+struct Conv2d {
+    weight: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        workloads::conv::conv2d(x, &self.weight, self.stride, self.padding)
+    }
+}
 
 fn conv(
     c_in: usize,
@@ -17,17 +32,16 @@ fn conv(
     stride: usize,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    candle_nn::conv2d_no_bias(
-        c_in,
-        c_out,
-        k,
-        Conv2dConfig {
-            padding,
-            stride,
-            ..Default::default()
-        },
-        vb,
-    )
+    let weight = vb.get_with_hints(
+        (c_out, c_in, k, k),
+        "weight",
+        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    Ok(Conv2d {
+        weight,
+        stride,
+        padding,
+    })
 }
 
 struct Bottleneck {

@@ -15,10 +15,14 @@
 //!   text tokenized with `tokenizer.json`.
 
 pub mod batcher;
+pub mod conv;
+#[cfg(feature = "cudnn")]
+mod cudnn_conv;
 pub mod datasets;
 pub mod device;
 pub mod image_qsl;
 pub mod null;
+pub mod onnx;
 pub mod resnet;
 pub mod sleep;
 pub mod synthetic;

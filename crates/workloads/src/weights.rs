@@ -1,4 +1,4 @@
-//! Where a model's weights come from: a safetensors file, a local Hugging
+//! Where a model's weights come from: a safetensors or ONNX file, a local Hugging
 //! Face cache (`~/.cache/huggingface/hub/models--ORG--NAME/snapshots/REV/`),
 //! or seeded random numbers — the built-in default, so performance and
 //! energy runs work offline. Nothing is downloaded.
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub enum WeightSource {
     /// Seeded random weights: right shapes, meaningless outputs.
     Random { seed: u64 },
-    /// A safetensors file.
+    /// A safetensors or ONNX file.
     File(PathBuf),
 }
 
@@ -35,22 +35,28 @@ impl WeightSource {
         }
     }
 
-    /// A `--weights` argument: a safetensors file, a folder holding
-    /// `model.safetensors`, or `hf:ORG/NAME` for the local Hugging Face cache.
+    /// A `--weights` argument: a safetensors or ONNX (`.onnx`) file, a
+    /// folder holding `model.safetensors` or `model.onnx`, or `hf:ORG/NAME`
+    /// for the local Hugging Face cache.
     pub fn from_arg(arg: &str) -> Result<WeightSource, WorkloadError> {
         if let Some(repo) = arg.strip_prefix("hf:") {
             return hf_cache_file(repo, "model.safetensors").map(WeightSource::File);
         }
         let path = PathBuf::from(arg);
         let file = if path.is_dir() {
-            path.join("model.safetensors")
+            let onnx = path.join("model.onnx");
+            if onnx.is_file() && !path.join("model.safetensors").is_file() {
+                onnx
+            } else {
+                path.join("model.safetensors")
+            }
         } else {
             path
         };
         if !file.is_file() {
             return Err(WorkloadError::Weights {
                 path: file,
-                reason: "no such file (give a .safetensors file, a folder with model.safetensors, or hf:ORG/NAME)".into(),
+                reason: "no such file (give a .safetensors or .onnx file, a folder with model.safetensors, or hf:ORG/NAME)".into(),
             });
         }
         Ok(WeightSource::File(file))
@@ -68,6 +74,10 @@ impl WeightSource {
                 dtype,
                 device.clone(),
             )),
+            WeightSource::File(path) if is_onnx(path) => {
+                let tensors = crate::onnx::load(path)?;
+                Ok(VarBuilder::from_tensors(tensors, dtype, device))
+            }
             WeightSource::File(path) => {
                 check_safetensors(path)?;
                 // SAFETY: the file is memory-mapped read-only; joulebench does
@@ -82,6 +92,12 @@ impl WeightSource {
             }
         }
     }
+}
+
+/// ONNX files are told apart by their extension, as ONNX tools do.
+fn is_onnx(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 /// Rejects a corrupt or truncated file before any model code sees it.
