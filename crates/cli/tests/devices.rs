@@ -61,6 +61,20 @@ const TINY_BERT: &str = r#"{"model_type": "bert", "vocab_size": 100, "hidden_siz
 
 #[test]
 fn two_cpu_model_copies_share_one_queue_and_the_result_says_who_did_what() {
+    let per_device = two_copies("offline");
+    assert!(per_device.iter().all(|&n| n > 0), "{per_device:?}");
+}
+
+/// Server: the same queue, batches formed as queries arrive (the
+/// latency-bound path); whichever copy is free takes the next batch.
+#[test]
+fn two_cpu_model_copies_serve_the_server_scenario_from_one_queue() {
+    two_copies("server");
+}
+
+/// Runs the tiny encoder on two CPU copies; returns each copy's samples,
+/// checked to add up to the completed samples.
+fn two_copies(scenario: &str) -> Vec<u64> {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bert.json");
     std::fs::write(&config, TINY_BERT).unwrap();
@@ -69,7 +83,7 @@ fn two_cpu_model_copies_share_one_queue_and_the_result_says_who_did_what() {
         .args(["run", "--workload", "minilm", "--devices", "cpu,cpu"])
         .args([
             "--scenario",
-            "offline",
+            scenario,
             "--duration",
             "0.5",
             "--samples",
@@ -102,7 +116,13 @@ fn two_cpu_model_copies_share_one_queue_and_the_result_says_who_did_what() {
         per_device.iter().sum::<u64>(),
         r["performance"]["samples_completed"].as_u64().unwrap()
     );
-    assert!(per_device.iter().all(|&n| n > 0), "{per_device:?}");
     assert!(work.iter().all(|w| w["failed"].is_null()));
     assert_eq!(p["inference_errors"], serde_json::json!([]));
+    assert_eq!(
+        r["settings"]["scenario"].as_str().map(str::to_lowercase),
+        Some(scenario.into()),
+        "{}",
+        r["settings"]
+    );
+    per_device
 }

@@ -30,8 +30,13 @@ use half::{bf16, f16};
 /// both inputs.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let geometry = Geometry::new(x.dims4()?, weight.dims4()?, stride, padding)?;
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, Forward(geometry))
+    x.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        ConvOp {
+            pass: Pass::Forward,
+            geometry,
+        },
+    )
 }
 
 /// The shapes of one convolution: everything a plan depends on but the type.
@@ -81,20 +86,31 @@ impl Geometry {
     }
 }
 
-/// The forward convolution; its backward pass is the two ops below.
-struct Forward(Geometry);
-/// `dx` from `(weight, dy)`.
-struct BackwardData(Geometry);
-/// `dw` from `(x, dy)`.
-struct BackwardFilter(Geometry);
-
-fn no_cpu(name: &str) -> Result<(CpuStorage, Shape)> {
-    candle_core::bail!("{name} runs on CUDA devices only; CPU tensors use candle's convolution")
+/// One pass of one convolution as a candle op. The forward pass's
+/// gradients are the two backward passes, run as ops of their own.
+struct ConvOp {
+    pass: Pass,
+    geometry: Geometry,
 }
 
-impl CustomOp2 for Forward {
+impl ConvOp {
+    /// The shape this pass writes: `y` forward, `x` for `dx`, `w` for `dw`.
+    fn out_dims(&self) -> [usize; 4] {
+        match self.pass {
+            Pass::Forward => self.geometry.y(),
+            Pass::BackwardData => self.geometry.x,
+            Pass::BackwardFilter => self.geometry.w,
+        }
+    }
+}
+
+impl CustomOp2 for ConvOp {
     fn name(&self) -> &'static str {
-        "cudnn-conv2d"
+        match self.pass {
+            Pass::Forward => "cudnn-conv2d",
+            Pass::BackwardData => "cudnn-conv2d-backward-data",
+            Pass::BackwardFilter => "cudnn-conv2d-backward-filter",
+        }
     }
     fn cpu_fwd(
         &self,
@@ -103,18 +119,21 @@ impl CustomOp2 for Forward {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        no_cpu(self.name())
+        candle_core::bail!(
+            "{} runs on CUDA devices only; CPU tensors use candle's convolution",
+            self.name()
+        )
     }
     fn cuda_fwd(
         &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
+        a: &CudaStorage,
+        al: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let g = self.0;
-        let out = run(Pass::Forward, g, x, xl, w, wl, g.y())?;
-        Ok((out, Shape::from(g.y().to_vec())))
+        let dims = self.out_dims();
+        let out = run(self.pass, self.geometry, a, al, b, bl, dims)?;
+        Ok((out, Shape::from(dims.to_vec())))
     }
     fn bwd(
         &self,
@@ -123,62 +142,17 @@ impl CustomOp2 for Forward {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.pass != Pass::Forward {
+            candle_core::bail!("{}: no second derivatives", self.name());
+        }
         let dy = dy.contiguous()?;
-        let dx = w.apply_op2_no_bwd(&dy, &BackwardData(self.0))?;
-        let dw = x.apply_op2_no_bwd(&dy, &BackwardFilter(self.0))?;
+        let pass = |pass| ConvOp {
+            pass,
+            geometry: self.geometry,
+        };
+        let dx = w.apply_op2_no_bwd(&dy, &pass(Pass::BackwardData))?;
+        let dw = x.apply_op2_no_bwd(&dy, &pass(Pass::BackwardFilter))?;
         Ok((Some(dx), Some(dw)))
-    }
-}
-
-impl CustomOp2 for BackwardData {
-    fn name(&self) -> &'static str {
-        "cudnn-conv2d-backward-data"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        no_cpu(self.name())
-    }
-    fn cuda_fwd(
-        &self,
-        w: &CudaStorage,
-        wl: &Layout,
-        dy: &CudaStorage,
-        dyl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        let g = self.0;
-        let out = run(Pass::BackwardData, g, w, wl, dy, dyl, g.x)?;
-        Ok((out, Shape::from(g.x.to_vec())))
-    }
-}
-
-impl CustomOp2 for BackwardFilter {
-    fn name(&self) -> &'static str {
-        "cudnn-conv2d-backward-filter"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        no_cpu(self.name())
-    }
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        dy: &CudaStorage,
-        dyl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        let g = self.0;
-        let out = run(Pass::BackwardFilter, g, x, xl, dy, dyl, g.w)?;
-        Ok((out, Shape::from(g.w.to_vec())))
     }
 }
 

@@ -20,36 +20,106 @@ pub trait ImageSource: QuerySampleLibrary {
     /// The loaded samples stacked into one `[n, C, H, W]` f32 batch; an
     /// error when a sample was not loaded.
     fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String>;
+    /// The same batch written into `out` (`indices.len()` samples of
+    /// `3 × 224 × 224` f32 each, in order): the GPU path writes straight
+    /// into its page-locked staging buffer.
+    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32]) -> Result<(), String>;
     /// The sample's class, when the data set has labels.
     fn label(&self, index: QuerySampleIndex) -> Option<u32>;
     /// What the data are, for result parameters (e.g. `synthetic images`).
     fn describe(&self) -> String;
 }
 
-/// Stacks loaded samples into a batch (shared by the image sources).
-pub(crate) fn stack_loaded(
-    loaded: &RwLock<HashMap<QuerySampleIndex, Tensor>>,
-    indices: &[QuerySampleIndex],
-) -> Result<Tensor, String> {
-    let loaded = loaded
-        .read()
-        .map_err(|_| "sample store poisoned".to_string())?;
-    let images: Vec<&Tensor> = indices
-        .iter()
-        .map(|i| {
-            loaded
-                .get(i)
-                .ok_or_else(|| format!("sample {i} was not loaded"))
+/// The loaded samples, in the order asked (shared by the image sources).
+pub(crate) struct Loaded(RwLock<HashMap<QuerySampleIndex, Tensor>>);
+
+impl Loaded {
+    pub(crate) fn new() -> Self {
+        Loaded(RwLock::new(HashMap::new()))
+    }
+
+    fn with<R>(
+        &self,
+        indices: &[QuerySampleIndex],
+        f: impl FnOnce(&[&Tensor]) -> Result<R, String>,
+    ) -> Result<R, String> {
+        let loaded = self
+            .0
+            .read()
+            .map_err(|_| "sample store poisoned".to_string())?;
+        let images: Vec<&Tensor> = indices
+            .iter()
+            .map(|i| {
+                loaded
+                    .get(i)
+                    .ok_or_else(|| format!("sample {i} was not loaded"))
+            })
+            .collect::<Result<_, _>>()?;
+        f(&images)
+    }
+
+    /// The samples stacked into one `[n, C, H, W]` batch.
+    pub(crate) fn stack(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
+        self.with(indices, |images| {
+            Tensor::stack(images, 0).map_err(|e| e.to_string())
         })
-        .collect::<Result<_, _>>()?;
-    Tensor::stack(&images, 0).map_err(|e| e.to_string())
+    }
+
+    /// The samples' f32 elements one after another into `out`.
+    pub(crate) fn write(
+        &self,
+        indices: &[QuerySampleIndex],
+        out: &mut [f32],
+    ) -> Result<(), String> {
+        self.with(indices, |images| {
+            let mut at = 0;
+            for image in images {
+                let (storage, layout) = image.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    return Err("a loaded sample is not in host memory".into());
+                };
+                let values = cpu.as_slice::<f32>().map_err(|e| e.to_string())?;
+                let values = layout
+                    .contiguous_offsets()
+                    .map(|(start, end)| &values[start..end])
+                    .ok_or("a loaded sample is not contiguous")?;
+                let end = at + values.len();
+                let capacity = out.len();
+                out.get_mut(at..end)
+                    .ok_or_else(|| format!("batch buffer of {capacity} values is too small"))?
+                    .copy_from_slice(values);
+                at = end;
+            }
+            if at != out.len() {
+                return Err(format!(
+                    "batch of {at} values for a buffer of {}",
+                    out.len()
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn insert(&self, made: Vec<(QuerySampleIndex, Tensor)>) -> Result<(), String> {
+        let mut loaded = self.0.write().map_err(|_| "sample store poisoned")?;
+        loaded.extend(made);
+        Ok(())
+    }
+
+    pub(crate) fn remove(&self, samples: &[QuerySampleIndex]) {
+        if let Ok(mut loaded) = self.0.write() {
+            for i in samples {
+                loaded.remove(i);
+            }
+        }
+    }
 }
 
 pub struct SyntheticImages {
     total: usize,
     performance: usize,
     seed: u64,
-    loaded: RwLock<HashMap<QuerySampleIndex, Tensor>>,
+    loaded: Loaded,
 }
 
 impl SyntheticImages {
@@ -58,7 +128,7 @@ impl SyntheticImages {
             total,
             performance: performance.min(total),
             seed,
-            loaded: RwLock::new(HashMap::new()),
+            loaded: Loaded::new(),
         }
     }
 
@@ -77,13 +147,16 @@ impl SyntheticImages {
 
     /// The loaded samples stacked into a `[n, 3, 224, 224]` batch.
     pub fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
-        stack_loaded(&self.loaded, indices)
+        self.loaded.stack(indices)
     }
 }
 
 impl ImageSource for SyntheticImages {
     fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
-        stack_loaded(&self.loaded, indices)
+        self.loaded.stack(indices)
+    }
+    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32]) -> Result<(), String> {
+        self.loaded.write(indices, out)
     }
     /// Synthetic pixels have no class.
     fn label(&self, _index: QuerySampleIndex) -> Option<u32> {
@@ -119,15 +192,9 @@ impl QuerySampleLibrary for SyntheticImages {
             }
             made.push((i, self.make(i)?));
         }
-        let mut loaded = self.loaded.write().map_err(|_| "sample store poisoned")?;
-        loaded.extend(made);
-        Ok(())
+        Ok(self.loaded.insert(made)?)
     }
     fn unload_samples_from_ram(&self, samples: &[QuerySampleIndex]) {
-        if let Ok(mut loaded) = self.loaded.write() {
-            for i in samples {
-                loaded.remove(i);
-            }
-        }
+        self.loaded.remove(samples)
     }
 }

@@ -20,11 +20,14 @@ pub mod conv;
 mod cudnn_conv;
 pub mod datasets;
 pub mod device;
+pub mod epilogue;
 pub mod image_qsl;
 pub mod null;
 pub mod onnx;
 pub mod resnet;
 pub mod sleep;
+#[cfg(feature = "cuda")]
+pub mod staging;
 pub mod synthetic;
 pub mod text;
 pub mod vision;

@@ -2,10 +2,12 @@
 //! edge-class network), in torchvision's layout and weight names.
 
 use crate::device::DeviceSpec;
+use crate::image_qsl::ImageSource;
 use crate::resnet::{Depth, ResNet};
 use crate::weights::WeightSource;
 use crate::WorkloadError;
 use candle_core::{DType, Device, Module, Tensor};
+use loadgen::QuerySampleIndex;
 use std::str::FromStr;
 
 /// ImageNet's 1000 classes.
@@ -72,10 +74,14 @@ impl ImageClassifier {
             Arch::ResNet18 => Depth::R18,
             Arch::ResNet50 => Depth::R50,
         };
-        let model = ResNet::load(depth, CLASSES, vb).map_err(|e| WorkloadError::Model {
-            model: arch.name().into(),
-            reason: format!("{e} (weights: {})", weights.describe()),
-        })?;
+        let model = ResNet::load(depth, CLASSES, vb)
+            // Worker threads run on streams of their own: the weights must
+            // be complete before the first of them reads them.
+            .and_then(|model| device.synchronize().map(|()| model))
+            .map_err(|e| WorkloadError::Model {
+                model: arch.name().into(),
+                reason: format!("{e} (weights: {})", weights.describe()),
+            })?;
         Ok(ImageClassifier {
             arch,
             device,
@@ -86,12 +92,17 @@ impl ImageClassifier {
         })
     }
 
+    /// Logits `[batch, 1000]` in the model's type, on its device, for a
+    /// batch already there in that type (for timing the network alone).
+    pub fn forward_on_device(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.model.forward(x)
+    }
+
     /// Logits `[batch, 1000]` (f32) for a `[batch, 3, 224, 224]` f32 batch on the host.
     pub fn logits(&self, batch: &Tensor) -> Result<Tensor, WorkloadError> {
         let run = || -> candle_core::Result<Tensor> {
             let x = batch.to_device(&self.device)?.to_dtype(self.dtype)?;
-            self.model
-                .forward(&x)?
+            self.forward_on_device(&x)?
                 .to_dtype(DType::F32)?
                 .to_device(&Device::Cpu)
         };
@@ -99,6 +110,38 @@ impl ImageClassifier {
             model: self.arch.name().into(),
             reason: e.to_string(),
         })
+    }
+
+    /// Top-1 class per sample of `images`: the batch goes straight from the
+    /// data set to the device (page-locked on a GPU, [`crate::staging`]),
+    /// and only the classes come back.
+    pub fn classify_samples(
+        &self,
+        images: &dyn ImageSource,
+        indices: &[QuerySampleIndex],
+    ) -> Result<Vec<u32>, WorkloadError> {
+        let run = || -> candle_core::Result<Vec<u32>> {
+            let x = self.input(images, indices)?.to_dtype(self.dtype)?;
+            self.forward_on_device(&x)?.argmax(1)?.to_vec1::<u32>()
+        };
+        run().map_err(|e| WorkloadError::Inference {
+            model: self.arch.name().into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The batch as f32 on the model's device.
+    fn input(
+        &self,
+        images: &dyn ImageSource,
+        indices: &[QuerySampleIndex],
+    ) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(cuda) = &self.device {
+            let shape = (indices.len(), 3, INPUT_SIDE, INPUT_SIDE);
+            return crate::staging::upload_f32(cuda, shape, |out| images.write_batch(indices, out));
+        }
+        images.batch(indices).map_err(candle_core::Error::msg)
     }
 
     /// Top-1 class per image.

@@ -18,13 +18,11 @@
 use super::labels::{read_val_map, LabelEntry, VAL_MAP};
 use super::preprocess::ImagePreprocess;
 use super::DatasetError;
-use crate::image_qsl::{stack_loaded, ImageSource};
+use crate::image_qsl::{ImageSource, Loaded};
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, ImageFormat, ImageReader};
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 
 pub struct ImageFolder {
     root: PathBuf,
@@ -32,7 +30,7 @@ pub struct ImageFolder {
     entries: Vec<LabelEntry>,
     preprocess: ImagePreprocess,
     performance: usize,
-    loaded: RwLock<HashMap<QuerySampleIndex, Tensor>>,
+    loaded: Loaded,
 }
 
 impl ImageFolder {
@@ -71,7 +69,7 @@ impl ImageFolder {
             entries,
             preprocess,
             performance,
-            loaded: RwLock::new(HashMap::new()),
+            loaded: Loaded::new(),
         })
     }
 
@@ -209,22 +207,19 @@ impl QuerySampleLibrary for ImageFolder {
     ) -> Result<(), loadgen::qsl::QslError> {
         let made = parallel_map(samples, |&i| self.load_tensor(i).map(|t| (i, t)));
         let made: Vec<(QuerySampleIndex, Tensor)> = made.into_iter().collect::<Result<_, _>>()?;
-        let mut loaded = self.loaded.write().map_err(|_| "sample store poisoned")?;
-        loaded.extend(made);
-        Ok(())
+        Ok(self.loaded.insert(made)?)
     }
     fn unload_samples_from_ram(&self, samples: &[QuerySampleIndex]) {
-        if let Ok(mut loaded) = self.loaded.write() {
-            for i in samples {
-                loaded.remove(i);
-            }
-        }
+        self.loaded.remove(samples)
     }
 }
 
 impl ImageSource for ImageFolder {
     fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
-        stack_loaded(&self.loaded, indices)
+        self.loaded.stack(indices)
+    }
+    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32]) -> Result<(), String> {
+        self.loaded.write(indices, out)
     }
     fn label(&self, index: QuerySampleIndex) -> Option<u32> {
         self.entries.get(index).map(|e| e.label)

@@ -287,7 +287,9 @@ impl Gpt2 {
         } else {
             vb
         };
-        let (wte, wpe, blocks, ln_f) = Self::build(vb, &config).map_err(|e| match &weights {
+        // Synchronised: worker threads run on streams of their own.
+        let built = Self::build(vb, &config).and_then(|b| device.synchronize().map(|()| b));
+        let (wte, wpe, blocks, ln_f) = built.map_err(|e| match &weights {
             WeightSource::File(path) => WorkloadError::Weights {
                 path: path.clone(),
                 reason: format!("does not fit this GPT-2 config: {e}"),

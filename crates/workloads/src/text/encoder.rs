@@ -14,6 +14,7 @@
 
 use super::{model_type, read_config, TextError};
 use crate::device::DeviceSpec;
+use crate::epilogue::{linear_bias_residual_act, Activation};
 use crate::weights::WeightSource;
 use crate::WorkloadError;
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -173,7 +174,7 @@ impl Layer {
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, len, h) = x.dims3()?;
         let head_dim = h / self.heads;
-        let qkv = self.qkv.forward(x)?;
+        let qkv = dense(&self.qkv, x, None, Activation::None)?;
         let split = |i: usize| -> candle_core::Result<Tensor> {
             qkv.narrow(2, i * h, h)?
                 .reshape((b, len, self.heads, head_dim))?
@@ -187,17 +188,43 @@ impl Layer {
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, len, h))?;
-        let x = self
-            .attention_norm
-            .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let hidden = self.intermediate.forward(&x)?;
-        let hidden = match self.activation {
-            HiddenAct::Gelu => hidden.gelu_erf()?,
-            HiddenAct::GeluApproximate => hidden.gelu()?,
-            HiddenAct::Relu => hidden.relu()?,
+        let x = self.attention_norm.forward(&dense(
+            &self.attention_out,
+            &context,
+            Some(x),
+            Activation::None,
+        )?)?;
+        let act = match self.activation {
+            HiddenAct::Gelu => Activation::Gelu,
+            HiddenAct::GeluApproximate => Activation::GeluTanh,
+            HiddenAct::Relu => Activation::Relu,
         };
-        self.out_norm.forward(&(self.out.forward(&hidden)? + x)?)
+        let hidden = dense(&self.intermediate, &x, None, act)?;
+        self.out_norm
+            .forward(&dense(&self.out, &hidden, Some(&x), Activation::None)?)
     }
+}
+
+/// `act(x · Wᵀ + b + residual)` for `x` `[batch, len, in]`: one matrix
+/// product over every token, then bias, residual and activation in one pass
+/// on a GPU ([`crate::epilogue`]; candle's broadcast bias add was the slow
+/// part of its `Linear`).
+fn dense(
+    layer: &Linear,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    act: Activation,
+) -> candle_core::Result<Tensor> {
+    let (b, len, d_in) = x.dims3()?;
+    let w = layer.weight();
+    let y = x
+        .reshape((b * len, d_in))?
+        .matmul(&w.t()?)?
+        .reshape((b, len, w.dim(0)?))?;
+    let bias = layer
+        .bias()
+        .ok_or_else(|| candle_core::Error::Msg("a BERT linear layer without bias".into()))?;
+    linear_bias_residual_act(y, bias, residual, act)
 }
 
 /// A loaded sentence encoder on one device.
@@ -237,7 +264,8 @@ impl SentenceEncoder {
         } else {
             vb
         };
-        let built = Self::build(vb, &config);
+        // Synchronised: worker threads run on streams of their own.
+        let built = Self::build(vb, &config).and_then(|b| device.synchronize().map(|()| b));
         let (embeddings, layers) = built.map_err(|e| match &weights {
             WeightSource::File(path) => WorkloadError::Weights {
                 path: path.clone(),

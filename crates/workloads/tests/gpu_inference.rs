@@ -1,0 +1,131 @@
+//! The GPU inference path against the CPU one: the fused epilogue kernel
+//! (bias, residual, activation) against candle's ops, and a whole ResNet-18 with
+//! the same seeded weights, on the GPU and on the CPU. Runs on the GPU
+//! machine (`cargo test -p workloads --features cuda`); without a GPU it
+//! says so and passes nothing off as checked.
+#![cfg(feature = "cuda")]
+
+use candle_core::{DType, Device, Module, Tensor};
+use workloads::epilogue::{conv_bias_residual_relu, linear_bias_residual_act, Activation};
+use workloads::resnet::{Depth, ResNet};
+use workloads::weights::WeightSource;
+
+fn gpu() -> Option<Device> {
+    match workloads::device::DeviceSpec::Cuda(0).open() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("no GPU here ({e}): GPU inference not checked");
+            None
+        }
+    }
+}
+
+/// Largest |got − want| over the largest |want|, on the CPU in f32.
+fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
+    let got = got
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let want = want.to_dtype(DType::F32).unwrap();
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+    diff.to_scalar::<f32>().unwrap() / scale.max(1e-6)
+}
+
+#[test]
+fn the_epilogue_kernel_matches_candles_ops() {
+    let Some(gpu) = gpu() else { return };
+    // 7×7 planes: odd, so channel boundaries fall mid-word in 16-bit types.
+    let (n, c, h, w) = (3, 5, 7, 7);
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        for (residual, relu) in [(false, false), (false, true), (true, true)] {
+            let y = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+            let bias = Tensor::randn(0f32, 1.0, (1, c, 1, 1), &Device::Cpu).unwrap();
+            let z = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+            let z = residual.then_some(&z);
+            let want = conv_bias_residual_relu(y.clone(), &bias, z, relu).unwrap();
+            let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+            let got =
+                conv_bias_residual_relu(on(&y), &on(&bias), z.map(on).as_ref(), relu).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let err = relative_error(&got, &want);
+            // f32 sums exactly; 16-bit inputs are rounded once going in and
+            // once coming out.
+            let bound = if dtype == DType::F32 { 1e-6 } else { 1e-2 };
+            assert!(
+                err <= bound,
+                "{dtype:?} residual {residual} relu {relu}: {err}"
+            );
+            if relu {
+                let min = got.to_dtype(DType::F32).unwrap().min_all().unwrap();
+                assert!(min.to_scalar::<f32>().unwrap() >= 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_linear_epilogue_matches_candles_ops_for_every_activation() {
+    let Some(gpu) = gpu() else { return };
+    let (b, len, out) = (3, 5, 7);
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+    ];
+    for dtype in [DType::F32, DType::BF16] {
+        for act in acts {
+            for residual in [false, true] {
+                let y = Tensor::randn(0f32, 2.0, (b, len, out), &Device::Cpu).unwrap();
+                let bias = Tensor::randn(0f32, 1.0, out, &Device::Cpu).unwrap();
+                let z = Tensor::randn(0f32, 1.0, (b, len, out), &Device::Cpu).unwrap();
+                let z = residual.then_some(&z);
+                let want = linear_bias_residual_act(y.clone(), &bias, z, act).unwrap();
+                let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+                let got =
+                    linear_bias_residual_act(on(&y), &on(&bias), z.map(on).as_ref(), act).unwrap();
+                let err = relative_error(&got, &want);
+                let bound = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
+                assert!(err <= bound, "{dtype:?} {act:?} residual {residual}: {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn resnet18_on_the_gpu_computes_what_it_computes_on_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let weights = WeightSource::Random { seed: 3 };
+    let classes = 10;
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let cpu_net = ResNet::load(
+        Depth::R18,
+        classes,
+        weights.var_builder(DType::F32, &Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let want = cpu_net.forward(&x).unwrap();
+    for (dtype, bound) in [(DType::F32, 1e-2), (DType::BF16, 5e-2)] {
+        let net = ResNet::load(
+            Depth::R18,
+            classes,
+            weights.var_builder(dtype, &gpu).unwrap(),
+        )
+        .unwrap();
+        let got = net
+            .forward(&x.to_dtype(dtype).unwrap().to_device(&gpu).unwrap())
+            .unwrap();
+        let err = relative_error(&got, &want);
+        eprintln!("resnet18 {dtype:?} on the GPU against f32 on the CPU: relative error {err:.2e}");
+        // f32 convolutions may run as TF32 on tensor cores, as PyTorch allows.
+        assert!(err <= bound, "{dtype:?}: {err}");
+    }
+}
