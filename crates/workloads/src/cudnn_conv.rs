@@ -279,11 +279,10 @@ impl Handle {
         out: u64,
     ) -> Result<()> {
         let key = (T::DTYPE, g);
-        if !self.plans.contains_key(&key) {
-            let plan = Plan::new(T::DATA, g)?;
-            self.plans.insert(key, plan);
-        }
-        let plan = self.plans.get_mut(&key).expect("inserted above");
+        let plan = match self.plans.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Plan::new(T::DATA, g)?),
+        };
         let (algo, math, bytes) = plan.algorithm(self.raw, pass)?;
         check("cudnnSetConvolutionMathType", unsafe {
             sys::cudnnSetConvolutionMathType(plan.conv, math)

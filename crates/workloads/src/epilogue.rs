@@ -127,7 +127,7 @@ mod gpu {
                 && bias.is_contiguous()
                 && residual.is_none_or(|z| z.is_contiguous() && z.dims() == y.dims());
             let supported = matches!(y.dtype(), DType::BF16 | DType::F16 | DType::F32);
-            let shaped = plane > 0 && channels > 0 && total % (plane * channels) == 0;
+            let shaped = plane > 0 && channels > 0 && total.is_multiple_of(plane * channels);
             if !y.device().is_cuda() || !same_type || !contiguous || !supported || !shaped {
                 return None;
             }

@@ -7,6 +7,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use workloads::conv::conv2d;
 
+mod gpu_common;
+use gpu_common::relative_error;
+
 /// (input NCHW, kernel OIHW, stride, padding): the stem, 3×3 with and
 /// without stride, 1×1 with and without stride (the downsample shortcut).
 const LAYERS: &[([usize; 4], [usize; 4], usize, usize)] = &[
@@ -16,23 +19,6 @@ const LAYERS: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([3, 32, 7, 7], [64, 32, 1, 1], 1, 0),
     ([3, 32, 7, 7], [64, 32, 1, 1], 2, 0),
 ];
-
-fn max_relative_error(got: &Tensor, want: &Tensor) -> f32 {
-    let got = got
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
-    diff.to_scalar::<f32>().unwrap() / scale.max(1e-6)
-}
 
 #[test]
 fn cudnn_matches_candle_forward_and_backward() {
@@ -82,7 +68,7 @@ fn cudnn_matches_candle_forward_and_backward() {
                 ("dx", grads.get(&xg).unwrap(), dx_ref),
                 ("dw", grads.get(&wg).unwrap(), dw_ref),
             ] {
-                let err = max_relative_error(got, want);
+                let err = relative_error(got, want);
                 println!("{what}: {name} max relative error {err:.2e}");
                 assert!(
                     err < tolerance,

@@ -10,6 +10,9 @@ use workloads::epilogue::{conv_bias_residual_relu, linear_bias_residual_act, Act
 use workloads::resnet::{Depth, ResNet};
 use workloads::weights::WeightSource;
 
+mod gpu_common;
+use gpu_common::relative_error;
+
 fn gpu() -> Option<Device> {
     match workloads::device::DeviceSpec::Cuda(0).open() {
         Ok(d) => Some(d),
@@ -18,25 +21,6 @@ fn gpu() -> Option<Device> {
             None
         }
     }
-}
-
-/// Largest |got − want| over the largest |want|, on the CPU in f32.
-fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
-    let got = got
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
-    let want = want.to_dtype(DType::F32).unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
-    diff.to_scalar::<f32>().unwrap() / scale.max(1e-6)
 }
 
 #[test]
