@@ -189,6 +189,11 @@ impl BatchModel for ClassifierModel {
             .map(|&c| (c as f32).to_le_bytes().to_vec())
             .collect())
     }
+    fn warm_up(&self, max_batch: usize) -> std::result::Result<(), String> {
+        self.classifier
+            .warm_up(max_batch)
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub struct ModelWorkload {
@@ -197,6 +202,12 @@ pub struct ModelWorkload {
     pub qsl: Arc<Images>,
     pub parameters: serde_json::Value,
     pub capacity_per_s: f64,
+    /// What Offline should plan for: the capacity times the workers per
+    /// device, since a second worker overlaps its host work with the other's
+    /// GPU work (ResNet-50 on an H100 ran 1.6 to 2.1 times the one-worker
+    /// rate). Too low a target leaves an Offline run short of its minimum
+    /// duration, hence INVALID; too high only runs longer.
+    pub offline_capacity_per_s: f64,
     pub latency_ns: f64,
 }
 
@@ -266,12 +277,8 @@ pub fn build(
     infer(&calibration[..1])?;
     let single_s = t.elapsed().as_secs_f64();
     images.unload_samples_from_ram(&calibration);
-    // Planning target for the whole node: the first device's rate times the
-    // devices and the workers per device (a second worker overlaps its host
-    // work with the other's GPU work: ResNet-50 on an H100 ran 1.6 to 2.1
-    // times the one-worker rate). Too low a target leaves an Offline run
-    // short of its minimum duration, hence INVALID; too high only runs longer.
-    let capacity_per_s = calibration.len() as f64 / batch_s * devices.len() as f64 * workers as f64;
+    // Planning target for the whole node: the first device's rate times the devices.
+    let capacity_per_s = calibration.len() as f64 / batch_s * devices.len() as f64;
     eprintln!(
         "calibrated: {:.1} samples/s at batch {} on {}, {:.2} ms for one image",
         calibration.len() as f64 / batch_s,
@@ -305,6 +312,12 @@ pub fn build(
             }),
         })
         .collect();
+    if devices.iter().any(|d| matches!(d, DeviceSpec::Cuda(_))) {
+        eprintln!(
+            "warming up: every batch size from 1 to {} on each of {workers} worker(s) per GPU",
+            args.batch_size
+        );
+    }
     let policy = BatchPolicy {
         max_batch: args.batch_size,
         max_wait: args.max_wait,
@@ -315,6 +328,7 @@ pub fn build(
         qsl: Arc::new(Images(images)),
         parameters,
         capacity_per_s,
+        offline_capacity_per_s: capacity_per_s * workers as f64,
         latency_ns: single_s * 1e9,
     })
 }

@@ -182,6 +182,9 @@ struct Workload {
     qsl: Box<dyn loadgen::QuerySampleLibrary>,
     parameters: serde_json::Value,
     capacity_per_s: f64,
+    /// Offline's planning rate: the capacity, or more where several workers
+    /// per device overlap their work (image models).
+    offline_capacity_per_s: f64,
     latency_ns: f64,
     /// A batching SUT's handle, read after the run for per-device work and
     /// inference errors.
@@ -257,6 +260,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 qsl: Box::new(ArcQsl(w.qsl)),
                 parameters: w.parameters,
                 capacity_per_s: w.capacity_per_s,
+                offline_capacity_per_s: w.offline_capacity_per_s,
                 latency_ns: w.latency_ns,
                 batching: Some(w.sut),
             }
@@ -282,6 +286,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 qsl: Box::new(ArcQsl(w.qsl)),
                 parameters: w.parameters,
                 capacity_per_s: w.capacity_per_s,
+                offline_capacity_per_s: w.capacity_per_s,
                 latency_ns: w.latency_ns,
                 batching: w.batching,
             }
@@ -306,6 +311,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 qsl: Box::new(ArcQsl(w.qsl)),
                 parameters: w.parameters,
                 capacity_per_s: w.capacity_per_s,
+                offline_capacity_per_s: w.capacity_per_s,
                 latency_ns: w.latency_ns,
                 batching: None,
             }
@@ -316,6 +322,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
             parameters: serde_json::json!({}),
             // Planning targets only: the null SUT is as fast as the harness.
             capacity_per_s: 1_000_000.0,
+            offline_capacity_per_s: 1_000_000.0,
             latency_ns: 5_000.0,
             batching: None,
         },
@@ -334,6 +341,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
             Workload {
                 qsl: synthetic(),
                 capacity_per_s: sut.capacity_per_second(),
+                offline_capacity_per_s: sut.capacity_per_second(),
                 latency_ns: args.service_time.as_nanos() as f64,
                 parameters: serde_json::json!({
                     "service_time_ns": args.service_time.as_nanos() as u64,
@@ -366,7 +374,7 @@ fn build_settings(
         WorkloadName::Null | WorkloadName::Sleep => 1.0,
         _ => CALIBRATED_OFFLINE_HEADROOM,
     };
-    s.offline_expected_qps = workload.capacity_per_s * headroom;
+    s.offline_expected_qps = workload.offline_capacity_per_s * headroom;
     s.server_target_qps = workload.capacity_per_s / 2.0;
     s.single_stream_expected_latency_ns = workload.latency_ns;
     // A generating model reports its first tokens: measure token latencies.

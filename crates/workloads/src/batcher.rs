@@ -21,6 +21,12 @@ use std::time::{Duration, Instant};
 /// A model that answers a batch of samples with one response each.
 pub trait BatchModel: Send + Sync + 'static {
     fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String>;
+    /// Run by each worker thread before the SUT is handed to the load
+    /// generator: whatever a first batch of some size would otherwise pay
+    /// inside the timed run (a GPU's per-shape set-up).
+    fn warm_up(&self, _max_batch: usize) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +197,7 @@ impl BatchingSut {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::new();
         let mut devices = Vec::new();
+        let (warm, warmed) = std::sync::mpsc::channel::<()>();
         for group in groups {
             let counters = Arc::new(Counters::default());
             for _ in 0..policy.workers.max(1) {
@@ -203,10 +210,14 @@ impl BatchingSut {
                     errors: Arc::clone(&errors),
                     policy,
                 };
-                workers.push(std::thread::spawn(move || worker.run()));
+                let warm = warm.clone();
+                workers.push(std::thread::spawn(move || worker.run(warm)));
             }
             devices.push((group.label, counters));
         }
+        // Every worker warmed up (or gave up) before the timed run can start.
+        drop(warm);
+        while warmed.recv().is_ok() {}
         BatchingSut {
             name,
             queue,
@@ -247,7 +258,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self) {
+    /// Warms up, says so on `warm` (dropping it), then serves batches.
+    fn run(self, warm: std::sync::mpsc::Sender<()>) {
+        let warmed = self.model.warm_up(self.policy.max_batch);
+        drop(warm);
+        if let Err(e) = warmed {
+            self.fail(format!("{}: warm-up: {e}", self.label), Vec::new());
+            return;
+        }
         while let Some(batch) = self.take() {
             let indices: Vec<QuerySampleIndex> = batch.iter().map(|p| p.sample.index).collect();
             let started = Instant::now();

@@ -12,24 +12,49 @@ use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, DeviceGroup};
 use workloads::synthetic::SyntheticQsl;
 
 /// A fake device: each batch takes `per_batch`; after `fail_after` batches
-/// every call fails (a GPU that falls off the bus).
+/// every call fails (a GPU that falls off the bus). Its warm-up takes
+/// `warm_up` per worker, or fails when `warm_up_fails`.
 struct FakeDevice {
     per_batch: Duration,
     fail_after: Option<u64>,
     calls: AtomicU64,
+    warm_up: Duration,
+    warm_up_fails: bool,
+    warmed: AtomicU64,
 }
 
 impl FakeDevice {
     fn new(per_batch_ms: u64, fail_after: Option<u64>) -> Arc<FakeDevice> {
+        Self::warming(per_batch_ms, fail_after, 0, false)
+    }
+
+    fn warming(
+        per_batch_ms: u64,
+        fail_after: Option<u64>,
+        warm_up_ms: u64,
+        warm_up_fails: bool,
+    ) -> Arc<FakeDevice> {
         Arc::new(FakeDevice {
             per_batch: Duration::from_millis(per_batch_ms),
             fail_after,
             calls: AtomicU64::new(0),
+            warm_up: Duration::from_millis(warm_up_ms),
+            warm_up_fails,
+            warmed: AtomicU64::new(0),
         })
     }
 }
 
 impl BatchModel for FakeDevice {
+    fn warm_up(&self, max_batch: usize) -> Result<(), String> {
+        assert_eq!(max_batch, policy().max_batch);
+        std::thread::sleep(self.warm_up);
+        if self.warm_up_fails {
+            return Err("out of memory at batch 8".into());
+        }
+        self.warmed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
     fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         if self.fail_after.is_some_and(|k| n >= k) {
@@ -168,4 +193,46 @@ fn with_every_device_failed_samples_are_answered_empty_and_the_errors_say_why() 
     let stats = sut.device_stats();
     assert!(stats.iter().all(|s| s.failed.is_some()), "{stats:?}");
     assert_eq!(sut.errors().len(), 2);
+}
+
+#[test]
+fn every_worker_has_warmed_up_when_the_sut_is_handed_over() {
+    let devices = [
+        FakeDevice::warming(1, None, 150, false),
+        FakeDevice::warming(1, None, 150, false),
+    ];
+    let policy = BatchPolicy {
+        workers: 2,
+        ..policy()
+    };
+    let started = Instant::now();
+    let sut = BatchingSut::across("fake".into(), groups(&devices), policy);
+    // Four workers warmed up in parallel, all before `across` returned.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(
+        devices
+            .iter()
+            .map(|d| d.warmed.load(Ordering::Relaxed))
+            .sum::<u64>(),
+        4
+    );
+    assert_eq!(accuracy_run(&sut, 64).len(), 64);
+}
+
+#[test]
+fn a_device_whose_warm_up_fails_is_out_of_service_before_the_run() {
+    let devices = [
+        FakeDevice::new(1, None),
+        FakeDevice::warming(1, None, 0, true),
+    ];
+    let sut = BatchingSut::across("fake".into(), groups(&devices), policy());
+    let answers = accuracy_run(&sut, 80);
+    assert_eq!(answers.len(), 80);
+    for (i, data) in &answers {
+        assert_eq!(data, &hex_of_index(*i), "sample {i}");
+    }
+    let stats = sut.device_stats();
+    assert_eq!((stats[0].samples, stats[1].samples), (80, 0), "{stats:?}");
+    let why = stats[1].failed.as_deref().unwrap();
+    assert!(why.contains("fake:1: warm-up: out of memory"), "{why}");
 }
