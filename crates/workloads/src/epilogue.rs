@@ -72,10 +72,7 @@ fn apply(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if let Some(op) = gpu::Epilogue::fits(&y, bias, residual, act, plane) {
-        match residual {
-            Some(z) => y.inplace_op3(bias, z, &op)?,
-            None => y.inplace_op2(bias, &op)?,
-        }
+        y.inplace_op3(bias, residual.unwrap_or(bias), &op)?;
         return Ok(y);
     }
     let mut y = y.broadcast_add(bias)?;
@@ -90,9 +87,7 @@ mod gpu {
     use super::Activation;
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
-    use candle_core::{
-        CpuStorage, CudaStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor,
-    };
+    use candle_core::{CpuStorage, CudaStorage, DType, InplaceOp3, Layout, Result, Tensor};
     use cudarc::driver::{LaunchConfig, PushKernelArg};
     use half::{bf16, f16};
 
@@ -100,11 +95,14 @@ mod gpu {
     const MODULE: &str = "joulebench_epilogue";
 
     /// One launch's shape: elements per bias value, bias values, elements.
+    /// One op of three operands whether or not there is a residual: without
+    /// one, the third operand is the bias again and the kernel gets null.
     pub(super) struct Epilogue {
         plane: u32,
         channels: u32,
         total: u32,
         act: Activation,
+        residual: bool,
     }
 
     impl Epilogue {
@@ -136,6 +134,7 @@ mod gpu {
                 channels: u32::try_from(channels).ok()?,
                 total: u32::try_from(total).ok()?,
                 act,
+                residual: residual.is_some(),
             })
         }
 
@@ -212,34 +211,6 @@ mod gpu {
         }
     }
 
-    fn cpu_unused(name: &str) -> Result<()> {
-        candle_core::bail!("{name}: CPU tensors use candle's ops")
-    }
-
-    impl InplaceOp2 for Epilogue {
-        fn name(&self) -> &'static str {
-            "bias-activation"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &mut CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<()> {
-            cpu_unused(InplaceOp2::name(self))
-        }
-        fn cuda_fwd(
-            &self,
-            y: &mut CudaStorage,
-            yl: &Layout,
-            bias: &CudaStorage,
-            bl: &Layout,
-        ) -> Result<()> {
-            self.launch(y, yl, bias, bl, None)
-        }
-    }
-
     impl InplaceOp3 for Epilogue {
         fn name(&self) -> &'static str {
             "bias-residual-activation"
@@ -253,7 +224,7 @@ mod gpu {
             _: &CpuStorage,
             _: &Layout,
         ) -> Result<()> {
-            cpu_unused(InplaceOp3::name(self))
+            candle_core::bail!("{}: CPU tensors use candle's ops", self.name())
         }
         fn cuda_fwd(
             &self,
@@ -264,7 +235,7 @@ mod gpu {
             z: &CudaStorage,
             zl: &Layout,
         ) -> Result<()> {
-            self.launch(y, yl, bias, bl, Some((z, zl)))
+            self.launch(y, yl, bias, bl, self.residual.then_some((z, zl)))
         }
     }
 }
