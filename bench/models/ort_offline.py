@@ -50,7 +50,19 @@ def main():
         from transformers import BertModel
 
         seq_len = int(sys.argv[5])
-        net = BertModel.from_pretrained(source).eval()
+        class Encoder(torch.nn.Module):
+            """BertModel called by keyword: its positional arguments differ
+            between transformers versions (5.x put use_cache in the way)."""
+
+            def __init__(self):
+                super().__init__()
+                self.bert = BertModel.from_pretrained(source).eval()
+
+            def forward(self, input_ids, attention_mask):
+                out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+                return out.last_hidden_state
+
+        net = Encoder().eval()
         ids = torch.randint(1000, 30000, (batch, seq_len))
         mask = torch.ones_like(ids)
         torch.onnx.export(net, (ids, mask), path, input_names=["input_ids", "attention_mask"],
