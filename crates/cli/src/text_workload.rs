@@ -405,7 +405,9 @@ fn describe_tokenizer(tokenizer: Option<&TextTokenizer>) -> String {
     )
 }
 
-/// Untimed: a warm-up, then one full batch and one single sample, timed.
+/// Untimed: a warm-up at both sizes (a first batch of a new shape pays
+/// one-time set-up: on an H100 MiniLM's first b64 batch measured 5× slower
+/// than the run), then one full batch and one single sample, timed.
 /// Returns (samples/s at the full batch, ns for one sample).
 fn calibrate(
     qsl: &TextQsl,
@@ -417,6 +419,7 @@ fn calibrate(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let outcome = (|| -> Result<(f64, f64)> {
         let batch = qsl.batch(&indices).map_err(anyhow::Error::msg)?;
+        run(&batch).context("warm-up inference")?;
         run(&batch[..1]).context("warm-up inference")?;
         let t = Instant::now();
         run(&batch).context("calibration inference")?;

@@ -174,14 +174,14 @@ impl Layer {
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, len, h) = x.dims3()?;
         let head_dim = h / self.heads;
-        let qkv = dense(&self.qkv, x, None, Activation::None)?;
-        let split = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(2, i * h, h)?
-                .reshape((b, len, self.heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        // One copy puts q, k and v head-major ([3, batch, heads, len, d]);
+        // narrowing each projection out first cost two strided copies each
+        // (candle's copy kernel was the largest item of a GPU batch).
+        let qkv = dense(&self.qkv, x, None, Activation::None)?
+            .reshape((b, len, 3, self.heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
