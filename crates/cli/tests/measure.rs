@@ -94,11 +94,15 @@ fn energy_per_phase_follows_the_marks_written_to_the_fifo() {
     let phases = r["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["load", "train", "eval", "train"]);
+    // The fake counter is advanced by a thread every millisecond; on a
+    // loaded 2-core CI machine it can fall behind by tens of milliseconds at
+    // a phase boundary (a 0.4 s phase measured 44 W once), so ±25%: a phase
+    // given another phase's energy would be off by far more.
     for p in phases {
         let d = p["duration_s"].as_f64().unwrap();
         let j = p["total"]["measured"]["energy_j"].as_f64().unwrap();
         assert!(
-            (j / (40.0 * d) - 1.0).abs() < 0.1,
+            (j / (40.0 * d) - 1.0).abs() < 0.25,
             "{}: {j} J in {d} s",
             p["name"]
         );
@@ -154,9 +158,11 @@ fn idle_power_is_measured_first_and_taken_off() {
     let idle = &r["power"]["idle"];
     let idle_w = idle["total_idle_w"].as_f64().unwrap();
     assert!((idle_w - 25.0).abs() < 2.5, "idle {idle_w} W");
-    // Same power idle and busy: nothing above idle.
+    // Same power idle and busy: nothing above idle, against 12.5 J used in
+    // all. The fake counter's writer thread can lag on a loaded machine
+    // (2.1 J seen once in CI), hence 3.5 J, still far from 12.5.
     let above = idle["energy_above_idle_j"].as_f64().unwrap();
-    assert!(above.abs() < 1.5, "{above} J above idle");
+    assert!(above.abs() < 3.5, "{above} J above idle");
     assert!(out_dir
         .path()
         .join("power-idle/rapl-package-0.csv")
