@@ -441,70 +441,61 @@ impl Plan {
         const MAX: usize = 16;
         let mut count = 0i32;
         let ok = sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+        // The three queries differ only in their types, function and the
+        // order of the descriptors; the answer's fields are the same.
+        macro_rules! best_ranked {
+            ($perf:ty, $query:ident, $algo:path, $a:expr, $b:expr, $c:expr, $d:expr) => {{
+                let mut perf = [std::mem::zeroed::<$perf>(); MAX];
+                check(
+                    stringify!($query),
+                    sys::$query(
+                        handle,
+                        $a,
+                        $b,
+                        $c,
+                        $d,
+                        MAX as i32,
+                        &mut count,
+                        perf.as_mut_ptr(),
+                    ),
+                )?;
+                perf[..count as usize]
+                    .iter()
+                    .find(|p| p.status == ok && p.memory <= WORKSPACE_LIMIT_BYTES)
+                    .map(|p| ($algo(p.algo), p.mathType, p.memory))
+            }};
+        }
+        // SAFETY: the descriptors are this plan's, valid until it drops;
+        // cuDNN writes at most MAX entries and says how many in `count`.
         let chosen = unsafe {
             match pass {
-                Pass::Forward => {
-                    let mut perf = [std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>(); MAX];
-                    check(
-                        "cudnnGetConvolutionForwardAlgorithm_v7",
-                        sys::cudnnGetConvolutionForwardAlgorithm_v7(
-                            handle,
-                            self.x,
-                            self.w,
-                            self.conv,
-                            self.y,
-                            MAX as i32,
-                            &mut count,
-                            perf.as_mut_ptr(),
-                        ),
-                    )?;
-                    perf[..count as usize]
-                        .iter()
-                        .find(|p| p.status == ok && p.memory <= WORKSPACE_LIMIT_BYTES)
-                        .map(|p| (Algo::Forward(p.algo), p.mathType, p.memory))
-                }
-                Pass::BackwardData => {
-                    let mut perf =
-                        [std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>(); MAX];
-                    check(
-                        "cudnnGetConvolutionBackwardDataAlgorithm_v7",
-                        sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                            handle,
-                            self.w,
-                            self.y,
-                            self.conv,
-                            self.x,
-                            MAX as i32,
-                            &mut count,
-                            perf.as_mut_ptr(),
-                        ),
-                    )?;
-                    perf[..count as usize]
-                        .iter()
-                        .find(|p| p.status == ok && p.memory <= WORKSPACE_LIMIT_BYTES)
-                        .map(|p| (Algo::Data(p.algo), p.mathType, p.memory))
-                }
-                Pass::BackwardFilter => {
-                    let mut perf =
-                        [std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>(); MAX];
-                    check(
-                        "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
-                        sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                            handle,
-                            self.x,
-                            self.y,
-                            self.conv,
-                            self.w,
-                            MAX as i32,
-                            &mut count,
-                            perf.as_mut_ptr(),
-                        ),
-                    )?;
-                    perf[..count as usize]
-                        .iter()
-                        .find(|p| p.status == ok && p.memory <= WORKSPACE_LIMIT_BYTES)
-                        .map(|p| (Algo::Filter(p.algo), p.mathType, p.memory))
-                }
+                Pass::Forward => best_ranked!(
+                    sys::cudnnConvolutionFwdAlgoPerf_t,
+                    cudnnGetConvolutionForwardAlgorithm_v7,
+                    Algo::Forward,
+                    self.x,
+                    self.w,
+                    self.conv,
+                    self.y
+                ),
+                Pass::BackwardData => best_ranked!(
+                    sys::cudnnConvolutionBwdDataAlgoPerf_t,
+                    cudnnGetConvolutionBackwardDataAlgorithm_v7,
+                    Algo::Data,
+                    self.w,
+                    self.y,
+                    self.conv,
+                    self.x
+                ),
+                Pass::BackwardFilter => best_ranked!(
+                    sys::cudnnConvolutionBwdFilterAlgoPerf_t,
+                    cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                    Algo::Filter,
+                    self.x,
+                    self.y,
+                    self.conv,
+                    self.w
+                ),
             }
         };
         let Some(chosen) = chosen else {

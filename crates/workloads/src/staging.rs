@@ -1,12 +1,12 @@
 //! Input batches onto an NVIDIA GPU through page-locked host memory.
 //!
-//! A tensor built on the host and moved with `to_device` is copied from
-//! pageable memory: the driver first copies it again into a bounce buffer of
-//! its own and moves that in pieces, at a fraction of the link's speed. Here
-//! each thread keeps one page-locked buffer per GPU, the data set writes the
-//! batch straight into it, and the copy in runs at DMA speed. MLPerf keeps
-//! this copy in the timed path (samples start in host memory), and so do we:
-//! only its cost changes.
+//! Each thread keeps one page-locked buffer per GPU and the data set writes
+//! the batch straight into it, in place of stacking the samples into a host
+//! tensor first and moving that with `to_device`. Measured on an H100
+//! (ResNet-50, batch 64): the stack took 26 ms; writing into the buffer and
+//! copying in took about as long as the pageable copy alone (5–6 ms), so the
+//! gain is the stack this replaces. MLPerf keeps the copy in the timed path
+//! (samples start in host memory), and so do we.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ pub fn upload_f32(
         let mut on_device = unsafe { device.alloc::<f32>(len)? };
         // A plain slice to cudarc: it waits for the copy before returning,
         // which keeps the buffer's reuse safe; the pointer is page-locked,
-        // so the driver moves it by DMA with no bounce copy.
+        // so the driver copies from it directly, with no bounce buffer.
         stream
             .memcpy_htod(&*host, &mut on_device)
             .map_err(candle_core::Error::wrap)?;
