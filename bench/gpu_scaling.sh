@@ -21,19 +21,7 @@ counts=${COUNTS:-$(seq 1 "$gpus")}
 mkdir -p "$out"
 nvidia-smi --query-gpu=index,name,driver_version,power.limit --format=csv,noheader | tee "$out/gpus.txt"
 
-counters() { # every GPU's total-energy counter, mJ, space-separated
-  python3 - <<'PY'
-import ctypes
-n = ctypes.CDLL("libnvidia-ml.so.1"); n.nvmlInit_v2()
-c = ctypes.c_uint(); n.nvmlDeviceGetCount_v2(ctypes.byref(c))
-vals = []
-for i in range(c.value):
-    h = ctypes.c_void_p(); n.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(h))
-    mj = ctypes.c_ulonglong(); n.nvmlDeviceGetTotalEnergyConsumption(h, ctypes.byref(mj))
-    vals.append(str(mj.value))
-print(" ".join(vals))
-PY
-}
+counters() { python3 "$(dirname "$0")/nvml_counters.py"; } # every GPU, mJ
 
 for k in $counts; do
   devices=$(seq -s, 0 $((k - 1)))

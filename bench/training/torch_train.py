@@ -10,10 +10,19 @@ host (which waits for the GPU), as joulebench does.
 Prints one JSON line: {"samples_per_s": ..., "steps": ..., "seconds": ...}.
 
   python3 bench/training/torch_train.py --device cuda --batch-size 64 --steps 50
+
+Data parallel, the peer of `joulebench train --devices 0,1`: start it with
+torchrun, one process per GPU (DistributedDataParallel over NCCL, batch norm
+per replica as joulebench's); --batch-size is then the global batch, split
+evenly, and the line (from rank 0) adds the GPUs' energy over the timed window
+from their NVML counters (nvidia-ml-py), as joulebench's nvml meter reads it:
+
+  torchrun --standalone --nproc_per_node 2 bench/training/torch_train.py --batch-size 256
 """
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -33,14 +42,30 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dist = None
+    if world > 1:
+        import torch.distributed as dist
+        local = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        a.device = f"cuda:{local}"
+        if a.batch_size % world:
+            raise SystemExit(f"--batch-size {a.batch_size} must split evenly across {world} GPUs")
+    batch = a.batch_size // world
+
     torch.manual_seed(a.seed)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.dtype]
     dev = torch.device(a.device)
     model = torchvision.models.resnet50(num_classes=1000).to(dev, dtype=dtype)
     model.train()
+    if dist:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(a.batch_size, 3, a.image_size, a.image_size, device=dev, dtype=dtype)
-    y = torch.randint(0, 1000, (a.batch_size,), device=dev)
+    torch.manual_seed(a.seed + rank)  # each replica its own samples
+    x = torch.randn(batch, 3, a.image_size, a.image_size, device=dev, dtype=dtype)
+    y = torch.randint(0, 1000, (batch,), device=dev)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step():
@@ -50,21 +75,50 @@ def main():
         opt.step()
         return loss.item()  # waits for the device, like joulebench's step
 
+    energy = gpu_energy_counter(dev)
     for _ in range(a.warmup_steps):
         step()
-    start = time.perf_counter()
+    if dist:
+        dist.barrier()
+    start, mj_before = time.perf_counter(), energy()
     for _ in range(a.steps):
         step()
-    seconds = time.perf_counter() - start
-    print(json.dumps({
-        "framework": f"torch {torch.__version__}",
-        "device": str(dev),
-        "dtype": a.dtype,
-        "batch_size": a.batch_size,
-        "steps": a.steps,
-        "seconds": seconds,
-        "samples_per_s": a.batch_size * a.steps / seconds,
-    }))
+    if dist:
+        dist.barrier()
+    seconds, mj = time.perf_counter() - start, energy()
+    joules = None if mj is None else (mj - mj_before) / 1000
+    if dist:
+        t = torch.tensor([seconds, joules or 0.0], dtype=torch.float64, device=dev)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        seconds, joules = t[0].item() / world, (t[1].item() if joules is not None else None)
+    if rank == 0:
+        print(json.dumps({
+            "framework": f"torch {torch.__version__}",
+            "device": str(dev) if world == 1 else f"{world} GPUs (DDP)",
+            "dtype": a.dtype,
+            "batch_size": a.batch_size,
+            "steps": a.steps,
+            "seconds": seconds,
+            "samples_per_s": a.batch_size * a.steps / seconds,
+            "gpu_energy_j": joules,
+            "gpu_w": None if joules is None else joules / seconds,
+        }))
+    if dist:
+        dist.destroy_process_group()
+
+
+def gpu_energy_counter(dev):
+    """This GPU's total-energy counter (mJ) as a function, or one returning
+    None where there is no NVML (CPU runs, nvidia-ml-py missing)."""
+    if dev.type != "cuda":
+        return lambda: None
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(dev.index or 0)
+        return lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
+    except Exception:  # noqa: BLE001 - energy is optional here
+        return lambda: None
 
 
 if __name__ == "__main__":

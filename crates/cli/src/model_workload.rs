@@ -135,9 +135,15 @@ fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
 
 /// The devices a run uses: --devices when given, else --device.
 pub fn devices(args: &ModelArgs) -> Result<Vec<DeviceSpec>> {
-    let Some(list) = args.devices.as_deref() else {
-        return Ok(vec![args.device]);
-    };
+    match args.devices.as_deref() {
+        Some(list) => device_list(list),
+        None => Ok(vec![args.device]),
+    }
+}
+
+/// A `--devices` list: `all` (every GPU this build can open), GPU indices
+/// (`0,2`) or device names (`cuda:1`, `cpu`); a GPU listed twice is refused.
+pub fn device_list(list: &str) -> Result<Vec<DeviceSpec>> {
     if list.trim() == "all" {
         // Every GPU this build can open, in index order.
         let found: Vec<DeviceSpec> = (0..)

@@ -99,6 +99,13 @@ pub struct TrainArgs {
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: DeviceSpec,
 
+    /// resnet50-synthetic: data-parallel training on several devices, one replica each: `all`
+    /// (every GPU), GPU indices (`0,1`) or device names (`cpu,cpu`). --batch-size is the global
+    /// batch, split evenly; gradients are averaged every step (NCCL in a build with the `nccl`
+    /// feature, else through host memory). Overrides --device.
+    #[arg(long, value_name = "LIST")]
+    devices: Option<String>,
+
     /// Seed of the first run (weights, shuffling, synthetic data); run i uses seed + i.
     #[arg(long, default_value = "1")]
     seed: u64,
@@ -186,6 +193,8 @@ struct RunDone {
     curve: Vec<EvalPoint>,
     mllog: String,
     weights: Option<training::VarMap>,
+    /// Data-parallel runs: how gradients were averaged.
+    gradient_sync: Option<&'static str>,
 }
 
 impl RunDone {
@@ -247,6 +256,26 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
         Task::Resnet50Synthetic => None,
     };
+    let devices = match (&args.devices, args.task) {
+        (None, _) => vec![args.device],
+        (Some(list), Task::Resnet50Synthetic) => crate::model_workload::device_list(list)?,
+        (Some(_), Task::Digits) => bail!(
+            "--devices: the digits task trains on one device; choose it with --device              (data-parallel training is the resnet50-synthetic task's)"
+        ),
+    };
+    if !args.batch_size.is_multiple_of(devices.len()) {
+        bail!(
+            "--batch-size {} is the global batch and must split evenly across the {} devices;              give a multiple of {}",
+            args.batch_size,
+            devices.len(),
+            devices.len()
+        );
+    }
+    let device_text = devices
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let digits_cfg = |seed: u64| DigitsConfig {
         device: args.device,
         seed,
@@ -267,7 +296,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         DtypeArg::F16 => training::DType::F16,
     };
     let throughput_cfg = |seed: u64| training::throughput::ThroughputConfig {
-        device: args.device,
+        devices: devices.clone(),
         dtype,
         seed,
         batch_size: args.batch_size,
@@ -322,9 +351,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
 
     let platform = format!(
-        "{} {}",
+        "{} {device_text}",
         report::system::SystemDescription::detect().hostname,
-        args.device
     );
     let mut done: Vec<RunDone> = Vec::new();
     let mut failure = None;
@@ -511,8 +539,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             "timed_steps": args.steps,
             "warmup_steps": args.warmup_steps,
             "image_side": args.image_size,
-            "batch_norm": "training mode (batch statistics)",
+            "batch_norm": if devices.len() > 1 {
+                "training mode (each replica's own batch statistics)"
+            } else {
+                "training mode (batch statistics)"
+            },
             "parameters": 25_557_032,
+            "batch_per_device": args.batch_size / devices.len(),
+            "gradient_sync": done.first().and_then(|r| r.gradient_sync),
         }),
     };
     let result = TrainingResult {
@@ -558,7 +592,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             model: task_model,
             data: data_text,
             synthetic_data: synthetic,
-            device: args.device.to_string(),
+            device: device_text.clone(),
+            devices: devices.iter().map(|d| d.to_string()).collect(),
             dtype: match args.task {
                 Task::Digits => "f32".into(),
                 Task::Resnet50Synthetic => format!("{dtype:?}").to_lowercase(),
@@ -654,6 +689,7 @@ fn one_run(
                 curve: o.curve,
                 mllog: log_name.into(),
                 weights: Some(o.weights),
+                gradient_sync: None,
             })
         }
         (Task::Resnet50Synthetic, _) => {
@@ -670,7 +706,11 @@ fn one_run(
                     "run {}/{}: ResNet-50 on {}, batch {}, {} warm-up + {} timed steps",
                     i + 1,
                     runs,
-                    cfg.device,
+                    cfg.devices
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     cfg.batch_size,
                     cfg.warmup_steps,
                     cfg.steps
@@ -693,6 +733,15 @@ fn one_run(
                     o.mean_loss
                 );
             }
+            // Replicas that took the same averaged steps hold the same weights;
+            // if not, the exchange is broken and the figures mean nothing.
+            if o.weight_sums.windows(2).any(|w| w[0] != w[1]) {
+                bail!(
+                    "the data-parallel replicas ended with different weights (sums {:?}): \
+                     gradients were not averaged consistently; this is a joulebench bug",
+                    o.weight_sums
+                );
+            }
             let init = o
                 .phases
                 .first()
@@ -711,6 +760,7 @@ fn one_run(
                 curve: Vec::new(),
                 mllog: log_name.into(),
                 weights: None,
+                gradient_sync: Some(o.gradient_sync),
             })
         }
         (Task::Digits, None) => bail!("the digits data set was not loaded"),

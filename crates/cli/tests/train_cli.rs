@@ -380,3 +380,64 @@ fn resnet50_throughput_on_synthetic_data_says_so() {
         "weights trained on noise are not saved"
     );
 }
+
+#[test]
+fn data_parallel_resnet50_on_two_cpu_replicas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dp");
+    let args = [
+        "train",
+        "--quiet",
+        "--task",
+        "resnet50-synthetic",
+        "--image-size",
+        "32",
+        "--steps",
+        "1",
+        "--warmup-steps",
+        "0",
+        "--power",
+        "estimate",
+        "--tdp",
+        "40",
+        "--devices",
+        "cpu,cpu",
+        "-o",
+    ];
+    let odd = joulebench()
+        .args(args)
+        .arg(&dir)
+        .args(["--batch-size", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(odd.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("multiple of 2"));
+    let out = joulebench()
+        .args(args)
+        .arg(&dir)
+        .args(["--batch-size", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = result(&dir)["training"].clone();
+    assert_eq!(t["device"], "cpu,cpu");
+    assert_eq!(t["devices"], serde_json::json!(["cpu", "cpu"]));
+    let h = &t["hyperparameters"];
+    assert_eq!(h["global_batch_size"], 4);
+    assert_eq!(h["batch_per_device"], 2);
+    assert_eq!(h["gradient_sync"], "all-reduce through host memory");
+    assert_eq!(t["runs"][0]["samples_trained"], 4);
+
+    let digits = joulebench()
+        .args(["train", "--devices", "cpu,cpu", "-o"])
+        .arg(tmp.path().join("digits"))
+        .output()
+        .unwrap();
+    assert_eq!(digits.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&digits.stderr).contains("digits task trains on one device"));
+}

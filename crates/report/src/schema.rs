@@ -657,7 +657,11 @@ pub struct TrainingRecord {
     /// The data and whether it is real (`synthetic_data` false) or made up.
     pub data: String,
     pub synthetic_data: bool,
+    /// The devices, comma-separated (one for most runs).
     pub device: String,
+    /// Each device of a data-parallel run (one replica each).
+    #[serde(default)]
+    pub devices: Vec<String>,
     pub dtype: String,
     /// e.g. `held-out top-1 accuracy`; absent for throughput tasks.
     #[serde(default)]

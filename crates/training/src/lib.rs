@@ -8,6 +8,8 @@
 //! - [`throughput`]: training steps per second of ResNet-50
 //!   ([`resnet::ResNet50`], batch norm in training mode) on ImageNet-shaped
 //!   synthetic inputs, with no quality target.
+//! - [`data_parallel`]: the throughput task on several devices at once
+//!   (gradients averaged through NCCL, or host memory), one replica each.
 //! - [`mllog`]: the MLPerf Training log (`:::MLLOG` lines) and MLPerf Power's
 //!   per-node power logs, in the format the `mlperf-logging` package reads.
 //! - [`serve`]: the trained digits classifier as a system under test for
@@ -19,6 +21,7 @@
 //! the run's one clock ([`clock::RunClock`]) and compute energy over it.
 
 pub mod clock;
+pub mod data_parallel;
 pub mod digits;
 pub mod init;
 pub mod mllog;

@@ -4,16 +4,23 @@
 //! once on the device and reused, so data loading is not measured. There is
 //! no quality target: the figures are samples/s over a fixed number of timed
 //! steps (after untimed warm-up steps) and, from the caller's meters, J/sample.
+//!
+//! On several devices the run is data parallel ([`crate::data_parallel`]):
+//! one replica per device, each on its share of the global batch, gradients
+//! averaged every step. One device is the same code with one rank. Batch
+//! norm's statistics are each replica's own (PyTorch DDP without SyncBN).
 
+use crate::data_parallel::{GradientSync, Lockstep, Meeting, Verdict};
 use crate::init::{SeededRng, SeededVarMap};
 use crate::mllog::{keys, MlLog};
 use crate::resnet::ResNet50;
 use crate::trainer::{Ending, PhaseSpan};
 use crate::TrainingError;
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use workloads::device::DeviceSpec;
 
 /// ImageNet's classes.
@@ -21,9 +28,11 @@ pub const CLASSES: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ThroughputConfig {
-    pub device: DeviceSpec,
+    /// One replica per device (data parallel when more than one).
+    pub devices: Vec<DeviceSpec>,
     pub dtype: DType,
     pub seed: u64,
+    /// The global batch: split evenly across the devices.
     pub batch_size: usize,
     /// Timed steps.
     pub steps: u64,
@@ -37,7 +46,7 @@ pub struct ThroughputConfig {
 impl Default for ThroughputConfig {
     fn default() -> Self {
         ThroughputConfig {
-            device: DeviceSpec::Cpu,
+            devices: vec![DeviceSpec::Cpu],
             dtype: DType::F32,
             seed: 1,
             batch_size: 32,
@@ -49,16 +58,53 @@ impl Default for ThroughputConfig {
     }
 }
 
+impl ThroughputConfig {
+    fn check(&self) -> Result<(), TrainingError> {
+        let bad = |s: String| Err(TrainingError::Config(s));
+        if self.batch_size == 0 || self.steps == 0 || self.image_side < 32 {
+            return bad(
+                "--batch-size and --steps must be at least 1, and --image-size at least 32".into(),
+            );
+        }
+        let n = self.devices.len();
+        if n == 0 {
+            return bad("no device to train on".into());
+        }
+        if !self.batch_size.is_multiple_of(n) {
+            return bad(format!(
+                "--batch-size {} is the global batch and must split evenly across the {n} \
+                 devices: give a multiple of {n}, e.g. {}",
+                self.batch_size,
+                self.batch_size.div_ceil(n) * n
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each replica's share of the global batch.
+    pub fn batch_per_device(&self) -> usize {
+        self.batch_size / self.devices.len().max(1)
+    }
+}
+
 pub struct ThroughputOutcome {
     pub ending: Ending,
     pub steps: u64,
+    /// Samples over all devices.
     pub samples: u64,
     pub run_start_ns: u64,
     pub run_stop_ns: u64,
     pub phases: Vec<PhaseSpan>,
     pub parameters: usize,
-    /// Mean loss of the timed steps (a sanity figure: random labels keep it near ln 1000).
+    /// Mean loss of the timed steps over all replicas (a sanity figure:
+    /// random labels keep it near ln 1000).
     pub mean_loss: f64,
+    /// How gradients were averaged ([`GradientSync::name`]).
+    pub gradient_sync: &'static str,
+    /// Every replica's weights summed at the end, rank order: all equal
+    /// when the replicas stayed in step (they start equal and take the same
+    /// averaged steps).
+    pub weight_sums: Vec<f64>,
 }
 
 impl ThroughputOutcome {
@@ -76,26 +122,16 @@ impl ThroughputOutcome {
     }
 }
 
-/// Runs the warm-up then the timed steps; `run_start → run_stop` spans
-/// exactly the timed steps.
+/// Runs the warm-up then the timed steps on every device; `run_start →
+/// run_stop` spans exactly the timed steps of all of them.
 pub fn train_resnet50_synthetic(
     cfg: &ThroughputConfig,
     log: &mut MlLog,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ThroughputOutcome, TrainingError> {
-    if cfg.batch_size == 0 || cfg.steps == 0 || cfg.image_side < 32 {
-        return Err(TrainingError::Config(
-            "--batch-size and --steps must be at least 1, and --image-size at least 32".into(),
-        ));
-    }
-    let device_name = cfg.device.to_string();
-    let device: Device = cfg.device.open().map_err(TrainingError::Device)?;
-    let m = |what: &str| {
-        let what = what.to_string();
-        let dev = device_name.clone();
-        move |e: candle_core::Error| TrainingError::model(&what, &dev, e)
-    };
+    cfg.check()?;
+    let ranks = cfg.devices.len();
     log.event(
         keys::CACHE_CLEAR,
         json!(false),
@@ -117,108 +153,346 @@ pub fn train_resnet50_synthetic(
     ] {
         log.event(key, value, json!({}))?;
     }
-    let vars = SeededVarMap::new(cfg.seed);
-    let net = ResNet50::new(CLASSES, vars.var_builder(cfg.dtype, &device))
-        .map_err(m("building ResNet-50"))?;
-    let params = ParamsAdamW {
-        lr: cfg.learning_rate,
-        ..ParamsAdamW::default()
+    let sync = GradientSync::for_devices(&cfg.devices)?;
+    let team = Team {
+        cfg,
+        sync: &sync,
+        lockstep: Lockstep::new(ranks),
+        // The ranks and this thread: built, warmed up, go.
+        gate: Meeting::new(ranks + 1),
+        stop,
     };
-    let mut opt = AdamW::new(vars.trainable(), params).map_err(m("building the optimiser"))?;
-    let mut rng = SeededRng::new(cfg.seed ^ 0x01a6_e0e7);
-    let n = cfg.batch_size * 3 * cfg.image_side * cfg.image_side;
-    let pixels: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    let labels: Vec<u32> = (0..cfg.batch_size)
-        .map(|_| rng.below(CLASSES) as u32)
-        .collect();
-    let x = Tensor::from_vec(
-        pixels,
-        (cfg.batch_size, 3, cfg.image_side, cfg.image_side),
-        &device,
-    )
-    .and_then(|t| t.to_dtype(cfg.dtype))
-    .map_err(m("making the synthetic batch"))?;
-    let y = Tensor::from_vec(labels, cfg.batch_size, &device)
-        .map_err(m("making the synthetic batch"))?;
-    let step = |opt: &mut AdamW| -> Result<f32, TrainingError> {
-        let logits = net
-            .forward_t(&x, true)
-            .and_then(|l| l.to_dtype(DType::F32))
-            .map_err(m("the forward pass"))?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y).map_err(m("the loss"))?;
-        opt.backward_step(&loss)
-            .map_err(m("the backward pass and update"))?;
-        // Reading the loss waits for the device: each step is complete when timed.
-        loss.to_scalar::<f32>().map_err(m("reading the loss"))
-    };
-    for _ in 0..cfg.warmup_steps {
-        step(&mut opt)?;
-    }
-    let init_stop_ns = log.end(keys::INIT_STOP, json!({"warmup_steps": cfg.warmup_steps}))?;
-    let run_start_ns = log.start(keys::RUN_START, json!({}))?;
-    log.start(
-        keys::BLOCK_START,
-        json!({keys::FIRST_EPOCH_NUM: 1, keys::EPOCH_COUNT: 1, keys::SAMPLES_COUNT: 0}),
-    )?;
-    let mut done = 0u64;
-    let mut loss_sum = 0.0f64;
-    let mut ending = Ending::Converged;
-    while done < cfg.steps {
-        if stop.load(Ordering::Relaxed) {
-            ending = Ending::Interrupted;
-            break;
+    let all_true = |a: bool, b: bool| a && b;
+    std::thread::scope(|s| {
+        let (steps_tx, steps_rx) = mpsc::channel();
+        let handles: Vec<_> = (0..ranks)
+            .map(|rank| {
+                let team = &team;
+                // Rank 0 reports each timed step; the channel closes when it ends.
+                let tx = (rank == 0).then(|| steps_tx.clone());
+                s.spawn(move || team.rank(rank, tx))
+            })
+            .collect();
+        drop(steps_tx);
+        let join = |handles: Vec<std::thread::ScopedJoinHandle<_>>| {
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(TrainingError::Device("a rank panicked".into())))
+                })
+                .collect::<Vec<Result<RankDone, TrainingError>>>()
+        };
+        let built = *team.gate.meet(true, all_true);
+        if !built || !*team.gate.meet(true, all_true) {
+            let e = first_error(join(handles));
+            log.end(
+                keys::RUN_STOP,
+                json!({keys::STATUS: keys::ABORTED, "reason": e.to_string()}),
+            )?;
+            return Err(e);
         }
-        let loss = step(&mut opt)?;
-        done += 1;
-        if !loss.is_finite() {
-            log.end(keys::RUN_STOP, json!({keys::STATUS: keys::ABORTED}))?;
+        let init_stop_ns = log.end(
+            keys::INIT_STOP,
+            json!({"warmup_steps": cfg.warmup_steps, "devices": ranks,
+                   "gradient_sync": sync.name()}),
+        )?;
+        let run_start_ns = log.start(keys::RUN_START, json!({}))?;
+        log.start(
+            keys::BLOCK_START,
+            json!({keys::FIRST_EPOCH_NUM: 1, keys::EPOCH_COUNT: 1, keys::SAMPLES_COUNT: 0}),
+        )?;
+        team.gate.meet(true, all_true);
+        for done in steps_rx {
+            progress(done, cfg.steps);
+        }
+        let results = join(handles);
+        if results.iter().any(Result::is_err) {
+            let e = first_error(results);
+            log.end(
+                keys::RUN_STOP,
+                json!({keys::STATUS: keys::ABORTED, "reason": e.to_string()}),
+            )?;
+            return Err(e);
+        }
+        let done: Vec<RankDone> = results.into_iter().filter_map(Result::ok).collect();
+        let steps = done[0].steps;
+        let ending = if steps < cfg.steps {
+            Ending::Interrupted
+        } else {
+            Ending::Converged
+        };
+        let samples = steps * cfg.batch_size as u64;
+        let block_stop_ns = log.end(
+            keys::BLOCK_STOP,
+            json!({keys::FIRST_EPOCH_NUM: 1, keys::SAMPLES_COUNT: samples}),
+        )?;
+        let status = if ending == Ending::Converged {
+            keys::SUCCESS
+        } else {
+            keys::ABORTED
+        };
+        let run_stop_ns = log.end(
+            keys::RUN_STOP,
+            json!({keys::STATUS: status, keys::SAMPLES_COUNT: samples,
+                   "note": "throughput task: fixed steps on synthetic data, no quality target"}),
+        )?;
+        let loss_sum: f64 = done.iter().map(|d| d.loss_sum).sum();
+        Ok(ThroughputOutcome {
+            ending,
+            steps,
+            samples,
+            run_start_ns,
+            run_stop_ns,
+            phases: vec![
+                PhaseSpan {
+                    name: "init".into(),
+                    begin_ns: init_start_ns,
+                    end_ns: init_stop_ns,
+                },
+                PhaseSpan {
+                    name: "train".into(),
+                    begin_ns: run_start_ns,
+                    end_ns: block_stop_ns,
+                },
+            ],
+            parameters: done[0].parameters,
+            mean_loss: if steps > 0 {
+                loss_sum / (steps as f64 * ranks as f64)
+            } else {
+                f64::NAN
+            },
+            gradient_sync: sync.name(),
+            weight_sums: done.iter().map(|d| d.weight_sum).collect(),
+        })
+    })
+}
+
+/// What the ranks of one run share.
+struct Team<'a> {
+    cfg: &'a ThroughputConfig,
+    sync: &'a GradientSync,
+    lockstep: Lockstep,
+    gate: Meeting<bool>,
+    stop: &'a AtomicBool,
+}
+
+/// One rank's share of a finished run.
+struct RankDone {
+    steps: u64,
+    loss_sum: f64,
+    parameters: usize,
+    weight_sum: f64,
+}
+
+/// The error a rank gets when another rank failed (its own error is the one to report).
+fn another_rank_failed() -> TrainingError {
+    TrainingError::Device("stopped: another device failed".into())
+}
+
+fn prefer_own(a: TrainingError, b: TrainingError) -> TrainingError {
+    if a.to_string() == another_rank_failed().to_string() {
+        b
+    } else {
+        a
+    }
+}
+
+fn first_error(results: Vec<Result<RankDone, TrainingError>>) -> TrainingError {
+    results
+        .into_iter()
+        .filter_map(Result::err)
+        .reduce(prefer_own)
+        .unwrap_or_else(another_rank_failed)
+}
+
+/// One replica: its network, optimiser and share of the batch.
+struct Replica {
+    net: ResNet50,
+    trainable: Vec<Var>,
+    opt: AdamW,
+    x: Tensor,
+    y: Tensor,
+    parameters: usize,
+    device_name: String,
+}
+
+impl Replica {
+    fn build(cfg: &ThroughputConfig, rank: usize) -> Result<(Replica, Device), TrainingError> {
+        let spec = cfg.devices[rank];
+        let device_name = spec.to_string();
+        let device: Device = spec.open().map_err(TrainingError::Device)?;
+        let m = |what: &'static str| {
+            let dev = device_name.clone();
+            move |e: candle_core::Error| TrainingError::model(what, &dev, e)
+        };
+        // The same seed on every rank: the replicas start identical.
+        let vars = SeededVarMap::new(cfg.seed);
+        let net = ResNet50::new(CLASSES, vars.var_builder(cfg.dtype, &device))
+            .map_err(m("building ResNet-50"))?;
+        let params = ParamsAdamW {
+            lr: cfg.learning_rate,
+            ..ParamsAdamW::default()
+        };
+        let trainable = vars.trainable();
+        let opt = AdamW::new(trainable.clone(), params).map_err(m("building the optimiser"))?;
+        // Each rank its own samples (rank 0's are the one-device run's).
+        let mut rng = SeededRng::new(cfg.seed ^ 0x01a6_e0e7 ^ (rank as u64).wrapping_mul(0x9e37));
+        let batch = cfg.batch_per_device();
+        let n = batch * 3 * cfg.image_side * cfg.image_side;
+        let pixels: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let labels: Vec<u32> = (0..batch).map(|_| rng.below(CLASSES) as u32).collect();
+        let x = Tensor::from_vec(pixels, (batch, 3, cfg.image_side, cfg.image_side), &device)
+            .and_then(|t| t.to_dtype(cfg.dtype))
+            .map_err(m("making the synthetic batch"))?;
+        let y =
+            Tensor::from_vec(labels, batch, &device).map_err(m("making the synthetic batch"))?;
+        let replica = Replica {
+            net,
+            trainable,
+            opt,
+            x,
+            y,
+            parameters: vars.parameter_count(),
+            device_name,
+        };
+        Ok((replica, device))
+    }
+
+    fn err(&self, what: &'static str) -> impl Fn(candle_core::Error) -> TrainingError {
+        let device = self.device_name.clone();
+        move |e| TrainingError::model(what, &device, e)
+    }
+
+    /// The sum of all trainable weights (after the run, out of its window).
+    fn weight_sum(&self) -> Result<f64, TrainingError> {
+        let mut total = 0.0;
+        for v in &self.trainable {
+            let s = v
+                .as_tensor()
+                .to_dtype(DType::F32)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.to_scalar::<f32>())
+                .map_err(self.err("summing the weights"))?;
+            total += f64::from(s);
+        }
+        Ok(total)
+    }
+
+    /// Forward, loss and backward: this replica's gradients and loss.
+    fn gradients(&self) -> Result<(candle_core::backprop::GradStore, f32), TrainingError> {
+        let logits = self
+            .net
+            .forward_t(&self.x, true)
+            .and_then(|l| l.to_dtype(DType::F32))
+            .map_err(self.err("the forward pass"))?;
+        let loss =
+            candle_nn::loss::cross_entropy(&logits, &self.y).map_err(self.err("the loss"))?;
+        let grads = loss.backward().map_err(self.err("the backward pass"))?;
+        // Reading the loss waits for the device: a step is complete when timed,
+        // and a diverged rank is known before the ranks agree to go on.
+        let value = loss
+            .to_scalar::<f32>()
+            .map_err(self.err("reading the loss"))?;
+        if !value.is_finite() {
             return Err(TrainingError::NonFiniteLoss {
                 epoch: 1,
-                step: done,
-                loss,
+                step: 0,
+                loss: value,
             });
         }
-        loss_sum += f64::from(loss);
-        progress(done, cfg.steps);
+        Ok((grads, value))
     }
-    let samples = done * cfg.batch_size as u64;
-    let block_stop_ns = log.end(
-        keys::BLOCK_STOP,
-        json!({keys::FIRST_EPOCH_NUM: 1, keys::SAMPLES_COUNT: samples}),
-    )?;
-    let status = if ending == Ending::Converged {
-        keys::SUCCESS
-    } else {
-        keys::ABORTED
-    };
-    let run_stop_ns = log.end(
-        keys::RUN_STOP,
-        json!({keys::STATUS: status, keys::SAMPLES_COUNT: samples,
-               "note": "throughput task: fixed steps on synthetic data, no quality target"}),
-    )?;
-    Ok(ThroughputOutcome {
-        ending,
-        steps: done,
-        samples,
-        run_start_ns,
-        run_stop_ns,
-        phases: vec![
-            PhaseSpan {
-                name: "init".into(),
-                begin_ns: init_start_ns,
-                end_ns: init_stop_ns,
-            },
-            PhaseSpan {
-                name: "train".into(),
-                begin_ns: run_start_ns,
-                end_ns: block_stop_ns,
-            },
-        ],
-        parameters: vars.parameter_count(),
-        mean_loss: if done > 0 {
-            loss_sum / done as f64
-        } else {
-            f64::NAN
-        },
-    })
+}
+
+impl Team<'_> {
+    /// Rank `rank`'s whole run: build, warm up, then the timed steps, in
+    /// step with the other ranks and the caller (the gate).
+    fn rank(
+        &self,
+        rank: usize,
+        steps_tx: Option<mpsc::Sender<u64>>,
+    ) -> Result<RankDone, TrainingError> {
+        let ranks = self.cfg.devices.len();
+        let all_true = |a: bool, b: bool| a && b;
+        let built = Replica::build(self.cfg, rank);
+        if !*self.gate.meet(built.is_ok(), all_true) {
+            return Err(built.err().unwrap_or_else(another_rank_failed));
+        }
+        let (mut replica, device) = built?;
+        // NCCL makes its communicator collectively: every rank is here now.
+        let exchange = self.sync.join(rank, ranks, &device);
+        let warm = exchange.and_then(|exchange| {
+            let steps = self.steps(&mut replica, &exchange, self.cfg.warmup_steps, None)?;
+            Ok((exchange, steps))
+        });
+        if !*self.gate.meet(warm.is_ok(), all_true) {
+            return Err(warm.err().unwrap_or_else(another_rank_failed));
+        }
+        let (exchange, _) = warm?;
+        // The caller has logged run_start.
+        self.gate.meet(true, all_true);
+        let timed = self.steps(&mut replica, &exchange, self.cfg.steps, Some(steps_tx));
+        let (steps, loss_sum) = timed?;
+        Ok(RankDone {
+            steps,
+            loss_sum,
+            parameters: replica.parameters,
+            weight_sum: replica.weight_sum()?,
+        })
+    }
+
+    /// Up to `count` steps in lockstep with the other ranks; timed steps
+    /// (`report` given) stop early when asked to. Returns the steps done and
+    /// the sum of their losses.
+    fn steps(
+        &self,
+        replica: &mut Replica,
+        exchange: &crate::data_parallel::RankSync,
+        count: u64,
+        report: Option<Option<mpsc::Sender<u64>>>,
+    ) -> Result<(u64, f64), TrainingError> {
+        let timed = report.is_some();
+        let report = report.flatten();
+        let mut loss_sum = 0.0;
+        // The previous step's update: a failure there is told to the other
+        // ranks at the next agreement, before anyone starts an exchange.
+        let mut updated: Result<(), TrainingError> = Ok(());
+        for done in 0..count {
+            let attempt = updated.and_then(|()| replica.gradients());
+            let asked_to_stop = timed && self.stop.load(Ordering::Relaxed);
+            match self.lockstep.agree(attempt.is_ok(), asked_to_stop) {
+                Verdict::GiveUp => {
+                    return Err(match attempt {
+                        Err(TrainingError::NonFiniteLoss { loss, .. }) => {
+                            TrainingError::NonFiniteLoss {
+                                epoch: 1,
+                                step: done + 1,
+                                loss,
+                            }
+                        }
+                        Err(e) => e,
+                        Ok(_) => another_rank_failed(),
+                    })
+                }
+                Verdict::Stop => return Ok((done, loss_sum)),
+                Verdict::Go => {}
+            }
+            let (mut grads, loss) = attempt?;
+            loss_sum += f64::from(loss);
+            updated = exchange
+                .average(&replica.trainable, &mut grads)
+                .map_err(replica.err("averaging gradients across devices"))
+                .and_then(|()| {
+                    replica
+                        .opt
+                        .step(&grads)
+                        .map_err(replica.err("the optimiser step"))
+                });
+            if let Some(tx) = &report {
+                let _ = tx.send(done + 1);
+            }
+        }
+        updated.map(|()| (count, loss_sum))
+    }
 }
