@@ -4,10 +4,13 @@
 //! updates its running averages while training, as PyTorch's `train()` mode
 //! does. candle-transformers' ResNet always normalises with the running
 //! statistics (inference), which would make "training" steps that do not
-//! train the way anyone trains a ResNet.
+//! train the way anyone trains a ResNet. The layer is
+//! `workloads::batch_norm::TrainBatchNorm` (few passes, our GPU kernels,
+//! f32 running statistics so bf16 training works).
 
 use candle_core::{Module, ModuleT, Result, Tensor, D};
-use candle_nn::{batch_norm, BatchNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+use workloads::batch_norm::TrainBatchNorm as BatchNorm;
 
 /// A convolution without bias (the batch norm after it has one), run by
 /// `workloads::conv`: cuDNN on GPUs in `cudnn` builds, candle elsewhere.
@@ -60,15 +63,15 @@ impl Bottleneck {
         // v1.5: the stride is on the 3×3 convolution, not the first 1×1.
         Ok(Bottleneck {
             conv1: conv(c_in, width, 1, 0, 1, vb.pp("conv1"))?,
-            bn1: batch_norm(width, 1e-5, vb.pp("bn1"))?,
+            bn1: BatchNorm::new(width, 1e-5, vb.pp("bn1"))?,
             conv2: conv(width, width, 3, 1, stride, vb.pp("conv2"))?,
-            bn2: batch_norm(width, 1e-5, vb.pp("bn2"))?,
+            bn2: BatchNorm::new(width, 1e-5, vb.pp("bn2"))?,
             conv3: conv(width, out, 1, 0, 1, vb.pp("conv3"))?,
-            bn3: batch_norm(out, 1e-5, vb.pp("bn3"))?,
+            bn3: BatchNorm::new(out, 1e-5, vb.pp("bn3"))?,
             downsample: if stride != 1 || c_in != out {
                 Some((
                     conv(c_in, out, 1, 0, stride, vb.pp("downsample").pp(0))?,
-                    batch_norm(out, 1e-5, vb.pp("downsample").pp(1))?,
+                    BatchNorm::new(out, 1e-5, vb.pp("downsample").pp(1))?,
                 ))
             } else {
                 None
@@ -118,7 +121,7 @@ impl ResNet50 {
         }
         Ok(ResNet50 {
             conv1: conv(3, 64, 7, 3, 2, vb.pp("conv1"))?,
-            bn1: batch_norm(64, 1e-5, vb.pp("bn1"))?,
+            bn1: BatchNorm::new(64, 1e-5, vb.pp("bn1"))?,
             blocks,
             fc: candle_nn::linear(c_in, classes, vb.pp("fc"))?,
         })

@@ -113,3 +113,52 @@ fn resnet18_on_the_gpu_computes_what_it_computes_on_the_cpu() {
         assert!(err <= bound, "{dtype:?}: {err}");
     }
 }
+
+/// Training-mode batch norm on the GPU (our kernels) against the CPU path
+/// (plain loops, itself checked against candle's layer): output, the input's,
+/// γ's and β's gradients, and the running statistics, for each type.
+#[test]
+fn the_batch_norm_kernels_match_the_cpu_path() {
+    use candle_core::Var;
+    use candle_nn::{ModuleT, VarBuilder, VarMap};
+    use workloads::batch_norm::TrainBatchNorm;
+    let Some(gpu) = gpu() else { return };
+    // 2×7×7 planes spread over several reduction blocks; [N, C] too.
+    for shape in [vec![9usize, 6, 14, 49], vec![64, 10]] {
+        let x = Tensor::randn(0.5f32, 2.0, shape.as_slice(), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 1.0, shape.as_slice(), &Device::Cpu).unwrap();
+        for (dtype, tol) in [(DType::F32, 1e-4), (DType::BF16, 3e-2), (DType::F16, 5e-3)] {
+            let run = |dev: &Device| {
+                let map = VarMap::new();
+                let vb = VarBuilder::from_varmap(&map, dtype, dev);
+                let bn = TrainBatchNorm::new(shape[1], 1e-5, vb).unwrap();
+                let x =
+                    Var::from_tensor(&x.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
+                let y = bn.forward_t(x.as_tensor(), true).unwrap();
+                let loss = (y.to_dtype(DType::F32).unwrap() * w.to_device(dev).unwrap())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                let grads = loss.backward().unwrap();
+                let data = map.data().lock().unwrap();
+                let grad = |t: &Tensor| grads.get(t).unwrap().clone();
+                vec![
+                    y.clone(),
+                    grad(x.as_tensor()),
+                    grad(data["weight"].as_tensor()),
+                    grad(data["bias"].as_tensor()),
+                    data["running_mean"].as_tensor().clone(),
+                    data["running_var"].as_tensor().clone(),
+                ]
+            };
+            let (got, want) = (run(&gpu), run(&Device::Cpu));
+            for (what, (g, w)) in ["y", "dx", "dγ", "dβ", "running mean", "running var"]
+                .iter()
+                .zip(got.iter().zip(&want))
+            {
+                let e = relative_error(g, w);
+                assert!(e < tol, "{shape:?} {dtype:?} {what}: relative error {e}");
+            }
+        }
+    }
+}

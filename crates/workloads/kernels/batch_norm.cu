@@ -1,0 +1,121 @@
+// Batch norm in training mode, as three per-channel kernels over NCHW data
+// (plane = H·W; [N, C] data has plane = 1). Element i is in channel
+// (i / plane) % channels; a channel holds n·plane elements.
+//
+//   channel_sums: out[c] += Σ a, out[C + c] += Σ a·b (b = a when b is null),
+//                 summed in f32 per thread and f64 across threads and blocks
+//                 (atomics into a zeroed buffer); grid (C, parts).
+//   sums_to_f32:  the f64 sums as f32.
+//   channel_affine: y = x·scale[c] + shift[c] (shift may be null), in f32,
+//                 rounded once.
+//   sums_grad:    dx = g[c] + 2·g[C + c]·x, the gradient of (Σx, Σx²).
+//
+// Same conventions as epilogue.cu: no CUDA headers, bf16/f16 as 16-bit
+// integers converted with PTX instructions. build-ptx.sh writes
+// batch_norm.ptx (committed, loaded at run time by src/batch_norm.rs).
+
+__device__ __forceinline__ float load(float v) { return v; }
+__device__ __forceinline__ float store_f32(float v) { return v; }
+
+__device__ __forceinline__ float load_bf16(unsigned short h) {
+    return __uint_as_float(((unsigned int)h) << 16);
+}
+__device__ __forceinline__ unsigned short store_bf16(float f) {
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ float load_f16(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ unsigned short store_f16(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// Sum of v over the block (blockDim.x a multiple of 32, at most 1024);
+// the result is valid in thread 0.
+__device__ __forceinline__ double block_sum(double v, double *shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    int warps = blockDim.x >> 5;
+    v = (int)threadIdx.x < warps ? shared[threadIdx.x] : 0.0;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    __syncthreads();
+    return v;
+}
+
+#define CHANNEL_SUMS(NAME, T, LOAD)                                                   \
+    extern "C" __global__ void NAME(const T *a, const T *b, double *out,              \
+                                    unsigned int n, unsigned int plane,              \
+                                    unsigned int channels, unsigned int per_block) { \
+        __shared__ double shared[32];                                                 \
+        unsigned int c = blockIdx.x;                                                  \
+        unsigned int m = n * plane;                                                   \
+        unsigned int begin = blockIdx.y * per_block;                                  \
+        unsigned int end = min(begin + per_block, m);                                 \
+        float s0 = 0.0f, s1 = 0.0f;                                                   \
+        for (unsigned int j = begin + threadIdx.x; j < end; j += blockDim.x) {        \
+            unsigned int k = j / plane, p = j - k * plane;                            \
+            unsigned long long at = ((unsigned long long)k * channels + c) * plane + p; \
+            float va = LOAD(a[at]);                                                   \
+            float vb = b ? LOAD(b[at]) : va;                                          \
+            s0 += va;                                                                 \
+            s1 += va * vb;                                                            \
+        }                                                                             \
+        double t0 = block_sum((double)s0, shared);                                    \
+        double t1 = block_sum((double)s1, shared);                                    \
+        if (threadIdx.x == 0) {                                                       \
+            atomicAdd(&out[c], t0);                                                   \
+            atomicAdd(&out[channels + c], t1);                                        \
+        }                                                                             \
+    }
+
+CHANNEL_SUMS(channel_sums_bf16, unsigned short, load_bf16)
+CHANNEL_SUMS(channel_sums_f16, unsigned short, load_f16)
+CHANNEL_SUMS(channel_sums_f32, float, load)
+
+extern "C" __global__ void sums_to_f32(const double *in, float *out, unsigned int count) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) out[i] = (float)in[i];
+}
+
+#define CHANNEL_AFFINE(NAME, T, LOAD, STORE)                                          \
+    extern "C" __global__ void NAME(const T *x, const float *scale, const float *shift, \
+                                    T *y, unsigned int total, unsigned int plane,    \
+                                    unsigned int channels) {                         \
+        unsigned int step = gridDim.x * blockDim.x;                                   \
+        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total;       \
+             i += step) {                                                             \
+            unsigned int c = (i / plane) % channels;                                  \
+            float v = LOAD(x[i]) * scale[c];                                          \
+            if (shift) v += shift[c];                                                 \
+            y[i] = STORE(v);                                                          \
+        }                                                                             \
+    }
+
+CHANNEL_AFFINE(channel_affine_bf16, unsigned short, load_bf16, store_bf16)
+CHANNEL_AFFINE(channel_affine_f16, unsigned short, load_f16, store_f16)
+CHANNEL_AFFINE(channel_affine_f32, float, load, store_f32)
+
+#define SUMS_GRAD(NAME, T, LOAD, STORE)                                               \
+    extern "C" __global__ void NAME(const T *x, const float *g, T *dx,                \
+                                    unsigned int total, unsigned int plane,          \
+                                    unsigned int channels) {                         \
+        unsigned int step = gridDim.x * blockDim.x;                                   \
+        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total;       \
+             i += step) {                                                             \
+            unsigned int c = (i / plane) % channels;                                  \
+            dx[i] = STORE(g[c] + 2.0f * g[channels + c] * LOAD(x[i]));                \
+        }                                                                             \
+    }
+
+SUMS_GRAD(sums_grad_bf16, unsigned short, load_bf16, store_bf16)
+SUMS_GRAD(sums_grad_f16, unsigned short, load_f16, store_f16)
+SUMS_GRAD(sums_grad_f32, float, load, store_f32)

@@ -1,0 +1,664 @@
+//! Batch normalisation for training, in few passes over the activations.
+//!
+//! candle's `BatchNorm::forward_train` takes a dozen broadcast ops per layer
+//! (on an H100 they were about half of a ResNet-50 training step) and fails
+//! on bf16 inputs (its f32 batch mean meets bf16 running statistics). Here a
+//! layer in training mode is three differentiable pieces:
+//!
+//! 1. `(Σx, Σx²)` per channel, f32 `[2, C]` (one reduction; its gradient is
+//!    `g₀ + 2·g₁·x`, one elementwise pass);
+//! 2. mean, variance, `scale = γ/√(var+ε)`, `shift = β − mean·scale`: candle
+//!    ops on `C` values, so autograd carries the gradient back to γ, β and
+//!    the sums;
+//! 3. `y = x·scale + shift` per channel (one pass; its gradients are
+//!    `dy·scale` and the per-channel `Σdy·x` and `Σdy`, one reduction).
+//!
+//! The running statistics are f32 whatever the model's type, updated as
+//! PyTorch does (momentum 0.1, unbiased variance). On GPUs the passes are
+//! our kernels (`kernels/batch_norm.cu`, committed as PTX); on CPUs plain
+//! loops. Both sum in f32 and accumulate blocks in f64.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT, Result, Shape, Tensor,
+    Var, WithDType,
+};
+use candle_nn::{Init, VarBuilder};
+
+/// PyTorch's default: running = (1 − m)·running + m·batch.
+const MOMENTUM: f64 = 0.1;
+
+/// A batch-norm layer with torchvision's variable names (`weight`, `bias`,
+/// `running_mean`, `running_var`).
+pub struct TrainBatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+}
+
+impl TrainBatchNorm {
+    pub fn new(channels: usize, eps: f64, vb: VarBuilder) -> Result<TrainBatchNorm> {
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+        let stat = |name, init| vb.get_with_hints_dtype(channels, name, init, DType::F32);
+        Ok(TrainBatchNorm {
+            weight,
+            bias,
+            running_mean: Var::from_tensor(&stat("running_mean", Init::Const(0.0))?)?,
+            running_var: Var::from_tensor(&stat("running_var", Init::Const(1.0))?)?,
+            eps,
+        })
+    }
+
+    /// Normalises with the batch's statistics and updates the running ones.
+    pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let (channels, plane) = channels_and_plane(&x)?;
+        let count = (x.elem_count() / channels) as f64;
+        if count < 2.0 {
+            candle_core::bail!("batch norm in training needs more than one value per channel");
+        }
+        let sums = x.apply_op1(ChannelSums { plane })?;
+        let mean = (sums.get(0)? / count)?;
+        let var = ((sums.get(1)? / count)? - mean.sqr()?)?.relu()?;
+        let scale = (self.weight.to_dtype(DType::F32)? * (&var + self.eps)?.sqrt()?.recip()?)?;
+        let shift = (self.bias.to_dtype(DType::F32)? - (&mean * &scale)?)?;
+        let unbiased = (var.detach() * (count / (count - 1.0)))?;
+        let blend = |running: &Var, batch: &Tensor| -> Result<()> {
+            running.set(&((running.as_tensor() * (1.0 - MOMENTUM))? + (batch * MOMENTUM)?)?)
+        };
+        blend(&self.running_mean, &mean.detach())?;
+        blend(&self.running_var, &unbiased)?;
+        x.apply_op3(&scale, &shift, ChannelAffine { plane, shift: true })
+    }
+
+    /// Normalises with the running statistics (evaluation).
+    pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let (_, plane) = channels_and_plane(&x)?;
+        let scale = (self.weight.to_dtype(DType::F32)?
+            * (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?)?;
+        let shift = (self.bias.to_dtype(DType::F32)? - (self.running_mean.as_tensor() * &scale)?)?;
+        x.apply_op3(&scale, &shift, ChannelAffine { plane, shift: true })
+    }
+}
+
+impl ModuleT for TrainBatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.forward_train(x)
+        } else {
+            self.forward_eval(x)
+        }
+    }
+}
+
+/// `[N, C, …]`: channels, and elements per channel per sample.
+fn channels_and_plane(x: &Tensor) -> Result<(usize, usize)> {
+    let dims = x.dims();
+    if dims.len() < 2 || dims[1] == 0 {
+        candle_core::bail!("batch norm wants [N, C, …] input, got {:?}", x.shape());
+    }
+    Ok((dims[1], dims[2..].iter().product()))
+}
+
+/// Per channel `(Σa, Σa·b)` as f32 `[2, C]`; one operand: `(Σa, Σa²)`.
+struct ChannelSums {
+    plane: usize,
+}
+
+/// `x·scale[c] + shift[c]` (scale and shift f32 `[C]`), in `x`'s type; with
+/// `shift` false the third operand is ignored (`dy·scale`).
+struct ChannelAffine {
+    plane: usize,
+    shift: bool,
+}
+
+/// The gradient of [`ChannelSums`] with one operand: `g[0,c] + 2·g[1,c]·x`.
+struct SumsGrad {
+    plane: usize,
+}
+
+/// `[N, C, plane]` of a contiguous operand.
+struct Geometry {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    n: usize,
+    channels: usize,
+    plane: usize,
+}
+
+impl Geometry {
+    fn of(layout: &Layout, plane: usize) -> Result<Geometry> {
+        let dims = layout.dims();
+        let channels = *dims.get(1).unwrap_or(&0);
+        if channels == 0 || plane == 0 || layout.shape().elem_count() != dims[0] * channels * plane
+        {
+            candle_core::bail!("batch norm: unexpected operand shape {:?}", layout.shape());
+        }
+        Ok(Geometry {
+            n: dims[0],
+            channels,
+            plane,
+        })
+    }
+
+    fn channel(&self, i: usize) -> usize {
+        (i / self.plane) % self.channels
+    }
+}
+
+// ---------------------------------------------------------------- CPU
+
+/// The contiguous values of an operand as f32.
+fn values(s: &CpuStorage, l: &Layout) -> Result<Vec<f32>> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("batch norm: operand not contiguous");
+    };
+    Ok(match s {
+        CpuStorage::F32(v) => v[a..b].to_vec(),
+        CpuStorage::BF16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
+        CpuStorage::F16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
+        CpuStorage::F64(v) => v[a..b].iter().map(|&x| x as f32).collect(),
+        other => candle_core::bail!("batch norm: no CPU path for {:?}", other.dtype()),
+    })
+}
+
+fn storage(values: Vec<f32>, dtype: DType) -> Result<CpuStorage> {
+    fn convert<T: WithDType>(v: Vec<f32>) -> Vec<T> {
+        v.into_iter().map(|x| T::from_f64(f64::from(x))).collect()
+    }
+    Ok(match dtype {
+        DType::F32 => CpuStorage::F32(values),
+        DType::BF16 => CpuStorage::BF16(convert(values)),
+        DType::F16 => CpuStorage::F16(convert(values)),
+        DType::F64 => CpuStorage::F64(convert(values)),
+        other => candle_core::bail!("batch norm: no CPU path for {other:?}"),
+    })
+}
+
+fn cpu_sums(g: &Geometry, a: &[f32], b: Option<&[f32]>) -> CpuStorage {
+    let mut sums = vec![0f64; 2 * g.channels];
+    for (i, &va) in a.iter().enumerate() {
+        let c = g.channel(i);
+        sums[c] += f64::from(va);
+        sums[g.channels + c] += f64::from(va * b.map_or(va, |b| b[i]));
+    }
+    CpuStorage::F32(sums.into_iter().map(|s| s as f32).collect())
+}
+
+impl CustomOp1 for ChannelSums {
+    fn name(&self) -> &'static str {
+        "channel-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l, self.plane)?;
+        Ok((cpu_sums(&g, &values(s, l)?, None), (2, g.channels).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::sums(self.plane, (s, l), None)
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        Ok(Some(x.apply_op2_no_bwd(
+            &grad,
+            &SumsGrad { plane: self.plane },
+        )?))
+    }
+}
+
+impl CustomOp2 for ChannelSums {
+    fn name(&self) -> &'static str {
+        "channel-dot-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l1, self.plane)?;
+        let b = values(s2, l2)?;
+        Ok((
+            cpu_sums(&g, &values(s1, l1)?, Some(&b)),
+            (2, g.channels).into(),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::sums(self.plane, (s1, l1), Some((s2, l2)))
+    }
+}
+
+impl CustomOp3 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "channel-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l1, self.plane)?;
+        let (scale, shift) = (values(s2, l2)?, values(s3, l3)?);
+        let y = values(s1, l1)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = g.channel(i);
+                v * scale[c] + if self.shift { shift[c] } else { 0.0 }
+            })
+            .collect();
+        Ok((storage(y, s1.dtype())?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::affine(
+            self.plane,
+            (s1, l1),
+            (s2, l2),
+            self.shift.then_some((s3, l3)),
+        )
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        _shift: &Tensor,
+        _: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let plane = self.plane;
+        let dx = dy.apply_op3_no_bwd(
+            scale,
+            scale,
+            &ChannelAffine {
+                plane,
+                shift: false,
+            },
+        )?;
+        let sums = dy.apply_op2_no_bwd(x, &ChannelSums { plane })?;
+        let d_shift = sums.get(0)?;
+        let d_scale = sums.get(1)?;
+        Ok((Some(dx), Some(d_scale), self.shift.then_some(d_shift)))
+    }
+}
+
+impl CustomOp2 for SumsGrad {
+    fn name(&self) -> &'static str {
+        "channel-sums-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l1, self.plane)?;
+        let grad = values(s2, l2)?;
+        let dx = values(s1, l1)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = g.channel(i);
+                grad[c] + 2.0 * grad[g.channels + c] * v
+            })
+            .collect();
+        Ok((storage(dx, s1.dtype())?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        gpu::sums_grad(self.plane, (s1, l1), (s2, l2))
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::Geometry;
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::CudaDType;
+    use candle_core::{CudaStorage, DType, Layout, Result, Shape};
+    use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
+    use half::{bf16, f16};
+
+    const PTX: &str = include_str!("../kernels/batch_norm.ptx");
+    const MODULE: &str = "joulebench_batch_norm";
+    const THREADS: u32 = 256;
+    /// Elements of one channel per reduction block.
+    const PER_BLOCK: u32 = 4096;
+
+    type Operand<'a> = (&'a CudaStorage, &'a Layout);
+
+    fn view<'a, T: CudaDType>((s, l): Operand<'a>) -> Result<CudaView<'a, T>> {
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("batch norm: operand not contiguous");
+        };
+        Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+    }
+
+    fn u32_of(v: usize) -> Result<u32> {
+        u32::try_from(v)
+            .map_err(|_| candle_core::Error::msg("batch norm: tensor over 2³² elements"))
+    }
+
+    fn suffix(dtype: DType) -> Result<&'static str> {
+        Ok(match dtype {
+            DType::BF16 => "bf16",
+            DType::F16 => "f16",
+            DType::F32 => "f32",
+            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
+        })
+    }
+
+    fn elementwise(total: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (total.div_ceil(THREADS).clamp(1, 1 << 16), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    pub(super) fn sums(
+        plane: usize,
+        a: Operand,
+        b: Option<Operand>,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dtype = a.0.dtype();
+        match dtype {
+            DType::BF16 => typed_sums::<bf16>(plane, a, b),
+            DType::F16 => typed_sums::<f16>(plane, a, b),
+            DType::F32 => typed_sums::<f32>(plane, a, b),
+            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
+        }
+    }
+
+    fn typed_sums<T: CudaDType + DeviceRepr>(
+        plane: usize,
+        a: Operand,
+        b: Option<Operand>,
+    ) -> Result<(CudaStorage, Shape)> {
+        let g = Geometry::of(a.1, plane)?;
+        let device = a.0.device().clone();
+        let per_channel = u32_of(g.n * g.plane)?;
+        let channels = u32_of(g.channels)?;
+        let mut wide: CudaSlice<f64> = device.alloc_zeros(2 * g.channels)?;
+        let a_view = view::<T>(a)?;
+        let b_view = b.map(view::<T>).transpose()?;
+        let null = 0u64;
+        let func = device.get_or_load_custom_func(
+            &format!("channel_sums_{}", suffix(a.0.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        let config = LaunchConfig {
+            grid_dim: (channels, per_channel.div_ceil(PER_BLOCK).max(1), 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (n, plane) = (u32_of(g.n)?, u32_of(g.plane)?);
+        let mut args = func.builder();
+        args.arg(&a_view);
+        match &b_view {
+            Some(b) => args.arg(b),
+            None => args.arg(&null),
+        };
+        args.arg(&mut wide)
+            .arg(&n)
+            .arg(&plane)
+            .arg(&channels)
+            .arg(&PER_BLOCK);
+        // SAFETY: arguments match channel_sums (batch_norm.cu); the grid
+        // covers C channels and every element of each; `wide` holds 2·C.
+        unsafe { args.launch(config) }.map_err(candle_core::Error::wrap)?;
+
+        let count = 2 * channels;
+        // SAFETY: every element is written by sums_to_f32 below.
+        let mut narrow: CudaSlice<f32> = unsafe { device.alloc(count as usize)? };
+        let func = device.get_or_load_custom_func("sums_to_f32", MODULE, PTX)?;
+        let mut args = func.builder();
+        args.arg(&wide).arg(&mut narrow).arg(&count);
+        // SAFETY: sums_to_f32(const double*, float*, count) over 2·C values.
+        unsafe { args.launch(elementwise(count)) }.map_err(candle_core::Error::wrap)?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(narrow, device),
+            (2, g.channels).into(),
+        ))
+    }
+
+    pub(super) fn affine(
+        plane: usize,
+        x: Operand,
+        scale: Operand,
+        shift: Option<Operand>,
+    ) -> Result<(CudaStorage, Shape)> {
+        match x.0.dtype() {
+            DType::BF16 => typed_affine::<bf16>(plane, x, scale, shift),
+            DType::F16 => typed_affine::<f16>(plane, x, scale, shift),
+            DType::F32 => typed_affine::<f32>(plane, x, scale, shift),
+            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
+        }
+    }
+
+    fn typed_affine<T: CudaDType + DeviceRepr>(
+        plane: usize,
+        x: Operand,
+        scale: Operand,
+        shift: Option<Operand>,
+    ) -> Result<(CudaStorage, Shape)> {
+        let g = Geometry::of(x.1, plane)?;
+        let device = x.0.device().clone();
+        let total = u32_of(x.1.shape().elem_count())?;
+        let x_view = view::<T>(x)?;
+        let scale = view::<f32>(scale)?;
+        let shift = shift.map(view::<f32>).transpose()?;
+        // SAFETY: every element is written by the kernel.
+        let mut y: CudaSlice<T> = unsafe { device.alloc(total as usize)? };
+        let func = device.get_or_load_custom_func(
+            &format!("channel_affine_{}", suffix(x.0.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        let null = 0u64;
+        let (plane, channels) = (u32_of(g.plane)?, u32_of(g.channels)?);
+        let mut args = func.builder();
+        args.arg(&x_view).arg(&scale);
+        match &shift {
+            Some(s) => args.arg(s),
+            None => args.arg(&null),
+        };
+        args.arg(&mut y).arg(&total).arg(&plane).arg(&channels);
+        // SAFETY: arguments match channel_affine (batch_norm.cu); scale and
+        // shift hold one f32 per channel (checked by the caller's shapes).
+        unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
+        Ok((wrap(y, device), x.1.shape().clone()))
+    }
+
+    pub(super) fn sums_grad(
+        plane: usize,
+        x: Operand,
+        grad: Operand,
+    ) -> Result<(CudaStorage, Shape)> {
+        match x.0.dtype() {
+            DType::BF16 => typed_sums_grad::<bf16>(plane, x, grad),
+            DType::F16 => typed_sums_grad::<f16>(plane, x, grad),
+            DType::F32 => typed_sums_grad::<f32>(plane, x, grad),
+            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
+        }
+    }
+
+    fn typed_sums_grad<T: CudaDType + DeviceRepr>(
+        plane: usize,
+        x: Operand,
+        grad: Operand,
+    ) -> Result<(CudaStorage, Shape)> {
+        let g = Geometry::of(x.1, plane)?;
+        let device = x.0.device().clone();
+        let total = u32_of(x.1.shape().elem_count())?;
+        let x_view = view::<T>(x)?;
+        let grad = view::<f32>(grad)?;
+        // SAFETY: every element is written by the kernel.
+        let mut dx: CudaSlice<T> = unsafe { device.alloc(total as usize)? };
+        let func = device.get_or_load_custom_func(
+            &format!("sums_grad_{}", suffix(x.0.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        let (plane, channels) = (u32_of(g.plane)?, u32_of(g.channels)?);
+        let mut args = func.builder();
+        args.arg(&x_view)
+            .arg(&grad)
+            .arg(&mut dx)
+            .arg(&total)
+            .arg(&plane)
+            .arg(&channels);
+        // SAFETY: arguments match sums_grad (batch_norm.cu); grad holds 2·C f32.
+        unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
+        Ok((wrap(dx, device), x.1.shape().clone()))
+    }
+
+    fn wrap<T: CudaDType>(slice: CudaSlice<T>, device: candle_core::CudaDevice) -> CudaStorage {
+        CudaStorage::wrap_cuda_slice(slice, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, D};
+    use candle_nn::VarMap;
+
+    fn seeded(shape: &[usize], seed: u64, dev: &Device) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i as f64 * 0.7311 + seed as f64 * 1.37).sin() * 2.0 + 0.5) as f32)
+            .collect();
+        Tensor::from_vec(v, shape, dev).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(D::Minus1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Ours against candle's BatchNorm in f32: output, the gradients of the
+    /// input, γ and β under a loss that weighs every output differently, and
+    /// the running statistics after one step.
+    #[test]
+    fn training_mode_matches_candles_batch_norm_and_its_gradients() {
+        let dev = Device::Cpu;
+        for shape in [[4usize, 3, 5, 6].as_slice(), &[8, 5]] {
+            let c = shape[1];
+            let x = Var::from_tensor(&seeded(shape, 1, &dev)).unwrap();
+            let w = seeded(shape, 2, &dev);
+            let run = |ours: bool| {
+                let map = VarMap::new();
+                let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+                let y = if ours {
+                    TrainBatchNorm::new(c, 1e-5, vb.clone())
+                        .unwrap()
+                        .forward_train(x.as_tensor())
+                } else {
+                    let bn = candle_nn::batch_norm(c, 1e-5, vb.clone()).unwrap();
+                    bn.forward_train(x.as_tensor())
+                }
+                .unwrap();
+                let loss = (&y * &w).unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let data = map.data().lock().unwrap();
+                let get = |n: &str| grads.get(data[n].as_tensor()).unwrap().clone();
+                (
+                    y.clone(),
+                    grads.get(x.as_tensor()).unwrap().clone(),
+                    get("weight"),
+                    get("bias"),
+                    data["running_mean"].as_tensor().clone(),
+                    data["running_var"].as_tensor().clone(),
+                )
+            };
+            let ours = run(true);
+            let theirs = run(false);
+            for (what, a, b, tol) in [
+                ("output", &ours.0, &theirs.0, 1e-4),
+                ("dx", &ours.1, &theirs.1, 1e-3),
+                ("dγ", &ours.2, &theirs.2, 1e-3),
+                ("dβ", &ours.3, &theirs.3, 1e-4),
+                ("running mean", &ours.4, &theirs.4, 1e-5),
+                ("running var", &ours.5, &theirs.5, 1e-4),
+            ] {
+                let d = max_diff(a, b);
+                assert!(d < tol, "{shape:?} {what}: max difference {d}");
+            }
+        }
+    }
+
+    /// bf16 activations (what candle's layer refuses): the same output as
+    /// f32 to bf16's precision, running statistics in f32.
+    #[test]
+    fn bf16_inputs_train_with_f32_statistics() {
+        let dev = Device::Cpu;
+        let x = seeded(&[4, 3, 5, 6], 1, &dev);
+        let out = |dtype: DType| {
+            let map = VarMap::new();
+            let vb = VarBuilder::from_varmap(&map, dtype, &dev);
+            let bn = TrainBatchNorm::new(3, 1e-5, vb).unwrap();
+            let y = bn.forward_train(&x.to_dtype(dtype).unwrap()).unwrap();
+            assert_eq!(y.dtype(), dtype);
+            let stats = map.data().lock().unwrap()["running_var"].dtype();
+            assert_eq!(stats, DType::F32);
+            y.to_dtype(DType::F32).unwrap()
+        };
+        let d = max_diff(&out(DType::BF16), &out(DType::F32));
+        assert!(d < 0.05, "bf16 against f32: {d}");
+    }
+}
