@@ -131,52 +131,14 @@ impl ResNet50 {
 impl ModuleT for ResNet50 {
     /// Logits `[n, classes]` for images `[n, 3, H, W]`.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut xs = xs
-            .apply(&self.conv1)?
-            .apply_t(&self.bn1, train)?
-            .relu()?
-            .pad_with_same(D::Minus1, 1, 1)?
-            .pad_with_same(D::Minus2, 1, 1)?;
-        xs = max_pool_3x3_stride_2(&xs)?;
+        let mut xs = xs.apply(&self.conv1)?.apply_t(&self.bn1, train)?.relu()?;
+        // torchvision's MaxPool2d(3, stride 2, padding 1), with a backward pass.
+        xs = workloads::max_pool::max_pool2d(&xs, 3, 2, 1)?;
         for b in &self.blocks {
             xs = b.forward_t(&xs, train)?;
         }
         xs.mean(D::Minus1)?.mean(D::Minus1)?.apply(&self.fc)
     }
-}
-
-/// 3×3 max-pooling with stride 2, made of operations candle can
-/// differentiate (its own max-pool backward needs the window to equal the
-/// stride). Max over a window is max over its rows then its columns; rows
-/// `2k, 2k+1, 2k+2` are a non-overlapping pair (`2k, 2k+1`) plus the even row
-/// `2k+2`, each taken by narrow and reshape. The input is edge-padded (as
-/// the stem pads it), so one more replicated row never changes a maximum.
-pub fn max_pool_3x3_stride_2(xs: &Tensor) -> Result<Tensor> {
-    let xs = pool_dim(xs, 2)?;
-    pool_dim(&xs, 3)
-}
-
-/// Along `dim` of length L: out[k] = max(x[2k], x[2k+1], x[2k+2]), k < (L-3)/2 + 1.
-fn pool_dim(xs: &Tensor, dim: usize) -> Result<Tensor> {
-    let len = xs.dim(dim)?;
-    if len < 3 {
-        candle_core::bail!("3×3 max-pool needs at least 3 pixels, got {len}");
-    }
-    let out = (len - 3) / 2 + 1;
-    let xs = if 2 * out + 2 > len {
-        xs.pad_with_same(dim, 0, 2 * out + 2 - len)?
-    } else {
-        xs.clone()
-    };
-    let split = |start: usize| -> Result<Tensor> {
-        let mut shape = xs.dims().to_vec();
-        shape[dim] = out;
-        shape.insert(dim + 1, 2);
-        xs.narrow(dim, start, 2 * out)?.reshape(shape)
-    };
-    let pairs = split(0)?.max(dim + 1)?;
-    let next = split(2)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)?;
-    pairs.maximum(&next)
 }
 
 #[cfg(test)]
@@ -203,41 +165,5 @@ mod tests {
         }
         let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), [2, 1000]);
-    }
-
-    #[test]
-    fn the_differentiable_max_pool_equals_candles_and_has_a_gradient() {
-        for side in [7, 8, 114, 113] {
-            let x = Tensor::randn(0f32, 1.0, (2, 3, side, side), &Device::Cpu).unwrap();
-            let ours: Vec<f32> = max_pool_3x3_stride_2(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let theirs: Vec<f32> = x
-                .max_pool2d_with_stride(3, 2)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            assert_eq!(ours, theirs, "side {side}");
-        }
-        let v = candle_core::Var::randn(0f32, 1.0, (1, 1, 9, 9), &Device::Cpu).unwrap();
-        let y = max_pool_3x3_stride_2(v.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let grads = y.backward().unwrap();
-        let g = grads
-            .get(v.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        // Each of the 16 outputs sends its gradient to one input (its maximum).
-        assert_eq!(g, 16.0);
     }
 }

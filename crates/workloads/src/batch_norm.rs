@@ -152,7 +152,7 @@ impl Geometry {
 // ---------------------------------------------------------------- CPU
 
 /// The contiguous values of an operand as f32.
-fn values(s: &CpuStorage, l: &Layout) -> Result<Vec<f32>> {
+pub(crate) fn cpu_values(s: &CpuStorage, l: &Layout) -> Result<Vec<f32>> {
     let Some((a, b)) = l.contiguous_offsets() else {
         candle_core::bail!("batch norm: operand not contiguous");
     };
@@ -165,7 +165,7 @@ fn values(s: &CpuStorage, l: &Layout) -> Result<Vec<f32>> {
     })
 }
 
-fn storage(values: Vec<f32>, dtype: DType) -> Result<CpuStorage> {
+pub(crate) fn cpu_storage(values: Vec<f32>, dtype: DType) -> Result<CpuStorage> {
     fn convert<T: WithDType>(v: Vec<f32>) -> Vec<T> {
         v.into_iter().map(|x| T::from_f64(f64::from(x))).collect()
     }
@@ -195,7 +195,10 @@ impl CustomOp1 for ChannelSums {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l, self.plane)?;
-        Ok((cpu_sums(&g, &values(s, l)?, None), (2, g.channels).into()))
+        Ok((
+            cpu_sums(&g, &cpu_values(s, l)?, None),
+            (2, g.channels).into(),
+        ))
     }
 
     #[cfg(feature = "cuda")]
@@ -229,9 +232,9 @@ impl CustomOp2 for ChannelSums {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
-        let b = values(s2, l2)?;
+        let b = cpu_values(s2, l2)?;
         Ok((
-            cpu_sums(&g, &values(s1, l1)?, Some(&b)),
+            cpu_sums(&g, &cpu_values(s1, l1)?, Some(&b)),
             (2, g.channels).into(),
         ))
     }
@@ -263,8 +266,8 @@ impl CustomOp3 for ChannelAffine {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
-        let (scale, shift) = (values(s2, l2)?, values(s3, l3)?);
-        let y = values(s1, l1)?
+        let (scale, shift) = (cpu_values(s2, l2)?, cpu_values(s3, l3)?);
+        let y = cpu_values(s1, l1)?
             .into_iter()
             .enumerate()
             .map(|(i, v)| {
@@ -272,7 +275,7 @@ impl CustomOp3 for ChannelAffine {
                 v * scale[c] + if self.shift { shift[c] } else { 0.0 }
             })
             .collect();
-        Ok((storage(y, s1.dtype())?, l1.shape().clone()))
+        Ok((cpu_storage(y, s1.dtype())?, l1.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]
@@ -331,8 +334,8 @@ impl CustomOp2 for SumsGrad {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
-        let grad = values(s2, l2)?;
-        let dx = values(s1, l1)?
+        let grad = cpu_values(s2, l2)?;
+        let dx = cpu_values(s1, l1)?
             .into_iter()
             .enumerate()
             .map(|(i, v)| {
@@ -340,7 +343,7 @@ impl CustomOp2 for SumsGrad {
                 grad[c] + 2.0 * grad[g.channels + c] * v
             })
             .collect();
-        Ok((storage(dx, s1.dtype())?, l1.shape().clone()))
+        Ok((cpu_storage(dx, s1.dtype())?, l1.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]

@@ -23,6 +23,7 @@ pub mod datasets;
 pub mod device;
 pub mod epilogue;
 pub mod image_qsl;
+pub mod max_pool;
 pub mod null;
 pub mod onnx;
 pub mod resnet;

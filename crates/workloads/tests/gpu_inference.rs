@@ -162,3 +162,42 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
         }
     }
 }
+
+/// The max-pool kernels (forward and the gathering backward) against the
+/// CPU loops: the same maxima and gradients, to the last bit (each input
+/// sums its windows' gradients in the same order, in f32).
+#[test]
+fn the_max_pool_kernels_match_the_cpu_path() {
+    use candle_core::Var;
+    use workloads::max_pool::max_pool2d;
+    let Some(gpu) = gpu() else { return };
+    for (shape, k, s, p) in [
+        ((2, 3, 113, 113), 3, 2, 1),
+        ((2, 64, 56, 56), 3, 2, 1),
+        ((1, 2, 9, 7), 2, 2, 0),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap();
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let run = |dev: &Device| {
+                let x =
+                    Var::from_tensor(&x.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
+                let y = max_pool2d(x.as_tensor(), k, s, p).unwrap();
+                let w = Tensor::arange(0f32, y.elem_count() as f32, dev)
+                    .unwrap()
+                    .reshape(y.shape())
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+                (y, grads.get(x.as_tensor()).unwrap().clone())
+            };
+            let (gy, gdx) = run(&gpu);
+            let (cy, cdx) = run(&Device::Cpu);
+            assert_eq!(relative_error(&gy, &cy), 0.0, "{shape:?} {dtype:?} forward");
+            assert!(
+                relative_error(&gdx, &cdx) < 1e-6,
+                "{shape:?} {dtype:?} backward"
+            );
+        }
+    }
+}

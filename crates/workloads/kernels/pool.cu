@@ -1,0 +1,104 @@
+// Max pooling over NCHW planes with PyTorch's semantics (padding never
+// wins: it counts as −∞), forward and backward. The backward pass gathers:
+// each input element sums the output gradients of the windows whose maximum
+// it is, found again by the forward's rule (the first strict maximum in
+// row-major order, as PyTorch picks), so no atomics and no saved indices.
+//
+// Conventions as in epilogue.cu (no CUDA headers, 16-bit types converted
+// with PTX). build-ptx.sh writes pool.ptx, loaded by src/max_pool.rs.
+
+__device__ __forceinline__ float load(float v) { return v; }
+__device__ __forceinline__ float store_f32(float v) { return v; }
+
+__device__ __forceinline__ float load_bf16(unsigned short h) {
+    return __uint_as_float(((unsigned int)h) << 16);
+}
+__device__ __forceinline__ unsigned short store_bf16(float f) {
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ float load_f16(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ unsigned short store_f16(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+struct Pool {
+    unsigned int h, w, oh, ow, k, s, pad;
+};
+
+// The flat index (within its plane) of window (oy, ox)'s maximum.
+template <typename T, float (*LOAD)(T)>
+__device__ __forceinline__ int window_argmax(const T *plane, Pool p, int oy, int ox, float *best) {
+    int arg = -1;
+    float m = __int_as_float(0xff800000);  // −∞
+    int y0 = oy * (int)p.s - (int)p.pad, x0 = ox * (int)p.s - (int)p.pad;
+    for (int dy = 0; dy < (int)p.k; dy++) {
+        int iy = y0 + dy;
+        if (iy < 0 || iy >= (int)p.h) continue;
+        for (int dx = 0; dx < (int)p.k; dx++) {
+            int ix = x0 + dx;
+            if (ix < 0 || ix >= (int)p.w) continue;
+            float v = LOAD(plane[iy * p.w + ix]);
+            if (arg < 0 || v > m) {
+                m = v;
+                arg = iy * (int)p.w + ix;
+            }
+        }
+    }
+    *best = m;
+    return arg;
+}
+
+#define MAX_POOL(SUFFIX, T, LOAD, STORE)                                              \
+    extern "C" __global__ void max_pool_##SUFFIX(const T *x, T *y, unsigned int planes, \
+                                                 Pool p) {                            \
+        unsigned long long total = (unsigned long long)planes * p.oh * p.ow;          \
+        unsigned long long step = (unsigned long long)gridDim.x * blockDim.x;         \
+        for (unsigned long long i = blockIdx.x * blockDim.x + threadIdx.x; i < total; \
+             i += step) {                                                             \
+            unsigned long long plane = i / (p.oh * p.ow);                             \
+            unsigned int r = (unsigned int)(i - plane * p.oh * p.ow);                 \
+            float m;                                                                  \
+            window_argmax<T, LOAD>(x + plane * p.h * p.w, p, r / p.ow, r % p.ow, &m); \
+            y[i] = STORE(m);                                                          \
+        }                                                                             \
+    }                                                                                 \
+    extern "C" __global__ void max_pool_grad_##SUFFIX(const T *x, const T *dy, T *dx, \
+                                                      unsigned int planes, Pool p) {  \
+        unsigned long long total = (unsigned long long)planes * p.h * p.w;            \
+        unsigned long long step = (unsigned long long)gridDim.x * blockDim.x;         \
+        for (unsigned long long i = blockIdx.x * blockDim.x + threadIdx.x; i < total; \
+             i += step) {                                                             \
+            unsigned long long plane = i / (p.h * p.w);                               \
+            int r = (int)(i - plane * p.h * p.w);                                     \
+            int iy = r / (int)p.w, ix = r % (int)p.w;                                 \
+            const T *xp = x + plane * p.h * p.w;                                      \
+            const T *dyp = dy + plane * p.oh * p.ow;                                  \
+            /* Windows oy with oy·s − pad ≤ iy ≤ oy·s − pad + k − 1. */               \
+            int hi_y = (iy + (int)p.pad) / (int)p.s;                                  \
+            int lo_y = iy + (int)p.pad - (int)p.k + 1;                                \
+            lo_y = lo_y <= 0 ? 0 : (lo_y + (int)p.s - 1) / (int)p.s;                  \
+            int hi_x = (ix + (int)p.pad) / (int)p.s;                                  \
+            int lo_x = ix + (int)p.pad - (int)p.k + 1;                                \
+            lo_x = lo_x <= 0 ? 0 : (lo_x + (int)p.s - 1) / (int)p.s;                  \
+            float sum = 0.0f;                                                         \
+            for (int oy = lo_y; oy <= hi_y && oy < (int)p.oh; oy++)                   \
+                for (int ox = lo_x; ox <= hi_x && ox < (int)p.ow; ox++) {             \
+                    float m;                                                          \
+                    if (window_argmax<T, LOAD>(xp, p, oy, ox, &m) == r)               \
+                        sum += LOAD(dyp[oy * p.ow + ox]);                             \
+                }                                                                     \
+            dx[i] = STORE(sum);                                                       \
+        }                                                                             \
+    }
+
+MAX_POOL(bf16, unsigned short, load_bf16, store_bf16)
+MAX_POOL(f16, unsigned short, load_f16, store_f16)
+MAX_POOL(f32, float, load, store_f32)
