@@ -178,6 +178,26 @@ pub(crate) fn cpu_storage(values: Vec<f32>, dtype: DType) -> Result<CpuStorage> 
     })
 }
 
+/// Writes f32 `values` over a contiguous operand, in its type.
+pub(crate) fn cpu_write(dst: &mut CpuStorage, l: &Layout, values: &[f32]) -> Result<()> {
+    fn put<T: WithDType>(d: &mut [T], v: &[f32]) {
+        for (d, v) in d.iter_mut().zip(v) {
+            *d = T::from_f64(f64::from(*v));
+        }
+    }
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("operand not contiguous");
+    };
+    match dst {
+        CpuStorage::F32(d) => d[a..b].copy_from_slice(values),
+        CpuStorage::BF16(d) => put(&mut d[a..b], values),
+        CpuStorage::F16(d) => put(&mut d[a..b], values),
+        CpuStorage::F64(d) => put(&mut d[a..b], values),
+        other => candle_core::bail!("no CPU path for {:?}", other.dtype()),
+    }
+    Ok(())
+}
+
 fn cpu_sums(g: &Geometry, a: &[f32], b: Option<&[f32]>) -> CpuStorage {
     let mut sums = vec![0f64; 2 * g.channels];
     for (i, &va) in a.iter().enumerate() {

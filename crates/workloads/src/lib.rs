@@ -14,6 +14,7 @@
 //!   and a GPT-2 decoder reporting token latencies, over JSON/JSONL/SQuAD
 //!   text tokenized with `tokenizer.json`.
 
+pub mod adamw;
 pub mod batch_norm;
 pub mod batcher;
 pub mod conv;

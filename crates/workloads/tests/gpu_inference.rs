@@ -201,3 +201,38 @@ fn the_max_pool_kernels_match_the_cpu_path() {
         }
     }
 }
+
+/// Our AdamW's kernels against its CPU loops (themselves checked against
+/// candle's AdamW): three steps on the same gradients, each type.
+#[test]
+fn the_adamw_kernels_match_the_cpu_path() {
+    use candle_core::Var;
+    use candle_nn::{Optimizer, ParamsAdamW};
+    use workloads::adamw::FusedAdamW;
+    let Some(gpu) = gpu() else { return };
+    let start = Tensor::randn(0f32, 1.0, (300, 70), &Device::Cpu).unwrap();
+    let params = ParamsAdamW {
+        lr: 0.01,
+        weight_decay: 0.05,
+        ..ParamsAdamW::default()
+    };
+    for (dtype, tol) in [(DType::F32, 1e-5), (DType::BF16, 1e-2), (DType::F16, 2e-3)] {
+        let run = |dev: &Device| {
+            let w =
+                Var::from_tensor(&start.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
+            let mut opt = FusedAdamW::new(vec![w.clone()], params.clone()).unwrap();
+            for k in 1..=3 {
+                let loss = ((w.as_tensor().to_dtype(DType::F32).unwrap() - k as f64)
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all())
+                .unwrap();
+                opt.backward_step(&loss).unwrap();
+            }
+            w.as_tensor().clone()
+        };
+        let e = relative_error(&run(&gpu), &run(&Device::Cpu));
+        assert!(e < tol, "{dtype:?}: relative error {e}");
+    }
+}
