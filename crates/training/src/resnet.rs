@@ -80,15 +80,10 @@ impl Bottleneck {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let ys = xs
-            .apply(&self.conv1)?
-            .apply_t(&self.bn1, train)?
-            .relu()?
-            .apply(&self.conv2)?
-            .apply_t(&self.bn2, train)?
-            .relu()?
-            .apply(&self.conv3)?
-            .apply_t(&self.bn3, train)?;
+        // Batch norm and ReLU in one pass each way (workloads::batch_norm).
+        let ys = self.bn1.forward_t_relu(&xs.apply(&self.conv1)?, train)?;
+        let ys = self.bn2.forward_t_relu(&ys.apply(&self.conv2)?, train)?;
+        let ys = ys.apply(&self.conv3)?.apply_t(&self.bn3, train)?;
         let shortcut = match &self.downsample {
             Some((c, bn)) => xs.apply(c)?.apply_t(bn, train)?,
             None => xs.clone(),
@@ -131,7 +126,7 @@ impl ResNet50 {
 impl ModuleT for ResNet50 {
     /// Logits `[n, classes]` for images `[n, 3, H, W]`.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut xs = xs.apply(&self.conv1)?.apply_t(&self.bn1, train)?.relu()?;
+        let mut xs = self.bn1.forward_t_relu(&xs.apply(&self.conv1)?, train)?;
         // torchvision's MaxPool2d(3, stride 2, padding 1), with a backward pass.
         xs = workloads::max_pool::max_pool2d(&xs, 3, 2, 1)?;
         for b in &self.blocks {

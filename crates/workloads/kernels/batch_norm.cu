@@ -1,13 +1,15 @@
-// Batch norm in training mode, as three per-channel kernels over NCHW data
+// Batch norm in training mode, as per-channel kernels over NCHW data
 // (plane = H·W; [N, C] data has plane = 1). Element i is in channel
 // (i / plane) % channels; a channel holds n·plane elements.
 //
-//   channel_sums: out[c] += Σ a, out[C + c] += Σ a·b (b = a when b is null),
-//                 summed in f32 per thread and f64 across threads and blocks
-//                 (atomics into a zeroed buffer); grid (C, parts).
+//   channel_sums: out[c] += Σ a·m, out[C + c] += Σ a·m·b (b = a·m when b is
+//                 null; m = [mask > 0], or 1 when mask is null), summed in
+//                 f32 per thread and f64 across threads and blocks (atomics
+//                 into a zeroed buffer); grid (C, parts).
 //   sums_to_f32:  the f64 sums as f32.
-//   channel_affine: y = x·scale[c] + shift[c] (shift may be null), in f32,
-//                 rounded once.
+//   channel_affine: y = x·scale[c] + shift[c] (shift may be null), times
+//                 [mask > 0] when mask is given, then max(·, 0) when relu;
+//                 in f32, rounded once.
 //   sums_grad:    dx = g[c] + 2·g[C + c]·x, the gradient of (Σx, Σx²).
 //
 // Same conventions as epilogue.cu: no CUDA headers, bf16/f16 as 16-bit
@@ -52,8 +54,8 @@ __device__ __forceinline__ double block_sum(double v, double *shared) {
 }
 
 #define CHANNEL_SUMS(NAME, T, LOAD)                                                   \
-    extern "C" __global__ void NAME(const T *a, const T *b, double *out,              \
-                                    unsigned int n, unsigned int plane,              \
+    extern "C" __global__ void NAME(const T *a, const T *b, const T *mask,            \
+                                    double *out, unsigned int n, unsigned int plane, \
                                     unsigned int channels, unsigned int per_block) { \
         __shared__ double shared[32];                                                 \
         unsigned int c = blockIdx.x;                                                  \
@@ -65,6 +67,7 @@ __device__ __forceinline__ double block_sum(double v, double *shared) {
             unsigned int k = j / plane, p = j - k * plane;                            \
             unsigned long long at = ((unsigned long long)k * channels + c) * plane + p; \
             float va = LOAD(a[at]);                                                   \
+            if (mask && !(LOAD(mask[at]) > 0.0f)) va = 0.0f;                          \
             float vb = b ? LOAD(b[at]) : va;                                          \
             s0 += va;                                                                 \
             s1 += va * vb;                                                            \
@@ -88,14 +91,17 @@ extern "C" __global__ void sums_to_f32(const double *in, float *out, unsigned in
 
 #define CHANNEL_AFFINE(NAME, T, LOAD, STORE)                                          \
     extern "C" __global__ void NAME(const T *x, const float *scale, const float *shift, \
-                                    T *y, unsigned int total, unsigned int plane,    \
-                                    unsigned int channels) {                         \
+                                    const T *mask, T *y, unsigned int total,         \
+                                    unsigned int plane, unsigned int channels,       \
+                                    int relu) {                                      \
         unsigned int step = gridDim.x * blockDim.x;                                   \
         for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total;       \
              i += step) {                                                             \
             unsigned int c = (i / plane) % channels;                                  \
             float v = LOAD(x[i]) * scale[c];                                          \
             if (shift) v += shift[c];                                                 \
+            if (mask && !(LOAD(mask[i]) > 0.0f)) v = 0.0f;                            \
+            if (relu) v = fmaxf(v, 0.0f);                                             \
             y[i] = STORE(v);                                                          \
         }                                                                             \
     }

@@ -12,6 +12,8 @@
 //!    the sums;
 //! 3. `y = x·scale + shift` per channel (one pass; its gradients are
 //!    `dy·scale` and the per-channel `Σdy·x` and `Σdy`, one reduction).
+//!    A ReLU after the layer rides on this pass: `max(y, 0)` forward, and
+//!    `dy` masked by `y > 0` inside the two backward passes.
 //!
 //! The running statistics are f32 whatever the model's type, updated as
 //! PyTorch does (momentum 0.1, unbiased variance). On GPUs the passes are
@@ -54,6 +56,20 @@ impl TrainBatchNorm {
 
     /// Normalises with the batch's statistics and updates the running ones.
     pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        self.train(x, false)
+    }
+
+    /// `relu(batch norm(x))` in the same passes (the ReLU and its gradient
+    /// ride on the affine pass and its backward), training or not.
+    pub fn forward_t_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.train(x, true)
+        } else {
+            self.eval(x, true)
+        }
+    }
+
+    fn train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
         let (channels, plane) = channels_and_plane(&x)?;
         let count = (x.elem_count() / channels) as f64;
@@ -71,17 +87,21 @@ impl TrainBatchNorm {
         };
         blend(&self.running_mean, &mean.detach())?;
         blend(&self.running_var, &unbiased)?;
-        x.apply_op3(&scale, &shift, ChannelAffine { plane, shift: true })
+        x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
     }
 
     /// Normalises with the running statistics (evaluation).
     pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        self.eval(x, false)
+    }
+
+    fn eval(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
         let (_, plane) = channels_and_plane(&x)?;
         let scale = (self.weight.to_dtype(DType::F32)?
             * (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?)?;
         let shift = (self.bias.to_dtype(DType::F32)? - (self.running_mean.as_tensor() * &scale)?)?;
-        x.apply_op3(&scale, &shift, ChannelAffine { plane, shift: true })
+        x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
     }
 }
 
@@ -104,19 +124,33 @@ fn channels_and_plane(x: &Tensor) -> Result<(usize, usize)> {
     Ok((dims[1], dims[2..].iter().product()))
 }
 
-/// Per channel `(Σa, Σa·b)` as f32 `[2, C]`; one operand: `(Σa, Σa²)`.
+/// Per channel `(Σx, Σx²)` as f32 `[2, C]`.
 struct ChannelSums {
     plane: usize,
 }
 
-/// `x·scale[c] + shift[c]` (scale and shift f32 `[C]`), in `x`'s type; with
-/// `shift` false the third operand is ignored (`dy·scale`).
-struct ChannelAffine {
+/// Per channel `(Σdy·m, Σdy·m·x)` of `(dy, x, mask)` as f32 `[2, C]`,
+/// `m = [mask > 0]` when `masked` (else 1, and the third operand is unused).
+struct DotSums {
     plane: usize,
-    shift: bool,
+    masked: bool,
 }
 
-/// The gradient of [`ChannelSums`] with one operand: `g[0,c] + 2·g[1,c]·x`.
+/// `x·scale[c] + shift[c]` (scale and shift f32 `[C]`), then `max(·, 0)`
+/// when `relu`, in `x`'s type.
+struct ChannelAffine {
+    plane: usize,
+    relu: bool,
+}
+
+/// `dy·scale[c]·m` of `(dy, scale, mask)`, `m` as in [`DotSums`]: the
+/// input gradient of [`ChannelAffine`].
+struct MaskedScale {
+    plane: usize,
+    masked: bool,
+}
+
+/// The gradient of [`ChannelSums`]: `g[0,c] + 2·g[1,c]·x`.
 struct SumsGrad {
     plane: usize,
 }
@@ -198,14 +232,45 @@ pub(crate) fn cpu_write(dst: &mut CpuStorage, l: &Layout, values: &[f32]) -> Res
     Ok(())
 }
 
-fn cpu_sums(g: &Geometry, a: &[f32], b: Option<&[f32]>) -> CpuStorage {
+/// `(Σa·m, Σa·m·b)` per channel (`b` = `a·m` when absent, `m` = 1 when no mask).
+fn cpu_sums(g: &Geometry, a: &[f32], b: Option<&[f32]>, mask: Option<&[f32]>) -> CpuStorage {
     let mut sums = vec![0f64; 2 * g.channels];
     for (i, &va) in a.iter().enumerate() {
+        let va = if mask.is_some_and(|m| m[i] <= 0.0) {
+            0.0
+        } else {
+            va
+        };
         let c = g.channel(i);
         sums[c] += f64::from(va);
         sums[g.channels + c] += f64::from(va * b.map_or(va, |b| b[i]));
     }
     CpuStorage::F32(sums.into_iter().map(|s| s as f32).collect())
+}
+
+/// `x·scale + shift`, zeroed where the mask is not positive, then ReLU.
+fn cpu_affine(
+    g: &Geometry,
+    x: Vec<f32>,
+    scale: &[f32],
+    shift: Option<&[f32]>,
+    mask: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    x.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let c = g.channel(i);
+            let mut v = v * scale[c] + shift.map_or(0.0, |s| s[c]);
+            if mask.is_some_and(|m| m[i] <= 0.0) {
+                v = 0.0;
+            }
+            if relu {
+                v = v.max(0.0);
+            }
+            v
+        })
+        .collect()
 }
 
 impl CustomOp1 for ChannelSums {
@@ -215,10 +280,8 @@ impl CustomOp1 for ChannelSums {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l, self.plane)?;
-        Ok((
-            cpu_sums(&g, &cpu_values(s, l)?, None),
-            (2, g.channels).into(),
-        ))
+        let sums = cpu_sums(&g, &cpu_values(s, l)?, None, None);
+        Ok((sums, (2, g.channels).into()))
     }
 
     #[cfg(feature = "cuda")]
@@ -227,19 +290,17 @@ impl CustomOp1 for ChannelSums {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        gpu::sums(self.plane, (s, l), None)
+        gpu::sums(self.plane, (s, l), None, None)
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
-        Ok(Some(x.apply_op2_no_bwd(
-            &grad,
-            &SumsGrad { plane: self.plane },
-        )?))
+        let plane = self.plane;
+        Ok(Some(x.apply_op2_no_bwd(&grad, &SumsGrad { plane })?))
     }
 }
 
-impl CustomOp2 for ChannelSums {
+impl CustomOp3 for DotSums {
     fn name(&self) -> &'static str {
         "channel-dot-sums"
     }
@@ -250,13 +311,14 @@ impl CustomOp2 for ChannelSums {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
-        let b = cpu_values(s2, l2)?;
-        Ok((
-            cpu_sums(&g, &cpu_values(s1, l1)?, Some(&b)),
-            (2, g.channels).into(),
-        ))
+        let x = cpu_values(s2, l2)?;
+        let mask = self.masked.then(|| cpu_values(s3, l3)).transpose()?;
+        let sums = cpu_sums(&g, &cpu_values(s1, l1)?, Some(&x), mask.as_deref());
+        Ok((sums, (2, g.channels).into()))
     }
 
     #[cfg(feature = "cuda")]
@@ -266,8 +328,11 @@ impl CustomOp2 for ChannelSums {
         l1: &Layout,
         s2: &candle_core::CudaStorage,
         l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        gpu::sums(self.plane, (s1, l1), Some((s2, l2)))
+        let mask = self.masked.then_some((s3, l3));
+        gpu::sums(self.plane, (s1, l1), Some((s2, l2)), mask)
     }
 }
 
@@ -287,14 +352,14 @@ impl CustomOp3 for ChannelAffine {
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
         let (scale, shift) = (cpu_values(s2, l2)?, cpu_values(s3, l3)?);
-        let y = cpu_values(s1, l1)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let c = g.channel(i);
-                v * scale[c] + if self.shift { shift[c] } else { 0.0 }
-            })
-            .collect();
+        let y = cpu_affine(
+            &g,
+            cpu_values(s1, l1)?,
+            &scale,
+            Some(&shift),
+            None,
+            self.relu,
+        );
         Ok((cpu_storage(y, s1.dtype())?, l1.shape().clone()))
     }
 
@@ -312,7 +377,9 @@ impl CustomOp3 for ChannelAffine {
             self.plane,
             (s1, l1),
             (s2, l2),
-            self.shift.then_some((s3, l3)),
+            Some((s3, l3)),
+            None,
+            self.relu,
         )
     }
 
@@ -321,23 +388,58 @@ impl CustomOp3 for ChannelAffine {
         x: &Tensor,
         scale: &Tensor,
         _shift: &Tensor,
-        _: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let plane = self.plane;
-        let dx = dy.apply_op3_no_bwd(
-            scale,
-            scale,
-            &ChannelAffine {
-                plane,
-                shift: false,
-            },
-        )?;
-        let sums = dy.apply_op2_no_bwd(x, &ChannelSums { plane })?;
-        let d_shift = sums.get(0)?;
-        let d_scale = sums.get(1)?;
-        Ok((Some(dx), Some(d_scale), self.shift.then_some(d_shift)))
+        let (plane, masked) = (self.plane, self.relu);
+        // After a ReLU, only where the output is positive does dy pass.
+        let dx = dy.apply_op3_no_bwd(scale, y, &MaskedScale { plane, masked })?;
+        let sums = dy.apply_op3_no_bwd(x, y, &DotSums { plane, masked })?;
+        Ok((Some(dx), Some(sums.get(1)?), Some(sums.get(0)?)))
+    }
+}
+
+impl CustomOp3 for MaskedScale {
+    fn name(&self) -> &'static str {
+        "channel-masked-scale"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l1, self.plane)?;
+        let scale = cpu_values(s2, l2)?;
+        let mask = self.masked.then(|| cpu_values(s3, l3)).transpose()?;
+        let dx = cpu_affine(
+            &g,
+            cpu_values(s1, l1)?,
+            &scale,
+            None,
+            mask.as_deref(),
+            false,
+        );
+        Ok((cpu_storage(dx, s1.dtype())?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let mask = self.masked.then_some((s3, l3));
+        gpu::affine(self.plane, (s1, l1), (s2, l2), None, mask, false)
     }
 }
 
@@ -428,12 +530,13 @@ mod gpu {
         plane: usize,
         a: Operand,
         b: Option<Operand>,
+        mask: Option<Operand>,
     ) -> Result<(CudaStorage, Shape)> {
         let dtype = a.0.dtype();
         match dtype {
-            DType::BF16 => typed_sums::<bf16>(plane, a, b),
-            DType::F16 => typed_sums::<f16>(plane, a, b),
-            DType::F32 => typed_sums::<f32>(plane, a, b),
+            DType::BF16 => typed_sums::<bf16>(plane, a, b, mask),
+            DType::F16 => typed_sums::<f16>(plane, a, b, mask),
+            DType::F32 => typed_sums::<f32>(plane, a, b, mask),
             other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
         }
     }
@@ -442,6 +545,7 @@ mod gpu {
         plane: usize,
         a: Operand,
         b: Option<Operand>,
+        mask: Option<Operand>,
     ) -> Result<(CudaStorage, Shape)> {
         let g = Geometry::of(a.1, plane)?;
         let device = a.0.device().clone();
@@ -450,6 +554,7 @@ mod gpu {
         let mut wide: CudaSlice<f64> = device.alloc_zeros(2 * g.channels)?;
         let a_view = view::<T>(a)?;
         let b_view = b.map(view::<T>).transpose()?;
+        let mask_view = mask.map(view::<T>).transpose()?;
         let null = 0u64;
         let func = device.get_or_load_custom_func(
             &format!("channel_sums_{}", suffix(a.0.dtype())?),
@@ -464,16 +569,19 @@ mod gpu {
         let (n, plane) = (u32_of(g.n)?, u32_of(g.plane)?);
         let mut args = func.builder();
         args.arg(&a_view);
-        match &b_view {
-            Some(b) => args.arg(b),
-            None => args.arg(&null),
-        };
+        for operand in [&b_view, &mask_view] {
+            match operand {
+                Some(v) => args.arg(v),
+                None => args.arg(&null),
+            };
+        }
         args.arg(&mut wide)
             .arg(&n)
             .arg(&plane)
             .arg(&channels)
             .arg(&PER_BLOCK);
-        // SAFETY: arguments match channel_sums (batch_norm.cu); the grid
+        // SAFETY: arguments match channel_sums (batch_norm.cu); operands are
+        // contiguous and as large as `a`; the grid
         // covers C channels and every element of each; `wide` holds 2·C.
         unsafe { args.launch(config) }.map_err(candle_core::Error::wrap)?;
 
@@ -496,11 +604,14 @@ mod gpu {
         x: Operand,
         scale: Operand,
         shift: Option<Operand>,
+        mask: Option<Operand>,
+        relu: bool,
     ) -> Result<(CudaStorage, Shape)> {
+        let ops = (scale, shift, mask);
         match x.0.dtype() {
-            DType::BF16 => typed_affine::<bf16>(plane, x, scale, shift),
-            DType::F16 => typed_affine::<f16>(plane, x, scale, shift),
-            DType::F32 => typed_affine::<f32>(plane, x, scale, shift),
+            DType::BF16 => typed_affine::<bf16>(plane, x, ops, relu),
+            DType::F16 => typed_affine::<f16>(plane, x, ops, relu),
+            DType::F32 => typed_affine::<f32>(plane, x, ops, relu),
             other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
         }
     }
@@ -508,8 +619,8 @@ mod gpu {
     fn typed_affine<T: CudaDType + DeviceRepr>(
         plane: usize,
         x: Operand,
-        scale: Operand,
-        shift: Option<Operand>,
+        (scale, shift, mask): (Operand, Option<Operand>, Option<Operand>),
+        relu: bool,
     ) -> Result<(CudaStorage, Shape)> {
         let g = Geometry::of(x.1, plane)?;
         let device = x.0.device().clone();
@@ -517,6 +628,7 @@ mod gpu {
         let x_view = view::<T>(x)?;
         let scale = view::<f32>(scale)?;
         let shift = shift.map(view::<f32>).transpose()?;
+        let mask = mask.map(view::<T>).transpose()?;
         // SAFETY: every element is written by the kernel.
         let mut y: CudaSlice<T> = unsafe { device.alloc(total as usize)? };
         let func = device.get_or_load_custom_func(
@@ -527,12 +639,21 @@ mod gpu {
         let null = 0u64;
         let (plane, channels) = (u32_of(g.plane)?, u32_of(g.channels)?);
         let mut args = func.builder();
+        let relu = i32::from(relu);
         args.arg(&x_view).arg(&scale);
         match &shift {
             Some(s) => args.arg(s),
             None => args.arg(&null),
         };
-        args.arg(&mut y).arg(&total).arg(&plane).arg(&channels);
+        match &mask {
+            Some(m) => args.arg(m),
+            None => args.arg(&null),
+        };
+        args.arg(&mut y)
+            .arg(&total)
+            .arg(&plane)
+            .arg(&channels)
+            .arg(&relu);
         // SAFETY: arguments match channel_affine (batch_norm.cu); scale and
         // shift hold one f32 per channel (checked by the caller's shapes).
         unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
@@ -620,7 +741,11 @@ mod tests {
     #[test]
     fn training_mode_matches_candles_batch_norm_and_its_gradients() {
         let dev = Device::Cpu;
-        for shape in [[4usize, 3, 5, 6].as_slice(), &[8, 5]] {
+        for (shape, relu) in [
+            ([4usize, 3, 5, 6].as_slice(), false),
+            (&[4, 3, 5, 6], true),
+            (&[8, 5], false),
+        ] {
             let c = shape[1];
             let x = Var::from_tensor(&seeded(shape, 1, &dev)).unwrap();
             let w = seeded(shape, 2, &dev);
@@ -660,7 +785,7 @@ mod tests {
                 ("running var", &ours.5, &theirs.5, 1e-4),
             ] {
                 let d = max_diff(a, b);
-                assert!(d < tol, "{shape:?} {what}: max difference {d}");
+                assert!(d < tol, "{shape:?} relu {relu} {what}: max difference {d}");
             }
         }
     }

@@ -124,7 +124,11 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
     use workloads::batch_norm::TrainBatchNorm;
     let Some(gpu) = gpu() else { return };
     // 2×7×7 planes spread over several reduction blocks; [N, C] too.
-    for shape in [vec![9usize, 6, 14, 49], vec![64, 10]] {
+    for (shape, relu) in [
+        (vec![9usize, 6, 14, 49], false),
+        (vec![9, 6, 14, 49], true),
+        (vec![64, 10], false),
+    ] {
         let x = Tensor::randn(0.5f32, 2.0, shape.as_slice(), &Device::Cpu).unwrap();
         let w = Tensor::randn(0f32, 1.0, shape.as_slice(), &Device::Cpu).unwrap();
         for (dtype, tol) in [(DType::F32, 1e-4), (DType::BF16, 3e-2), (DType::F16, 5e-3)] {
@@ -134,7 +138,10 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
                 let bn = TrainBatchNorm::new(shape[1], 1e-5, vb).unwrap();
                 let x =
                     Var::from_tensor(&x.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
-                let y = bn.forward_t(x.as_tensor(), true).unwrap();
+                let y = match relu {
+                    true => bn.forward_t_relu(x.as_tensor(), true).unwrap(),
+                    false => bn.forward_t(x.as_tensor(), true).unwrap(),
+                };
                 let loss = (y.to_dtype(DType::F32).unwrap() * w.to_device(dev).unwrap())
                     .unwrap()
                     .sum_all()
@@ -157,7 +164,10 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
                 .zip(got.iter().zip(&want))
             {
                 let e = relative_error(g, w);
-                assert!(e < tol, "{shape:?} {dtype:?} {what}: relative error {e}");
+                assert!(
+                    e < tol,
+                    "{shape:?} relu {relu} {dtype:?} {what}: relative error {e}"
+                );
             }
         }
     }
