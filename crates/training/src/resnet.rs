@@ -83,12 +83,13 @@ impl Bottleneck {
         // Batch norm and ReLU in one pass each way (workloads::batch_norm).
         let ys = self.bn1.forward_t_relu(&xs.apply(&self.conv1)?, train)?;
         let ys = self.bn2.forward_t_relu(&ys.apply(&self.conv2)?, train)?;
-        let ys = ys.apply(&self.conv3)?.apply_t(&self.bn3, train)?;
         let shortcut = match &self.downsample {
             Some((c, bn)) => xs.apply(c)?.apply_t(bn, train)?,
             None => xs.clone(),
         };
-        (shortcut + ys)?.relu()
+        // bn3, the residual add and the ReLU in one pass each way.
+        self.bn3
+            .forward_t_add_relu(&ys.apply(&self.conv3)?, &shortcut, train)
     }
 }
 

@@ -7,9 +7,9 @@
 //                 f32 per thread and f64 across threads and blocks (atomics
 //                 into a zeroed buffer); grid (C, parts).
 //   sums_to_f32:  the f64 sums as f32.
-//   channel_affine: y = x·scale[c] + shift[c] (shift may be null), times
-//                 [mask > 0] when mask is given, then max(·, 0) when relu;
-//                 in f32, rounded once.
+//   channel_affine: y = x·scale[c] + shift[c] + residual (shift and residual
+//                 may be null), times [mask > 0] when mask is given, then
+//                 max(·, 0) when relu; in f32, rounded once.
 //   sums_grad:    dx = g[c] + 2·g[C + c]·x, the gradient of (Σx, Σx²).
 //
 // Same conventions as epilogue.cu: no CUDA headers, bf16/f16 as 16-bit
@@ -91,7 +91,8 @@ extern "C" __global__ void sums_to_f32(const double *in, float *out, unsigned in
 
 #define CHANNEL_AFFINE(NAME, T, LOAD, STORE)                                          \
     extern "C" __global__ void NAME(const T *x, const float *scale, const float *shift, \
-                                    const T *mask, T *y, unsigned int total,         \
+                                    const T *residual, const T *mask, T *y,          \
+                                    unsigned int total,                              \
                                     unsigned int plane, unsigned int channels,       \
                                     int relu) {                                      \
         unsigned int step = gridDim.x * blockDim.x;                                   \
@@ -100,6 +101,7 @@ extern "C" __global__ void sums_to_f32(const double *in, float *out, unsigned in
             unsigned int c = (i / plane) % channels;                                  \
             float v = LOAD(x[i]) * scale[c];                                          \
             if (shift) v += shift[c];                                                 \
+            if (residual) v += LOAD(residual[i]);                                     \
             if (mask && !(LOAD(mask[i]) > 0.0f)) v = 0.0f;                            \
             if (relu) v = fmaxf(v, 0.0f);                                             \
             y[i] = STORE(v);                                                          \

@@ -71,7 +71,43 @@ impl TrainBatchNorm {
 
     fn train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
-        let (channels, plane) = channels_and_plane(&x)?;
+        let (scale, shift, plane) = self.scale_shift(&x, true)?;
+        x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
+    }
+
+    /// `relu(batch norm(x) + residual)` (a ResNet block's end) in the same
+    /// passes: the residual's gradient is `dy` masked by the output.
+    pub fn forward_t_add_relu(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        if residual.dims() != x.dims() {
+            candle_core::bail!(
+                "batch norm: residual {:?} does not match {:?}",
+                residual.shape(),
+                x.shape()
+            );
+        }
+        let (scale, shift, plane) = self.scale_shift(&x, train)?;
+        let scale_shift = Tensor::cat(&[scale, shift], 0)?;
+        x.apply_op3(
+            &scale_shift,
+            &residual.contiguous()?,
+            AffineAddRelu { plane },
+        )
+    }
+
+    /// The per-channel `scale` and `shift` (f32 `[C]`) that normalise `x`:
+    /// from its batch statistics (and the running ones updated) in training,
+    /// from the running ones otherwise; and `x`'s plane.
+    fn scale_shift(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor, usize)> {
+        let (channels, plane) = channels_and_plane(x)?;
+        let gamma = self.weight.to_dtype(DType::F32)?;
+        let beta = self.bias.to_dtype(DType::F32)?;
+        if !train {
+            let inv_std = (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?;
+            let scale = (gamma * inv_std)?;
+            let shift = (beta - (self.running_mean.as_tensor() * &scale)?)?;
+            return Ok((scale, shift, plane));
+        }
         let count = (x.elem_count() / channels) as f64;
         if count < 2.0 {
             candle_core::bail!("batch norm in training needs more than one value per channel");
@@ -79,15 +115,15 @@ impl TrainBatchNorm {
         let sums = x.apply_op1(ChannelSums { plane })?;
         let mean = (sums.get(0)? / count)?;
         let var = ((sums.get(1)? / count)? - mean.sqr()?)?.relu()?;
-        let scale = (self.weight.to_dtype(DType::F32)? * (&var + self.eps)?.sqrt()?.recip()?)?;
-        let shift = (self.bias.to_dtype(DType::F32)? - (&mean * &scale)?)?;
+        let scale = (gamma * (&var + self.eps)?.sqrt()?.recip()?)?;
+        let shift = (beta - (&mean * &scale)?)?;
         let unbiased = (var.detach() * (count / (count - 1.0)))?;
         let blend = |running: &Var, batch: &Tensor| -> Result<()> {
             running.set(&((running.as_tensor() * (1.0 - MOMENTUM))? + (batch * MOMENTUM)?)?)
         };
         blend(&self.running_mean, &mean.detach())?;
         blend(&self.running_var, &unbiased)?;
-        x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
+        Ok((scale, shift, plane))
     }
 
     /// Normalises with the running statistics (evaluation).
@@ -97,10 +133,7 @@ impl TrainBatchNorm {
 
     fn eval(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
-        let (_, plane) = channels_and_plane(&x)?;
-        let scale = (self.weight.to_dtype(DType::F32)?
-            * (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?)?;
-        let shift = (self.bias.to_dtype(DType::F32)? - (self.running_mean.as_tensor() * &scale)?)?;
+        let (scale, shift, plane) = self.scale_shift(&x, false)?;
         x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
     }
 }
@@ -141,6 +174,11 @@ struct DotSums {
 struct ChannelAffine {
     plane: usize,
     relu: bool,
+}
+
+/// `relu(x·scale[c] + shift[c] + residual)` of `(x, [scale | shift], residual)`.
+struct AffineAddRelu {
+    plane: usize,
 }
 
 /// `dy·scale[c]·m` of `(dy, scale, mask)`, `m` as in [`DotSums`]: the
@@ -252,8 +290,7 @@ fn cpu_sums(g: &Geometry, a: &[f32], b: Option<&[f32]>, mask: Option<&[f32]>) ->
 fn cpu_affine(
     g: &Geometry,
     x: Vec<f32>,
-    scale: &[f32],
-    shift: Option<&[f32]>,
+    (scale, shift, residual): (&[f32], Option<&[f32]>, Option<&[f32]>),
     mask: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
@@ -261,7 +298,7 @@ fn cpu_affine(
         .enumerate()
         .map(|(i, v)| {
             let c = g.channel(i);
-            let mut v = v * scale[c] + shift.map_or(0.0, |s| s[c]);
+            let mut v = v * scale[c] + shift.map_or(0.0, |s| s[c]) + residual.map_or(0.0, |r| r[i]);
             if mask.is_some_and(|m| m[i] <= 0.0) {
                 v = 0.0;
             }
@@ -352,14 +389,8 @@ impl CustomOp3 for ChannelAffine {
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
         let (scale, shift) = (cpu_values(s2, l2)?, cpu_values(s3, l3)?);
-        let y = cpu_affine(
-            &g,
-            cpu_values(s1, l1)?,
-            &scale,
-            Some(&shift),
-            None,
-            self.relu,
-        );
+        let ops = (scale.as_slice(), Some(shift.as_slice()), None);
+        let y = cpu_affine(&g, cpu_values(s1, l1)?, ops, None, self.relu);
         Ok((cpu_storage(y, s1.dtype())?, l1.shape().clone()))
     }
 
@@ -373,14 +404,8 @@ impl CustomOp3 for ChannelAffine {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        gpu::affine(
-            self.plane,
-            (s1, l1),
-            (s2, l2),
-            Some((s3, l3)),
-            None,
-            self.relu,
-        )
+        let ops = ((s2, l2), Some((s3, l3)), None);
+        gpu::affine(self.plane, (s1, l1), ops, None, self.relu)
     }
 
     fn bwd(
@@ -417,14 +442,8 @@ impl CustomOp3 for MaskedScale {
         let g = Geometry::of(l1, self.plane)?;
         let scale = cpu_values(s2, l2)?;
         let mask = self.masked.then(|| cpu_values(s3, l3)).transpose()?;
-        let dx = cpu_affine(
-            &g,
-            cpu_values(s1, l1)?,
-            &scale,
-            None,
-            mask.as_deref(),
-            false,
-        );
+        let ops = (scale.as_slice(), None, None);
+        let dx = cpu_affine(&g, cpu_values(s1, l1)?, ops, mask.as_deref(), false);
         Ok((cpu_storage(dx, s1.dtype())?, l1.shape().clone()))
     }
 
@@ -439,7 +458,69 @@ impl CustomOp3 for MaskedScale {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let mask = self.masked.then_some((s3, l3));
-        gpu::affine(self.plane, (s1, l1), (s2, l2), None, mask, false)
+        gpu::affine(self.plane, (s1, l1), ((s2, l2), None, None), mask, false)
+    }
+}
+
+impl CustomOp3 for AffineAddRelu {
+    fn name(&self) -> &'static str {
+        "channel-affine-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l1, self.plane)?;
+        let scale_shift = cpu_values(s2, l2)?;
+        let (scale, shift) = scale_shift.split_at(g.channels);
+        let residual = cpu_values(s3, l3)?;
+        let ops = (scale, Some(shift), Some(residual.as_slice()));
+        let y = cpu_affine(&g, cpu_values(s1, l1)?, ops, None, true);
+        Ok((cpu_storage(y, s1.dtype())?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        // [scale | shift] is [2·C]: each half a view of the same buffer.
+        let channels = l2.shape().elem_count() / 2;
+        let scale = l2.narrow(0, 0, channels)?;
+        let shift = l2.narrow(0, channels, channels)?;
+        let ops = ((s2, &scale), Some((s2, &shift)), Some((s3, l3)));
+        gpu::affine(self.plane, (s1, l1), ops, None, true)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale_shift: &Tensor,
+        _residual: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (plane, masked) = (self.plane, true);
+        let channels = scale_shift.elem_count() / 2;
+        // MaskedScale reads the first C values: the scale.
+        let dx = dy.apply_op3_no_bwd(scale_shift, y, &MaskedScale { plane, masked })?;
+        let ones = Tensor::ones(channels, DType::F32, dy.device())?;
+        let d_residual = dy.apply_op3_no_bwd(&ones, y, &MaskedScale { plane, masked })?;
+        let sums = dy.apply_op3_no_bwd(x, y, &DotSums { plane, masked })?;
+        let d_scale_shift = Tensor::cat(&[sums.get(1)?, sums.get(0)?], 0)?;
+        Ok((Some(dx), Some(d_scale_shift), Some(d_residual)))
     }
 }
 
@@ -599,15 +680,17 @@ mod gpu {
         ))
     }
 
+    /// `(scale, shift, residual)`.
+    type Terms<'a> = (Operand<'a>, Option<Operand<'a>>, Option<Operand<'a>>);
+
     pub(super) fn affine(
         plane: usize,
         x: Operand,
-        scale: Operand,
-        shift: Option<Operand>,
+        terms: Terms,
         mask: Option<Operand>,
         relu: bool,
     ) -> Result<(CudaStorage, Shape)> {
-        let ops = (scale, shift, mask);
+        let ops = (terms, mask);
         match x.0.dtype() {
             DType::BF16 => typed_affine::<bf16>(plane, x, ops, relu),
             DType::F16 => typed_affine::<f16>(plane, x, ops, relu),
@@ -619,7 +702,7 @@ mod gpu {
     fn typed_affine<T: CudaDType + DeviceRepr>(
         plane: usize,
         x: Operand,
-        (scale, shift, mask): (Operand, Option<Operand>, Option<Operand>),
+        ((scale, shift, residual), mask): (Terms, Option<Operand>),
         relu: bool,
     ) -> Result<(CudaStorage, Shape)> {
         let g = Geometry::of(x.1, plane)?;
@@ -628,6 +711,7 @@ mod gpu {
         let x_view = view::<T>(x)?;
         let scale = view::<f32>(scale)?;
         let shift = shift.map(view::<f32>).transpose()?;
+        let residual = residual.map(view::<T>).transpose()?;
         let mask = mask.map(view::<T>).transpose()?;
         // SAFETY: every element is written by the kernel.
         let mut y: CudaSlice<T> = unsafe { device.alloc(total as usize)? };
@@ -645,10 +729,12 @@ mod gpu {
             Some(s) => args.arg(s),
             None => args.arg(&null),
         };
-        match &mask {
-            Some(m) => args.arg(m),
-            None => args.arg(&null),
-        };
+        for operand in [&residual, &mask] {
+            match operand {
+                Some(v) => args.arg(v),
+                None => args.arg(&null),
+            };
+        }
         args.arg(&mut y)
             .arg(&total)
             .arg(&plane)
@@ -741,53 +827,81 @@ mod tests {
     #[test]
     fn training_mode_matches_candles_batch_norm_and_its_gradients() {
         let dev = Device::Cpu;
-        for (shape, relu) in [
-            ([4usize, 3, 5, 6].as_slice(), false),
-            (&[4, 3, 5, 6], true),
-            (&[8, 5], false),
+        // Plain, then ReLU after it, then ReLU after adding a residual.
+        for (shape, mode) in [
+            ([4usize, 3, 5, 6].as_slice(), Tail::None),
+            (&[4, 3, 5, 6], Tail::Relu),
+            (&[4, 3, 5, 6], Tail::AddRelu),
+            (&[8, 5], Tail::None),
         ] {
             let c = shape[1];
             let x = Var::from_tensor(&seeded(shape, 1, &dev)).unwrap();
             let w = seeded(shape, 2, &dev);
+            let r = Var::from_tensor(&seeded(shape, 3, &dev)).unwrap();
             let run = |ours: bool| {
                 let map = VarMap::new();
                 let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+                let (x, r) = (x.as_tensor(), r.as_tensor());
                 let y = if ours {
-                    TrainBatchNorm::new(c, 1e-5, vb.clone())
-                        .unwrap()
-                        .forward_train(x.as_tensor())
+                    let bn = TrainBatchNorm::new(c, 1e-5, vb.clone()).unwrap();
+                    match mode {
+                        Tail::None => bn.forward_train(x),
+                        Tail::Relu => bn.forward_t_relu(x, true),
+                        Tail::AddRelu => bn.forward_t_add_relu(x, r, true),
+                    }
                 } else {
                     let bn = candle_nn::batch_norm(c, 1e-5, vb.clone()).unwrap();
-                    bn.forward_train(x.as_tensor())
+                    let y = bn.forward_train(x).unwrap();
+                    match mode {
+                        Tail::None => Ok(y),
+                        Tail::Relu => y.relu(),
+                        Tail::AddRelu => (y + r).unwrap().relu(),
+                    }
                 }
                 .unwrap();
                 let loss = (&y * &w).unwrap().sum_all().unwrap();
                 let grads = loss.backward().unwrap();
                 let data = map.data().lock().unwrap();
-                let get = |n: &str| grads.get(data[n].as_tensor()).unwrap().clone();
-                (
+                let get = |t: &Tensor| {
+                    grads
+                        .get(t)
+                        .cloned()
+                        .unwrap_or_else(|| t.zeros_like().unwrap())
+                };
+                [
                     y.clone(),
-                    grads.get(x.as_tensor()).unwrap().clone(),
-                    get("weight"),
-                    get("bias"),
+                    get(x),
+                    get(r),
+                    get(data["weight"].as_tensor()),
+                    get(data["bias"].as_tensor()),
                     data["running_mean"].as_tensor().clone(),
                     data["running_var"].as_tensor().clone(),
-                )
+                ]
             };
-            let ours = run(true);
-            let theirs = run(false);
-            for (what, a, b, tol) in [
-                ("output", &ours.0, &theirs.0, 1e-4),
-                ("dx", &ours.1, &theirs.1, 1e-3),
-                ("dγ", &ours.2, &theirs.2, 1e-3),
-                ("dβ", &ours.3, &theirs.3, 1e-4),
-                ("running mean", &ours.4, &theirs.4, 1e-5),
-                ("running var", &ours.5, &theirs.5, 1e-4),
-            ] {
+            let (ours, theirs) = (run(true), run(false));
+            let names = [
+                "output",
+                "dx",
+                "d residual",
+                "dγ",
+                "dβ",
+                "running mean",
+                "running var",
+            ];
+            let tolerances = [1e-4, 1e-3, 1e-5, 1e-3, 1e-4, 1e-5, 1e-4];
+            for ((what, tol), (a, b)) in names.iter().zip(tolerances).zip(ours.iter().zip(&theirs))
+            {
                 let d = max_diff(a, b);
-                assert!(d < tol, "{shape:?} relu {relu} {what}: max difference {d}");
+                assert!(d < tol, "{shape:?} {mode:?} {what}: max difference {d}");
             }
         }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Tail {
+        None,
+        Relu,
+        AddRelu,
     }
 
     /// bf16 activations (what candle's layer refuses): the same output as

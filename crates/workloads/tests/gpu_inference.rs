@@ -124,12 +124,15 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
     use workloads::batch_norm::TrainBatchNorm;
     let Some(gpu) = gpu() else { return };
     // 2×7×7 planes spread over several reduction blocks; [N, C] too.
-    for (shape, relu) in [
-        (vec![9usize, 6, 14, 49], false),
-        (vec![9, 6, 14, 49], true),
-        (vec![64, 10], false),
+    // tail: 0 none, 1 ReLU, 2 residual add and ReLU.
+    for (shape, tail) in [
+        (vec![9usize, 6, 14, 49], 0),
+        (vec![9, 6, 14, 49], 1),
+        (vec![9, 6, 14, 49], 2),
+        (vec![64, 10], 0),
     ] {
         let x = Tensor::randn(0.5f32, 2.0, shape.as_slice(), &Device::Cpu).unwrap();
+        let r = Tensor::randn(0f32, 1.0, shape.as_slice(), &Device::Cpu).unwrap();
         let w = Tensor::randn(0f32, 1.0, shape.as_slice(), &Device::Cpu).unwrap();
         for (dtype, tol) in [(DType::F32, 1e-4), (DType::BF16, 3e-2), (DType::F16, 5e-3)] {
             let run = |dev: &Device| {
@@ -138,20 +141,30 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
                 let bn = TrainBatchNorm::new(shape[1], 1e-5, vb).unwrap();
                 let x =
                     Var::from_tensor(&x.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
-                let y = match relu {
-                    true => bn.forward_t_relu(x.as_tensor(), true).unwrap(),
-                    false => bn.forward_t(x.as_tensor(), true).unwrap(),
-                };
+                let r =
+                    Var::from_tensor(&r.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
+                let y = match tail {
+                    0 => bn.forward_t(x.as_tensor(), true),
+                    1 => bn.forward_t_relu(x.as_tensor(), true),
+                    _ => bn.forward_t_add_relu(x.as_tensor(), r.as_tensor(), true),
+                }
+                .unwrap();
                 let loss = (y.to_dtype(DType::F32).unwrap() * w.to_device(dev).unwrap())
                     .unwrap()
                     .sum_all()
                     .unwrap();
                 let grads = loss.backward().unwrap();
                 let data = map.data().lock().unwrap();
-                let grad = |t: &Tensor| grads.get(t).unwrap().clone();
+                let grad = |t: &Tensor| {
+                    grads
+                        .get(t)
+                        .cloned()
+                        .unwrap_or_else(|| t.zeros_like().unwrap())
+                };
                 vec![
                     y.clone(),
                     grad(x.as_tensor()),
+                    grad(r.as_tensor()),
                     grad(data["weight"].as_tensor()),
                     grad(data["bias"].as_tensor()),
                     data["running_mean"].as_tensor().clone(),
@@ -159,14 +172,20 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
                 ]
             };
             let (got, want) = (run(&gpu), run(&Device::Cpu));
-            for (what, (g, w)) in ["y", "dx", "dγ", "dβ", "running mean", "running var"]
-                .iter()
-                .zip(got.iter().zip(&want))
-            {
+            let names = [
+                "y",
+                "dx",
+                "d residual",
+                "dγ",
+                "dβ",
+                "running mean",
+                "running var",
+            ];
+            for (what, (g, w)) in names.iter().zip(got.iter().zip(&want)) {
                 let e = relative_error(g, w);
                 assert!(
                     e < tol,
-                    "{shape:?} relu {relu} {dtype:?} {what}: relative error {e}"
+                    "{shape:?} tail {tail} {dtype:?} {what}: relative error {e}"
                 );
             }
         }
