@@ -11,6 +11,13 @@
 //                 may be null), times [mask > 0] when mask is given, then
 //                 max(·, 0) when relu; in f32, rounded once.
 //   sums_grad:    dx = g[c] + 2·g[C + c]·x, the gradient of (Σx, Σx²).
+//   bn_finalize:  from the sums [Σx | Σx²] (f32, 2·C), γ and β (T, C):
+//                 out = [scale | shift | mean | biased var] (f32, 4·C), with
+//                 scale = γ/√(var + ε), shift = β − mean·scale.
+//   bn_finalize_grad: the gradients of the sums, γ and β from those of
+//                 [scale | shift] (f32, 2·C): out = [dΣx | dΣx² | dγ | dβ].
+//   bn_running:   running = (1 − m)·running + m·stat (f32, C), the variance
+//                 made unbiased by count/(count − 1).
 //
 // Same conventions as epilogue.cu: no CUDA headers, bf16/f16 as 16-bit
 // integers converted with PTX instructions. build-ptx.sh writes
@@ -127,3 +134,49 @@ CHANNEL_AFFINE(channel_affine_f32, float, load, store_f32)
 SUMS_GRAD(sums_grad_bf16, unsigned short, load_bf16, store_bf16)
 SUMS_GRAD(sums_grad_f16, unsigned short, load_f16, store_f16)
 SUMS_GRAD(sums_grad_f32, float, load, store_f32)
+
+#define BN_FINALIZE(SUFFIX, T, LOAD)                                                  \
+    extern "C" __global__ void bn_finalize_##SUFFIX(const float *sums, const T *gamma, \
+                                                    const T *beta, float *out,        \
+                                                    unsigned int channels, float count, \
+                                                    float eps) {                      \
+        unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;                       \
+        if (c >= channels) return;                                                    \
+        float mean = sums[c] / count;                                                 \
+        float var = fmaxf(sums[channels + c] / count - mean * mean, 0.0f);            \
+        float scale = LOAD(gamma[c]) / sqrtf(var + eps);                              \
+        out[c] = scale;                                                               \
+        out[channels + c] = LOAD(beta[c]) - mean * scale;                             \
+        out[2 * channels + c] = mean;                                                 \
+        out[3 * channels + c] = var;                                                  \
+    }                                                                                 \
+    extern "C" __global__ void bn_finalize_grad_##SUFFIX(                             \
+        const float *sums, const T *gamma, const float *grad, float *out,             \
+        unsigned int channels, float count, float eps) {                              \
+        unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;                       \
+        if (c >= channels) return;                                                    \
+        float mean = sums[c] / count;                                                 \
+        float raw_var = sums[channels + c] / count - mean * mean;                     \
+        float var = fmaxf(raw_var, 0.0f);                                             \
+        float inv = 1.0f / sqrtf(var + eps);                                          \
+        float g = LOAD(gamma[c]);                                                     \
+        float g_scale = grad[c], g_shift = grad[channels + c];                        \
+        /* scale = γ·inv, shift = β − mean·γ·inv */                                   \
+        float d_inv = g_scale * g - g_shift * mean * g;                               \
+        float d_var = raw_var > 0.0f ? -0.5f * d_inv * inv * inv * inv : 0.0f;        \
+        float d_mean = -g_shift * g * inv - 2.0f * mean * d_var;                      \
+        out[c] = d_mean / count;                                                      \
+        out[channels + c] = d_var / count;                                            \
+        out[2 * channels + c] = g_scale * inv - g_shift * mean * inv;                 \
+        out[3 * channels + c] = g_shift;                                              \
+    }
+
+BN_FINALIZE(bf16, unsigned short, load_bf16)
+BN_FINALIZE(f16, unsigned short, load_f16)
+BN_FINALIZE(f32, float, load)
+
+extern "C" __global__ void bn_running(float *running, const float *stat, unsigned int channels,
+                                      float momentum, float unbias) {
+    unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c < channels) running[c] = (1.0f - momentum) * running[c] + momentum * stat[c] * unbias;
+}

@@ -100,9 +100,9 @@ impl TrainBatchNorm {
     /// from the running ones otherwise; and `x`'s plane.
     fn scale_shift(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor, usize)> {
         let (channels, plane) = channels_and_plane(x)?;
-        let gamma = self.weight.to_dtype(DType::F32)?;
-        let beta = self.bias.to_dtype(DType::F32)?;
         if !train {
+            let gamma = self.weight.to_dtype(DType::F32)?;
+            let beta = self.bias.to_dtype(DType::F32)?;
             let inv_std = (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?;
             let scale = (gamma * inv_std)?;
             let shift = (beta - (self.running_mean.as_tensor() * &scale)?)?;
@@ -113,17 +113,22 @@ impl TrainBatchNorm {
             candle_core::bail!("batch norm in training needs more than one value per channel");
         }
         let sums = x.apply_op1(ChannelSums { plane })?;
-        let mean = (sums.get(0)? / count)?;
-        let var = ((sums.get(1)? / count)? - mean.sqr()?)?.relu()?;
-        let scale = (gamma * (&var + self.eps)?.sqrt()?.recip()?)?;
-        let shift = (beta - (&mean * &scale)?)?;
-        let unbiased = (var.detach() * (count / (count - 1.0)))?;
-        let blend = |running: &Var, batch: &Tensor| -> Result<()> {
-            running.set(&((running.as_tensor() * (1.0 - MOMENTUM))? + (batch * MOMENTUM)?)?)
+        let finalize = Finalize {
+            count: count as f32,
+            eps: self.eps as f32,
         };
-        blend(&self.running_mean, &mean.detach())?;
-        blend(&self.running_var, &unbiased)?;
-        Ok((scale, shift, plane))
+        // [scale | shift | mean | var], f32 [4, C].
+        let stats = sums.apply_op3(&self.weight, &self.bias, finalize)?;
+        let blend = |running: &Var, row: usize, unbias: f64| {
+            let update = Running {
+                momentum: MOMENTUM as f32,
+                unbias: unbias as f32,
+            };
+            running.as_tensor().inplace_op2(&stats.get(row)?, &update)
+        };
+        blend(&self.running_mean, 2, 1.0)?;
+        blend(&self.running_var, 3, count / (count - 1.0))?;
+        Ok((stats.get(0)?, stats.get(1)?, plane))
     }
 
     /// Normalises with the running statistics (evaluation).
@@ -186,6 +191,26 @@ struct AffineAddRelu {
 struct MaskedScale {
     plane: usize,
     masked: bool,
+}
+
+/// From the sums `[2, C]`, γ and β: `[scale | shift | mean | biased var]`,
+/// f32 `[4, C]` (scale = γ/√(var + ε), shift = β − mean·scale).
+struct Finalize {
+    count: f32,
+    eps: f32,
+}
+
+/// The gradients of [`Finalize`]'s inputs from those of its scale and
+/// shift: `(sums, γ, grad) → [dΣx | dΣx² | dγ | dβ]`, f32 `[4, C]`.
+struct FinalizeGrad {
+    count: f32,
+    eps: f32,
+}
+
+/// `running ← (1 − momentum)·running + momentum·unbias·stat` (f32 `[C]`).
+struct Running {
+    momentum: f32,
+    unbias: f32,
 }
 
 /// The gradient of [`ChannelSums`]: `g[0,c] + 2·g[1,c]·x`.
@@ -524,6 +549,171 @@ impl CustomOp3 for AffineAddRelu {
     }
 }
 
+/// Per channel: mean, biased variance, and 1/√(var + ε) from the sums.
+fn moments(sums: &[f32], c: usize, channels: usize, count: f32, eps: f32) -> (f32, f32, f32, f32) {
+    let mean = sums[c] / count;
+    let raw_var = sums[channels + c] / count - mean * mean;
+    let var = raw_var.max(0.0);
+    (mean, raw_var, var, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for Finalize {
+    fn name(&self) -> &'static str {
+        "batch-norm-finalize"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (sums, gamma, beta) = (
+            cpu_values(s1, l1)?,
+            cpu_values(s2, l2)?,
+            cpu_values(s3, l3)?,
+        );
+        let channels = gamma.len();
+        let mut out = vec![0f32; 4 * channels];
+        for c in 0..channels {
+            let (mean, _, var, inv) = moments(&sums, c, channels, self.count, self.eps);
+            let scale = gamma[c] * inv;
+            out[c] = scale;
+            out[channels + c] = beta[c] - mean * scale;
+            out[2 * channels + c] = mean;
+            out[3 * channels + c] = var;
+        }
+        Ok((CpuStorage::F32(out), (4, channels).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let channels = l2.shape().elem_count();
+        let out = gpu::finalize(false, (self.count, self.eps), (s1, l1), (s2, l2), (s3, l3))?;
+        Ok((out, (4, channels).into()))
+    }
+
+    fn bwd(
+        &self,
+        sums: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = FinalizeGrad {
+            count: self.count,
+            eps: self.eps,
+        };
+        let d = sums.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
+        let d_sums = d.narrow(0, 0, 2)?;
+        let d_gamma = d.get(2)?.to_dtype(gamma.dtype())?;
+        let d_beta = d.get(3)?.to_dtype(gamma.dtype())?;
+        Ok((Some(d_sums), Some(d_gamma), Some(d_beta)))
+    }
+}
+
+impl CustomOp3 for FinalizeGrad {
+    fn name(&self) -> &'static str {
+        "batch-norm-finalize-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (sums, gamma, grad) = (
+            cpu_values(s1, l1)?,
+            cpu_values(s2, l2)?,
+            cpu_values(s3, l3)?,
+        );
+        let channels = gamma.len();
+        let mut out = vec![0f32; 4 * channels];
+        for c in 0..channels {
+            let (mean, raw_var, _, inv) = moments(&sums, c, channels, self.count, self.eps);
+            let (g, g_scale, g_shift) = (gamma[c], grad[c], grad[channels + c]);
+            // scale = γ·inv, shift = β − mean·γ·inv, inv = (var + ε)^(−1/2),
+            // var = Σx²/n − mean², mean = Σx/n.
+            let d_inv = g_scale * g - g_shift * mean * g;
+            let d_var = if raw_var > 0.0 {
+                -0.5 * d_inv * inv * inv * inv
+            } else {
+                0.0
+            };
+            let d_mean = -g_shift * g * inv - 2.0 * mean * d_var;
+            out[c] = d_mean / self.count;
+            out[channels + c] = d_var / self.count;
+            out[2 * channels + c] = g_scale * inv - g_shift * mean * inv;
+            out[3 * channels + c] = g_shift;
+        }
+        Ok((CpuStorage::F32(out), (4, channels).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let channels = l2.shape().elem_count();
+        let out = gpu::finalize(true, (self.count, self.eps), (s1, l1), (s2, l2), (s3, l3))?;
+        Ok((out, (4, channels).into()))
+    }
+}
+
+impl candle_core::InplaceOp2 for Running {
+    fn name(&self) -> &'static str {
+        "batch-norm-running"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let (running, stat) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?);
+        let blended: Vec<f32> = running
+            .iter()
+            .zip(&stat)
+            .map(|(r, s)| (1.0 - self.momentum) * r + self.momentum * s * self.unbias)
+            .collect();
+        cpu_write(s1, l1, &blended)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        gpu::running((s1, l1), (s2, l2), self.momentum, self.unbias)
+    }
+}
+
 impl CustomOp2 for SumsGrad {
     fn name(&self) -> &'static str {
         "channel-sums-grad"
@@ -787,6 +977,92 @@ mod gpu {
         // SAFETY: arguments match sums_grad (batch_norm.cu); grad holds 2·C f32.
         unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
         Ok((wrap(dx, device), x.1.shape().clone()))
+    }
+
+    /// bn_finalize (or its gradient when `grad`): `(sums, γ, β or grad)` → f32 `[4·C]`.
+    pub(super) fn finalize(
+        grad: bool,
+        consts: (f32, f32),
+        sums: Operand,
+        gamma: Operand,
+        third: Operand,
+    ) -> Result<CudaStorage> {
+        match gamma.0.dtype() {
+            DType::BF16 => typed_finalize::<bf16>(grad, consts, sums, gamma, third),
+            DType::F16 => typed_finalize::<f16>(grad, consts, sums, gamma, third),
+            DType::F32 => typed_finalize::<f32>(grad, consts, sums, gamma, third),
+            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
+        }
+    }
+
+    fn typed_finalize<T: CudaDType + DeviceRepr>(
+        grad: bool,
+        (count, eps): (f32, f32),
+        sums: Operand,
+        gamma: Operand,
+        third: Operand,
+    ) -> Result<CudaStorage> {
+        let device = gamma.0.device().clone();
+        let channels = u32_of(gamma.1.shape().elem_count())?;
+        let kernel = if grad {
+            "bn_finalize_grad"
+        } else {
+            "bn_finalize"
+        };
+        let func = device.get_or_load_custom_func(
+            &format!("{kernel}_{}", suffix(gamma.0.dtype())?),
+            MODULE,
+            PTX,
+        )?;
+        let sums = view::<f32>(sums)?;
+        let gamma = view::<T>(gamma)?;
+        // β in γ's type going forward; the f32 gradient of [scale | shift] back.
+        let (beta, upstream);
+        // SAFETY: the kernel writes all 4·C values.
+        let mut out: CudaSlice<f32> = unsafe { device.alloc(4 * channels as usize)? };
+        let mut args = func.builder();
+        args.arg(&sums).arg(&gamma);
+        if grad {
+            upstream = view::<f32>(third)?;
+            args.arg(&upstream);
+        } else {
+            beta = view::<T>(third)?;
+            args.arg(&beta);
+        }
+        args.arg(&mut out).arg(&channels).arg(&count).arg(&eps);
+        // SAFETY: arguments match bn_finalize_T / bn_finalize_grad_T
+        // (batch_norm.cu): sums 2·C, γ and β C, grad 2·C (or more), out 4·C.
+        unsafe { args.launch(elementwise(channels)) }.map_err(candle_core::Error::wrap)?;
+        Ok(wrap(out, device))
+    }
+
+    /// bn_running over a running statistic (f32 `[C]`, updated in place).
+    pub(super) fn running(
+        (running, rl): (&mut CudaStorage, &Layout),
+        stat: Operand,
+        momentum: f32,
+        unbias: f32,
+    ) -> Result<()> {
+        let device = stat.0.device().clone();
+        let channels = u32_of(rl.shape().elem_count())?;
+        if stat.1.shape().elem_count() != channels as usize {
+            candle_core::bail!("batch norm: running statistic and batch statistic differ in size");
+        }
+        let func = device.get_or_load_custom_func("bn_running", MODULE, PTX)?;
+        let stat = view::<f32>(stat)?;
+        let Some((a, b)) = rl.contiguous_offsets() else {
+            candle_core::bail!("batch norm: running statistic not contiguous");
+        };
+        let mut running = running.as_cuda_slice_mut::<f32>()?.slice_mut(a..b);
+        let mut args = func.builder();
+        args.arg(&mut running)
+            .arg(&stat)
+            .arg(&channels)
+            .arg(&momentum)
+            .arg(&unbias);
+        // SAFETY: bn_running(float*, const float*, C, momentum, unbias), C each.
+        unsafe { args.launch(elementwise(channels)) }.map_err(candle_core::Error::wrap)?;
+        Ok(())
     }
 
     fn wrap<T: CudaDType>(slice: CudaSlice<T>, device: candle_core::CudaDevice) -> CudaStorage {
