@@ -10,12 +10,16 @@
 //   channel_affine: y = x·scale[c] + shift[c] + residual (shift and residual
 //                 may be null), times [mask > 0] when mask is given, then
 //                 max(·, 0) when relu; in f32, rounded once.
-//   sums_grad:    dx = g[c] + 2·g[C + c]·x, the gradient of (Σx, Σx²).
 //   bn_finalize:  from the sums [Σx | Σx²] (f32, 2·C), γ and β (T, C):
 //                 out = [scale | shift | mean | biased var] (f32, 4·C), with
 //                 scale = γ/√(var + ε), shift = β − mean·scale.
 //   bn_finalize_grad: the gradients of the sums, γ and β from those of
 //                 [scale | shift] (f32, 2·C): out = [dΣx | dΣx² | dγ | dβ].
+//   bn_coefficients: the input gradient's per-channel terms A, B, C
+//                 (f32, 3·C) from the statistics and (Σdy, Σdy·x):
+//                 dx = A·dy + B·x + C is batch norm's whole input gradient,
+//                 through the normalisation and through the statistics.
+//   bn_dx:        dx = A[c]·dy + B[c]·x + C[c].
 //   bn_running:   running = (1 − m)·running + m·stat (f32, C), the variance
 //                 made unbiased by count/(count − 1).
 //
@@ -119,22 +123,6 @@ CHANNEL_AFFINE(channel_affine_bf16, unsigned short, load_bf16, store_bf16)
 CHANNEL_AFFINE(channel_affine_f16, unsigned short, load_f16, store_f16)
 CHANNEL_AFFINE(channel_affine_f32, float, load, store_f32)
 
-#define SUMS_GRAD(NAME, T, LOAD, STORE)                                               \
-    extern "C" __global__ void NAME(const T *x, const float *g, T *dx,                \
-                                    unsigned int total, unsigned int plane,          \
-                                    unsigned int channels) {                         \
-        unsigned int step = gridDim.x * blockDim.x;                                   \
-        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total;       \
-             i += step) {                                                             \
-            unsigned int c = (i / plane) % channels;                                  \
-            dx[i] = STORE(g[c] + 2.0f * g[channels + c] * LOAD(x[i]));                \
-        }                                                                             \
-    }
-
-SUMS_GRAD(sums_grad_bf16, unsigned short, load_bf16, store_bf16)
-SUMS_GRAD(sums_grad_f16, unsigned short, load_f16, store_f16)
-SUMS_GRAD(sums_grad_f32, float, load, store_f32)
-
 #define BN_FINALIZE(SUFFIX, T, LOAD)                                                  \
     extern "C" __global__ void bn_finalize_##SUFFIX(const float *sums, const T *gamma, \
                                                     const T *beta, float *out,        \
@@ -180,3 +168,34 @@ extern "C" __global__ void bn_running(float *running, const float *stat, unsigne
     unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c < channels) running[c] = (1.0f - momentum) * running[c] + momentum * stat[c] * unbias;
 }
+
+extern "C" __global__ void bn_coefficients(const float *stats, const float *dot, float *coef,
+                                           unsigned int channels, float count, float eps) {
+    unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    float scale = stats[c], mean = stats[2 * channels + c], var = stats[3 * channels + c];
+    float inv = 1.0f / sqrtf(var + eps);
+    float s1 = dot[c];                                  // Σdy
+    float s2 = inv * (dot[channels + c] - mean * s1);   // Σdy·x̂
+    float b = -scale * inv * s2 / count;
+    coef[c] = scale;
+    coef[channels + c] = b;
+    coef[2 * channels + c] = -scale * s1 / count - b * mean;
+}
+
+#define BN_DX(SUFFIX, T, LOAD, STORE)                                                 \
+    extern "C" __global__ void bn_dx_##SUFFIX(const T *dy, const T *x, const float *coef, \
+                                              T *dx, unsigned int total,              \
+                                              unsigned int plane, unsigned int channels) { \
+        unsigned int step = gridDim.x * blockDim.x;                                   \
+        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total;       \
+             i += step) {                                                             \
+            unsigned int c = (i / plane) % channels;                                  \
+            dx[i] = STORE(coef[c] * LOAD(dy[i]) + coef[channels + c] * LOAD(x[i]) +   \
+                          coef[2 * channels + c]);                                    \
+        }                                                                             \
+    }
+
+BN_DX(bf16, unsigned short, load_bf16, store_bf16)
+BN_DX(f16, unsigned short, load_f16, store_f16)
+BN_DX(f32, float, load, store_f32)

@@ -3,22 +3,21 @@
 //! candle's `BatchNorm::forward_train` takes a dozen broadcast ops per layer
 //! (on an H100 they were about half of a ResNet-50 training step) and fails
 //! on bf16 inputs (its f32 batch mean meets bf16 running statistics). Here a
-//! layer in training mode is three differentiable pieces:
+//! layer in training mode is:
 //!
-//! 1. `(Σx, Σx²)` per channel, f32 `[2, C]` (one reduction; its gradient is
-//!    `g₀ + 2·g₁·x`, one elementwise pass);
-//! 2. mean, variance, `scale = γ/√(var+ε)`, `shift = β − mean·scale`: candle
-//!    ops on `C` values, so autograd carries the gradient back to γ, β and
-//!    the sums;
-//! 3. `y = x·scale + shift` per channel (one pass; its gradients are
-//!    `dy·scale` and the per-channel `Σdy·x` and `Σdy`, one reduction).
-//!    A ReLU after the layer rides on this pass: `max(y, 0)` forward, and
-//!    `dy` masked by `y > 0` inside the two backward passes.
+//! 1. `(Σx, Σx²)` per channel (one reduction), then in one small kernel the
+//!    statistics `[scale | shift | mean | var]` (scale = γ/√(var+ε), shift =
+//!    β − mean·scale) — differentiable with respect to γ and β;
+//! 2. `y = x·scale + shift` per channel, plus a residual and a ReLU when the
+//!    layer ends a block (one pass). Its backward is batch norm's whole input
+//!    gradient, `dx = A·dy + B·x + C` (the path through the batch statistics
+//!    included), so `x` gets one gradient: candle's backward adds every
+//!    gradient onto a zero-filled tensor, a pass each.
 //!
-//! The running statistics are f32 whatever the model's type, updated as
-//! PyTorch does (momentum 0.1, unbiased variance). On GPUs the passes are
+//! The running statistics are f32 whatever the model's type, updated in place
+//! as PyTorch does (momentum 0.1, unbiased variance). On GPUs the passes are
 //! our kernels (`kernels/batch_norm.cu`, committed as PTX); on CPUs plain
-//! loops. Both sum in f32 and accumulate blocks in f64.
+//! loops. Sums are f32 per thread and f64 across blocks.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -70,15 +69,12 @@ impl TrainBatchNorm {
     }
 
     fn train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let x = x.contiguous()?;
-        let (scale, shift, plane) = self.scale_shift(&x, true)?;
-        x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
+        self.apply(x, None, relu, true)
     }
 
     /// `relu(batch norm(x) + residual)` (a ResNet block's end) in the same
     /// passes: the residual's gradient is `dy` masked by the output.
     pub fn forward_t_add_relu(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        let x = x.contiguous()?;
         if residual.dims() != x.dims() {
             candle_core::bail!(
                 "batch norm: residual {:?} does not match {:?}",
@@ -86,38 +82,66 @@ impl TrainBatchNorm {
                 x.shape()
             );
         }
-        let (scale, shift, plane) = self.scale_shift(&x, train)?;
-        let scale_shift = Tensor::cat(&[scale, shift], 0)?;
-        x.apply_op3(
-            &scale_shift,
-            &residual.contiguous()?,
-            AffineAddRelu { plane },
-        )
+        self.apply(x, Some(residual), true, train)
     }
 
-    /// The per-channel `scale` and `shift` (f32 `[C]`) that normalise `x`:
-    /// from its batch statistics (and the running ones updated) in training,
-    /// from the running ones otherwise; and `x`'s plane.
-    fn scale_shift(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor, usize)> {
+    /// Normalises with the running statistics (evaluation).
+    pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        self.eval(x, false)
+    }
+
+    fn eval(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        self.apply(x, None, relu, false)
+    }
+
+    fn apply(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        train: bool,
+    ) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let (stats, plane, count) = self.statistics(&x, train)?;
+        let op = BnApply {
+            plane,
+            relu,
+            residual: residual.is_some(),
+            batch_statistics: train,
+            count: count as f32,
+            eps: self.eps as f32,
+        };
+        let third = match residual {
+            Some(r) => r.contiguous()?,
+            None => stats.clone(),
+        };
+        x.apply_op3(&stats, &third, op)
+    }
+
+    /// `[scale | shift | mean | var]`, f32 `[4, C]` (scale = γ/√(var + ε),
+    /// shift = β − mean·scale): the batch's in training (and the running
+    /// statistics updated), the running ones otherwise; and `x`'s plane and
+    /// values per channel.
+    fn statistics(&self, x: &Tensor, train: bool) -> Result<(Tensor, usize, f64)> {
         let (channels, plane) = channels_and_plane(x)?;
-        if !train {
-            let gamma = self.weight.to_dtype(DType::F32)?;
-            let beta = self.bias.to_dtype(DType::F32)?;
-            let inv_std = (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?;
-            let scale = (gamma * inv_std)?;
-            let shift = (beta - (self.running_mean.as_tensor() * &scale)?)?;
-            return Ok((scale, shift, plane));
-        }
         let count = (x.elem_count() / channels) as f64;
+        let (mean, var) = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+        if !train {
+            let scale = (self.weight.to_dtype(DType::F32)? * (var + self.eps)?.sqrt()?.recip()?)?;
+            let shift = (self.bias.to_dtype(DType::F32)? - (mean * &scale)?)?;
+            let stats = Tensor::stack(&[&scale, &shift, mean, var], 0)?;
+            return Ok((stats, plane, count));
+        }
         if count < 2.0 {
             candle_core::bail!("batch norm in training needs more than one value per channel");
         }
-        let sums = x.apply_op1(ChannelSums { plane })?;
+        // Not differentiated: the gradient through the statistics is part of
+        // BnApply's input gradient (bn_coefficients), so x gets one gradient.
+        let sums = x.apply_op1_no_bwd(&ChannelSums { plane })?;
         let finalize = Finalize {
             count: count as f32,
             eps: self.eps as f32,
         };
-        // [scale | shift | mean | var], f32 [4, C].
         let stats = sums.apply_op3(&self.weight, &self.bias, finalize)?;
         let blend = |running: &Var, row: usize, unbias: f64| {
             let update = Running {
@@ -128,18 +152,7 @@ impl TrainBatchNorm {
         };
         blend(&self.running_mean, 2, 1.0)?;
         blend(&self.running_var, 3, count / (count - 1.0))?;
-        Ok((stats.get(0)?, stats.get(1)?, plane))
-    }
-
-    /// Normalises with the running statistics (evaluation).
-    pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        self.eval(x, false)
-    }
-
-    fn eval(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let x = x.contiguous()?;
-        let (scale, shift, plane) = self.scale_shift(&x, false)?;
-        x.apply_op3(&scale, &shift, ChannelAffine { plane, relu })
+        Ok((stats, plane, count))
     }
 }
 
@@ -174,15 +187,28 @@ struct DotSums {
     masked: bool,
 }
 
-/// `x·scale[c] + shift[c]` (scale and shift f32 `[C]`), then `max(·, 0)`
-/// when `relu`, in `x`'s type.
-struct ChannelAffine {
+/// Batch norm applied from its statistics `[4, C]` (`(x, stats, residual)`;
+/// without a residual the third operand is unused): `x·scale + shift`, plus
+/// the residual, then ReLU when asked. Its input gradient includes the path
+/// through the batch statistics when `batch_statistics` (training).
+struct BnApply {
     plane: usize,
     relu: bool,
+    residual: bool,
+    batch_statistics: bool,
+    count: f32,
+    eps: f32,
 }
 
-/// `relu(x·scale[c] + shift[c] + residual)` of `(x, [scale | shift], residual)`.
-struct AffineAddRelu {
+/// `(stats [4, C], (Σdy, Σdy·x) [2, C]) → (A, B, C) [3, C]`: the input
+/// gradient `dx = A·dy + B·x + C` of batch norm with batch statistics.
+struct Coefficients {
+    count: f32,
+    eps: f32,
+}
+
+/// `(dy, x, coef) → A·dy + B·x + C` per channel.
+struct BnDx {
     plane: usize,
 }
 
@@ -211,11 +237,6 @@ struct FinalizeGrad {
 struct Running {
     momentum: f32,
     unbias: f32,
-}
-
-/// The gradient of [`ChannelSums`]: `g[0,c] + 2·g[1,c]·x`.
-struct SumsGrad {
-    plane: usize,
 }
 
 /// `[N, C, plane]` of a contiguous operand.
@@ -354,12 +375,6 @@ impl CustomOp1 for ChannelSums {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         gpu::sums(self.plane, (s, l), None, None)
     }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let plane = self.plane;
-        Ok(Some(x.apply_op2_no_bwd(&grad, &SumsGrad { plane })?))
-    }
 }
 
 impl CustomOp3 for DotSums {
@@ -395,58 +410,6 @@ impl CustomOp3 for DotSums {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let mask = self.masked.then_some((s3, l3));
         gpu::sums(self.plane, (s1, l1), Some((s2, l2)), mask)
-    }
-}
-
-impl CustomOp3 for ChannelAffine {
-    fn name(&self) -> &'static str {
-        "channel-affine"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::of(l1, self.plane)?;
-        let (scale, shift) = (cpu_values(s2, l2)?, cpu_values(s3, l3)?);
-        let ops = (scale.as_slice(), Some(shift.as_slice()), None);
-        let y = cpu_affine(&g, cpu_values(s1, l1)?, ops, None, self.relu);
-        Ok((cpu_storage(y, s1.dtype())?, l1.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let ops = ((s2, l2), Some((s3, l3)), None);
-        gpu::affine(self.plane, (s1, l1), ops, None, self.relu)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        scale: &Tensor,
-        _shift: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        let (plane, masked) = (self.plane, self.relu);
-        // After a ReLU, only where the output is positive does dy pass.
-        let dx = dy.apply_op3_no_bwd(scale, y, &MaskedScale { plane, masked })?;
-        let sums = dy.apply_op3_no_bwd(x, y, &DotSums { plane, masked })?;
-        Ok((Some(dx), Some(sums.get(1)?), Some(sums.get(0)?)))
     }
 }
 
@@ -487,9 +450,9 @@ impl CustomOp3 for MaskedScale {
     }
 }
 
-impl CustomOp3 for AffineAddRelu {
+impl CustomOp3 for BnApply {
     fn name(&self) -> &'static str {
-        "channel-affine-add-relu"
+        "batch-norm-apply"
     }
 
     fn cpu_fwd(
@@ -502,11 +465,11 @@ impl CustomOp3 for AffineAddRelu {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::of(l1, self.plane)?;
-        let scale_shift = cpu_values(s2, l2)?;
-        let (scale, shift) = scale_shift.split_at(g.channels);
-        let residual = cpu_values(s3, l3)?;
-        let ops = (scale, Some(shift), Some(residual.as_slice()));
-        let y = cpu_affine(&g, cpu_values(s1, l1)?, ops, None, true);
+        let stats = cpu_values(s2, l2)?;
+        let (scale, rest) = stats.split_at(g.channels);
+        let residual = self.residual.then(|| cpu_values(s3, l3)).transpose()?;
+        let ops = (scale, Some(&rest[..g.channels]), residual.as_deref());
+        let y = cpu_affine(&g, cpu_values(s1, l1)?, ops, None, self.relu);
         Ok((cpu_storage(y, s1.dtype())?, l1.shape().clone()))
     }
 
@@ -520,32 +483,140 @@ impl CustomOp3 for AffineAddRelu {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        // [scale | shift] is [2·C]: each half a view of the same buffer.
-        let channels = l2.shape().elem_count() / 2;
-        let scale = l2.narrow(0, 0, channels)?;
-        let shift = l2.narrow(0, channels, channels)?;
-        let ops = ((s2, &scale), Some((s2, &shift)), Some((s3, l3)));
-        gpu::affine(self.plane, (s1, l1), ops, None, true)
+        // Rows 0 and 1 of the statistics: views of the same buffer.
+        let scale = l2.narrow(0, 0, 1)?;
+        let shift = l2.narrow(0, 1, 1)?;
+        let residual = self.residual.then_some((s3, l3));
+        let ops = ((s2, &scale), Some((s2, &shift)), residual);
+        gpu::affine(self.plane, (s1, l1), ops, None, self.relu)
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        scale_shift: &Tensor,
-        _residual: &Tensor,
+        stats: &Tensor,
+        _third: &Tensor,
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let plane = self.plane;
+        let channels = stats.dim(1)?;
         let dy = dy.contiguous()?;
-        let (plane, masked) = (self.plane, true);
-        let channels = scale_shift.elem_count() / 2;
-        // MaskedScale reads the first C values: the scale.
-        let dx = dy.apply_op3_no_bwd(scale_shift, y, &MaskedScale { plane, masked })?;
-        let ones = Tensor::ones(channels, DType::F32, dy.device())?;
-        let d_residual = dy.apply_op3_no_bwd(&ones, y, &MaskedScale { plane, masked })?;
-        let sums = dy.apply_op3_no_bwd(x, y, &DotSums { plane, masked })?;
-        let d_scale_shift = Tensor::cat(&[sums.get(1)?, sums.get(0)?], 0)?;
-        Ok((Some(dx), Some(d_scale_shift), Some(d_residual)))
+        // After the ReLU only where the output is positive does dy pass;
+        // that masked dy is also the residual's gradient.
+        let dy = if self.relu {
+            let ones = Tensor::ones(channels, DType::F32, dy.device())?;
+            let masked = true;
+            dy.apply_op3_no_bwd(&ones, y, &MaskedScale { plane, masked })?
+        } else {
+            dy
+        };
+        let masked = false;
+        let dot = dy.apply_op3_no_bwd(x, x, &DotSums { plane, masked })?;
+        let dx = if self.batch_statistics {
+            let op = Coefficients {
+                count: self.count,
+                eps: self.eps,
+            };
+            let coef = stats.apply_op2_no_bwd(&dot, &op)?;
+            dy.apply_op3_no_bwd(x, &coef, &BnDx { plane })?
+        } else {
+            // Constant statistics: dx = dy·scale (MaskedScale reads row 0).
+            dy.apply_op3_no_bwd(stats, stats, &MaskedScale { plane, masked })?
+        };
+        // ∂/∂scale = Σdy·x, ∂/∂shift = Σdy; the mean and variance rows are
+        // used only through scale and shift here.
+        let zeros = Tensor::zeros((2, channels), DType::F32, dy.device())?;
+        let d_stats = Tensor::cat(
+            &[dot.get(1)?.unsqueeze(0)?, dot.get(0)?.unsqueeze(0)?, zeros],
+            0,
+        )?;
+        Ok((Some(dx), Some(d_stats), self.residual.then_some(dy)))
+    }
+}
+
+impl CustomOp2 for Coefficients {
+    fn name(&self) -> &'static str {
+        "batch-norm-coefficients"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (stats, dot) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?);
+        let channels = dot.len() / 2;
+        let mut coef = vec![0f32; 3 * channels];
+        for c in 0..channels {
+            let (scale, mean, var) = (stats[c], stats[2 * channels + c], stats[3 * channels + c]);
+            let inv = 1.0 / (var + self.eps).sqrt();
+            let s1 = dot[c];
+            let s2 = inv * (dot[channels + c] - mean * s1);
+            let b = -scale * inv * s2 / self.count;
+            coef[c] = scale;
+            coef[channels + c] = b;
+            coef[2 * channels + c] = -scale * s1 / self.count - b * mean;
+        }
+        Ok((CpuStorage::F32(coef), (3, channels).into()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let channels = l2.shape().elem_count() / 2;
+        let coef = gpu::coefficients((s1, l1), (s2, l2), self.count, self.eps)?;
+        Ok((coef, (3, channels).into()))
+    }
+}
+
+impl CustomOp3 for BnDx {
+    fn name(&self) -> &'static str {
+        "batch-norm-dx"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::of(l1, self.plane)?;
+        let (x, coef) = (cpu_values(s2, l2)?, cpu_values(s3, l3)?);
+        let n = g.channels;
+        let dx = cpu_values(s1, l1)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, dy)| {
+                let c = g.channel(i);
+                coef[c] * dy + coef[n + c] * x[i] + coef[2 * n + c]
+            })
+            .collect();
+        Ok((cpu_storage(dx, s1.dtype())?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dx = gpu::bn_dx(self.plane, (s1, l1), (s2, l2), (s3, l3))?;
+        Ok((dx, l1.shape().clone()))
     }
 }
 
@@ -711,43 +782,6 @@ impl candle_core::InplaceOp2 for Running {
         l2: &Layout,
     ) -> Result<()> {
         gpu::running((s1, l1), (s2, l2), self.momentum, self.unbias)
-    }
-}
-
-impl CustomOp2 for SumsGrad {
-    fn name(&self) -> &'static str {
-        "channel-sums-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::of(l1, self.plane)?;
-        let grad = cpu_values(s2, l2)?;
-        let dx = cpu_values(s1, l1)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let c = g.channel(i);
-                grad[c] + 2.0 * grad[g.channels + c] * v
-            })
-            .collect();
-        Ok((cpu_storage(dx, s1.dtype())?, l1.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        gpu::sums_grad(self.plane, (s1, l1), (s2, l2))
     }
 }
 
@@ -936,47 +970,75 @@ mod gpu {
         Ok((wrap(y, device), x.1.shape().clone()))
     }
 
-    pub(super) fn sums_grad(
+    /// bn_coefficients: `(stats [4·C], dot [2·C])` → f32 `[3·C]`.
+    pub(super) fn coefficients(
+        stats: Operand,
+        dot: Operand,
+        count: f32,
+        eps: f32,
+    ) -> Result<CudaStorage> {
+        let device = stats.0.device().clone();
+        let channels = u32_of(dot.1.shape().elem_count() / 2)?;
+        let func = device.get_or_load_custom_func("bn_coefficients", MODULE, PTX)?;
+        let (stats, dot) = (view::<f32>(stats)?, view::<f32>(dot)?);
+        // SAFETY: the kernel writes all 3·C values.
+        let mut coef: CudaSlice<f32> = unsafe { device.alloc(3 * channels as usize)? };
+        let mut args = func.builder();
+        args.arg(&stats)
+            .arg(&dot)
+            .arg(&mut coef)
+            .arg(&channels)
+            .arg(&count)
+            .arg(&eps);
+        // SAFETY: bn_coefficients(const float* 4·C, const float* 2·C, float* 3·C, C, n, ε).
+        unsafe { args.launch(elementwise(channels)) }.map_err(candle_core::Error::wrap)?;
+        Ok(wrap(coef, device))
+    }
+
+    /// bn_dx: `(dy, x, coef [3·C])` → dx in dy's type.
+    pub(super) fn bn_dx(
         plane: usize,
+        dy: Operand,
         x: Operand,
-        grad: Operand,
-    ) -> Result<(CudaStorage, Shape)> {
-        match x.0.dtype() {
-            DType::BF16 => typed_sums_grad::<bf16>(plane, x, grad),
-            DType::F16 => typed_sums_grad::<f16>(plane, x, grad),
-            DType::F32 => typed_sums_grad::<f32>(plane, x, grad),
+        coef: Operand,
+    ) -> Result<CudaStorage> {
+        match dy.0.dtype() {
+            DType::BF16 => typed_bn_dx::<bf16>(plane, dy, x, coef),
+            DType::F16 => typed_bn_dx::<f16>(plane, dy, x, coef),
+            DType::F32 => typed_bn_dx::<f32>(plane, dy, x, coef),
             other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
         }
     }
 
-    fn typed_sums_grad<T: CudaDType + DeviceRepr>(
+    fn typed_bn_dx<T: CudaDType + DeviceRepr>(
         plane: usize,
+        dy: Operand,
         x: Operand,
-        grad: Operand,
-    ) -> Result<(CudaStorage, Shape)> {
-        let g = Geometry::of(x.1, plane)?;
-        let device = x.0.device().clone();
-        let total = u32_of(x.1.shape().elem_count())?;
-        let x_view = view::<T>(x)?;
-        let grad = view::<f32>(grad)?;
-        // SAFETY: every element is written by the kernel.
-        let mut dx: CudaSlice<T> = unsafe { device.alloc(total as usize)? };
+        coef: Operand,
+    ) -> Result<CudaStorage> {
+        let g = Geometry::of(dy.1, plane)?;
+        let device = dy.0.device().clone();
+        let total = u32_of(dy.1.shape().elem_count())?;
         let func = device.get_or_load_custom_func(
-            &format!("sums_grad_{}", suffix(x.0.dtype())?),
+            &format!("bn_dx_{}", suffix(dy.0.dtype())?),
             MODULE,
             PTX,
         )?;
+        let (dy, x, coef) = (view::<T>(dy)?, view::<T>(x)?, view::<f32>(coef)?);
+        // SAFETY: every element is written by the kernel.
+        let mut dx: CudaSlice<T> = unsafe { device.alloc(total as usize)? };
         let (plane, channels) = (u32_of(g.plane)?, u32_of(g.channels)?);
         let mut args = func.builder();
-        args.arg(&x_view)
-            .arg(&grad)
+        args.arg(&dy)
+            .arg(&x)
+            .arg(&coef)
             .arg(&mut dx)
             .arg(&total)
             .arg(&plane)
             .arg(&channels);
-        // SAFETY: arguments match sums_grad (batch_norm.cu); grad holds 2·C f32.
+        // SAFETY: bn_dx_T(const T*, const T*, const float* 3·C, T*, total, plane, C).
         unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
-        Ok((wrap(dx, device), x.1.shape().clone()))
+        Ok(wrap(dx, device))
     }
 
     /// bn_finalize (or its gradient when `grad`): `(sums, γ, β or grad)` → f32 `[4·C]`.
