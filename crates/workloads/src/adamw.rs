@@ -181,37 +181,15 @@ impl InplaceOp2 for Step {
 #[cfg(feature = "cuda")]
 mod gpu {
     use super::{contiguous, Update};
+    use crate::kernel_launch::{grid_stride, suffix, u32_of};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
     use candle_core::{CudaStorage, DType, Layout, Result};
-    use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use cudarc::driver::{DeviceRepr, PushKernelArg};
     use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/adamw.ptx");
     const MODULE: &str = "joulebench_adamw";
-
-    fn config(n: u32) -> LaunchConfig {
-        const THREADS: u32 = 256;
-        LaunchConfig {
-            grid_dim: (n.div_ceil(THREADS).clamp(1, 1 << 16), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
-    }
-
-    fn suffix(dtype: DType) -> Result<&'static str> {
-        Ok(match dtype {
-            DType::BF16 => "bf16",
-            DType::F16 => "f16",
-            DType::F32 => "f32",
-            other => candle_core::bail!("AdamW: no GPU kernel for {other:?}"),
-        })
-    }
-
-    fn count(l: &Layout) -> Result<u32> {
-        u32::try_from(l.shape().elem_count())
-            .map_err(|_| candle_core::Error::msg("AdamW: variable over 2³² elements"))
-    }
 
     pub(super) fn moments(
         u: Update,
@@ -232,7 +210,7 @@ mod gpu {
         (g, gl): (&CudaStorage, &Layout),
     ) -> Result<()> {
         let device = g.device().clone();
-        let n = count(gl)?;
+        let n = u32_of(gl.shape().elem_count())?;
         if sl.shape().elem_count() != 2 * n as usize {
             candle_core::bail!("AdamW: moments of the wrong size");
         }
@@ -252,7 +230,7 @@ mod gpu {
             .arg(&u.beta1)
             .arg(&u.beta2);
         // SAFETY: adamw_moments_T(float*, const T*, n, β₁, β₂); state holds 2·n.
-        unsafe { args.launch(config(n)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(n as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(())
     }
 
@@ -275,7 +253,7 @@ mod gpu {
         (state, sl): (&CudaStorage, &Layout),
     ) -> Result<()> {
         let device = theta.device().clone();
-        let n = count(tl)?;
+        let n = u32_of(tl.shape().elem_count())?;
         if sl.shape().elem_count() != 2 * n as usize {
             candle_core::bail!("AdamW: moments of the wrong size");
         }
@@ -298,7 +276,7 @@ mod gpu {
             .arg(&u.c2)
             .arg(&u.eps);
         // SAFETY: adamw_step_T(T*, const float*, n, lr, decay, c1, c2, eps).
-        unsafe { args.launch(config(n)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(n as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(())
     }
 }

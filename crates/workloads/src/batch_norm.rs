@@ -788,48 +788,17 @@ impl candle_core::InplaceOp2 for Running {
 #[cfg(feature = "cuda")]
 mod gpu {
     use super::Geometry;
+    use crate::kernel_launch::{grid_stride, suffix, u32_of, view, Operand, THREADS};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
     use candle_core::{CudaStorage, DType, Layout, Result, Shape};
-    use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
+    use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
     use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/batch_norm.ptx");
     const MODULE: &str = "joulebench_batch_norm";
-    const THREADS: u32 = 256;
     /// Elements of one channel per reduction block.
     const PER_BLOCK: u32 = 4096;
-
-    type Operand<'a> = (&'a CudaStorage, &'a Layout);
-
-    fn view<'a, T: CudaDType>((s, l): Operand<'a>) -> Result<CudaView<'a, T>> {
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("batch norm: operand not contiguous");
-        };
-        Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-    }
-
-    fn u32_of(v: usize) -> Result<u32> {
-        u32::try_from(v)
-            .map_err(|_| candle_core::Error::msg("batch norm: tensor over 2³² elements"))
-    }
-
-    fn suffix(dtype: DType) -> Result<&'static str> {
-        Ok(match dtype {
-            DType::BF16 => "bf16",
-            DType::F16 => "f16",
-            DType::F32 => "f32",
-            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
-        })
-    }
-
-    fn elementwise(total: u32) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (total.div_ceil(THREADS).clamp(1, 1 << 16), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
-    }
 
     pub(super) fn sums(
         plane: usize,
@@ -897,7 +866,7 @@ mod gpu {
         let mut args = func.builder();
         args.arg(&wide).arg(&mut narrow).arg(&count);
         // SAFETY: sums_to_f32(const double*, float*, count) over 2·C values.
-        unsafe { args.launch(elementwise(count)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(count as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok((
             CudaStorage::wrap_cuda_slice(narrow, device),
             (2, g.channels).into(),
@@ -966,7 +935,7 @@ mod gpu {
             .arg(&relu);
         // SAFETY: arguments match channel_affine (batch_norm.cu); scale and
         // shift hold one f32 per channel (checked by the caller's shapes).
-        unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(total as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok((wrap(y, device), x.1.shape().clone()))
     }
 
@@ -991,7 +960,7 @@ mod gpu {
             .arg(&count)
             .arg(&eps);
         // SAFETY: bn_coefficients(const float* 4·C, const float* 2·C, float* 3·C, C, n, ε).
-        unsafe { args.launch(elementwise(channels)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(channels as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(wrap(coef, device))
     }
 
@@ -1037,7 +1006,7 @@ mod gpu {
             .arg(&plane)
             .arg(&channels);
         // SAFETY: bn_dx_T(const T*, const T*, const float* 3·C, T*, total, plane, C).
-        unsafe { args.launch(elementwise(total)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(total as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(wrap(dx, device))
     }
 
@@ -1094,7 +1063,7 @@ mod gpu {
         args.arg(&mut out).arg(&channels).arg(&count).arg(&eps);
         // SAFETY: arguments match bn_finalize_T / bn_finalize_grad_T
         // (batch_norm.cu): sums 2·C, γ and β C, grad 2·C (or more), out 4·C.
-        unsafe { args.launch(elementwise(channels)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(channels as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(wrap(out, device))
     }
 
@@ -1123,7 +1092,7 @@ mod gpu {
             .arg(&momentum)
             .arg(&unbias);
         // SAFETY: bn_running(float*, const float*, C, momentum, unbias), C each.
-        unsafe { args.launch(elementwise(channels)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(channels as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(())
     }
 

@@ -24,6 +24,8 @@ pub mod datasets;
 pub mod device;
 pub mod epilogue;
 pub mod image_qsl;
+#[cfg(feature = "cuda")]
+mod kernel_launch;
 pub mod max_pool;
 pub mod null;
 pub mod onnx;

@@ -9,7 +9,7 @@
 //! on GPUs (`kernels/pool.cu`, committed as PTX), loops on CPUs.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// `x` `[N, C, H, W]` max-pooled with a `kernel`×`kernel` window.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
@@ -181,24 +181,14 @@ impl CustomOp2 for MaxPool {
     }
 }
 
-/// Names the element types the kernels exist for.
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn suffix(dtype: DType) -> Result<&'static str> {
-    Ok(match dtype {
-        DType::BF16 => "bf16",
-        DType::F16 => "f16",
-        DType::F32 => "f32",
-        other => candle_core::bail!("max pool: no GPU kernel for {other:?}"),
-    })
-}
-
 #[cfg(feature = "cuda")]
 mod gpu {
-    use super::{suffix, Geometry};
+    use super::Geometry;
+    use crate::kernel_launch::{grid_stride, span, suffix};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
     use candle_core::{CudaStorage, DType, Layout, Result};
-    use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+    use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
     use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/pool.ptx");
@@ -206,21 +196,6 @@ mod gpu {
 
     // SAFETY: #[repr(C)] of seven u32, the kernels' `struct Pool`.
     unsafe impl DeviceRepr for Geometry {}
-
-    fn config(total: usize) -> LaunchConfig {
-        const THREADS: u32 = 256;
-        let blocks = total.div_ceil(THREADS as usize).clamp(1, 1 << 16) as u32;
-        LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
-    }
-
-    fn span(l: &Layout) -> Result<(usize, usize)> {
-        l.contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::msg("max pool: operand not contiguous"))
-    }
 
     pub(super) fn forward(
         s: &CudaStorage,
@@ -258,7 +233,7 @@ mod gpu {
         args.arg(&x).arg(&mut y).arg(&planes).arg(&g);
         // SAFETY: max_pool_T(const T*, T*, unsigned planes, Pool) over
         // planes·H·W inputs and planes·OH·OW outputs.
-        unsafe { args.launch(config(total)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(total)) }.map_err(candle_core::Error::wrap)?;
         Ok(CudaStorage::wrap_cuda_slice(y, device))
     }
 
@@ -299,7 +274,7 @@ mod gpu {
         let mut args = func.builder();
         args.arg(&x).arg(&dy).arg(&mut dx).arg(&planes).arg(&g);
         // SAFETY: max_pool_grad_T(const T*, const T*, T*, unsigned, Pool).
-        unsafe { args.launch(config(total)) }.map_err(candle_core::Error::wrap)?;
+        unsafe { args.launch(grid_stride(total)) }.map_err(candle_core::Error::wrap)?;
         Ok(CudaStorage::wrap_cuda_slice(dx, device))
     }
 }
@@ -307,7 +282,7 @@ mod gpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// Against a by-hand pool: each window's output is its maximum (padding
     /// never wins) and sends its gradient to that maximum.
