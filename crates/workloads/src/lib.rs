@@ -15,6 +15,7 @@
 //!   text tokenized with `tokenizer.json`.
 
 pub mod adamw;
+pub mod attention;
 pub mod batch_norm;
 pub mod batcher;
 pub mod conv;

@@ -265,3 +265,112 @@ fn the_adamw_kernels_match_the_cpu_path() {
         assert!(e < tol, "{dtype:?}: relative error {e}");
     }
 }
+
+/// The fused attention kernel against candle's ops on the same GPU tensors:
+/// with and without a padding mask (−∞ and a large negative), a length that
+/// is not a multiple of 32, head sizes 32 and 64, each type.
+#[test]
+fn the_fused_attention_kernel_matches_candles_ops() {
+    let Some(gpu) = gpu() else { return };
+    // 90 × 64: k and v (f32) just fit the 48 KiB of shared memory.
+    for (b, len, heads, d) in [(3usize, 77usize, 12usize, 32usize), (2, 90, 4, 64)] {
+        let hidden = heads * d;
+        let qkv = Tensor::randn(0f32, 1.0, (b, len, 3 * hidden), &Device::Cpu).unwrap();
+        // The last 10 tokens of sample 0 are padding.
+        let mut m = vec![0f32; b * len];
+        for x in &mut m[len - 10..len] {
+            *x = f32::NEG_INFINITY;
+        }
+        m[len + 3] = -10_000.0;
+        let mask = Tensor::from_vec(m, (b, 1, 1, len), &Device::Cpu).unwrap();
+        for (dtype, tol) in [(DType::F32, 1e-5), (DType::BF16, 2e-2), (DType::F16, 5e-3)] {
+            let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
+            let (qkv, mask) = (on(&qkv), on(&mask));
+            for mask in [None, Some(&mask)] {
+                let got = workloads::attention::fused(&qkv, mask, heads)
+                    .unwrap()
+                    .expect("the kernel serves these tensors");
+                let parts = qkv
+                    .reshape((b, len, 3, heads, d))
+                    .unwrap()
+                    .permute((2, 0, 3, 1, 4))
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap();
+                let (q, k, v) = (
+                    parts.get(0).unwrap(),
+                    parts.get(1).unwrap(),
+                    parts.get(2).unwrap(),
+                );
+                let mut scores = q.matmul(&k.t().unwrap()).unwrap();
+                if let Some(mask) = mask {
+                    scores = scores
+                        .broadcast_add(&mask.to_dtype(DType::F32).unwrap())
+                        .unwrap();
+                }
+                let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+                let want = probs
+                    .matmul(&v)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((b, len, hidden))
+                    .unwrap();
+                let e = relative_error(&got, &want);
+                assert!(
+                    e < tol,
+                    "{dtype:?} b{b} len{len} d{d} mask {}: {e}",
+                    mask.is_some()
+                );
+            }
+        }
+    }
+    let cpu = Tensor::zeros((1, 4, 3 * 64), DType::F32, &Device::Cpu).unwrap();
+    assert!(
+        workloads::attention::fused(&cpu, None, 2)
+            .unwrap()
+            .is_none(),
+        "CPU tensors take candle's ops"
+    );
+}
+
+/// MiniLM's architecture with seeded weights, f32, on the GPU (fused
+/// attention, epilogue kernels) against the CPU (candle's ops): the same
+/// embeddings for a batch of different lengths (so the padding mask is used).
+#[test]
+fn the_encoder_on_the_gpu_embeds_as_on_the_cpu() {
+    use workloads::text::encoder::{minilm_l6_v2_config, SentenceEncoder};
+    if gpu().is_none() {
+        return;
+    }
+    let load = |device| {
+        SentenceEncoder::load(
+            minilm_l6_v2_config(),
+            WeightSource::Random { seed: 5 },
+            device,
+            DType::F32,
+            true,
+        )
+        .unwrap()
+    };
+    let (on_gpu, on_cpu) = (
+        load(workloads::device::DeviceSpec::Cuda(0)),
+        load(workloads::device::DeviceSpec::Cpu),
+    );
+    let inputs: Vec<Vec<u32>> = [128usize, 77, 5]
+        .iter()
+        .map(|&n| (0..n as u32).map(|i| 101 + (i * 37) % 29_000).collect())
+        .collect();
+    let refs: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let (g, c) = (on_gpu.embed(&refs).unwrap(), on_cpu.embed(&refs).unwrap());
+    for (i, (g, c)) in g.iter().zip(&c).enumerate() {
+        let worst = g
+            .iter()
+            .zip(c)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "input {i}: largest difference {worst}");
+    }
+}

@@ -10,7 +10,8 @@
 //! scores with five generic broadcast kernels, which took over half the GPU
 //! time of MiniLM. Here the query projection carries the 1/√d scale, the
 //! three projections are one matrix product, the mask is added only when a
-//! batch has padding, and the softmax is candle's fused kernel.
+//! batch has padding, and on GPUs the whole attention is one kernel of ours
+//! (`crate::attention`; candle's ops elsewhere).
 
 use super::{model_type, read_config, TextError};
 use crate::device::DeviceSpec;
@@ -177,17 +178,25 @@ impl Layer {
         // One copy puts q, k and v head-major ([3, batch, heads, len, d]);
         // narrowing each projection out first cost two strided copies each
         // (candle's copy kernel was the largest item of a GPU batch).
-        let qkv = dense(&self.qkv, x, None, Activation::None)?
-            .reshape((b, len, 3, self.heads, head_dim))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, len, h))?;
+        let qkv = dense(&self.qkv, x, None, Activation::None)?;
+        // On GPUs one kernel reads q/k/v as they come and writes the context
+        // as it goes on (crate::attention); elsewhere candle's ops.
+        let context = match crate::attention::fused(&qkv, mask, self.heads)? {
+            Some(context) => context,
+            None => {
+                let qkv = qkv
+                    .reshape((b, len, 3, self.heads, head_dim))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?;
+                let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+                let mut scores = q.matmul(&k.t()?)?;
+                if let Some(mask) = mask {
+                    scores = scores.broadcast_add(mask)?;
+                }
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+                probs.matmul(&v)?.transpose(1, 2)?.reshape((b, len, h))?
+            }
+        };
         let x = self.attention_norm.forward(&dense(
             &self.attention_out,
             &context,
