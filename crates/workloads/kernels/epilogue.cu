@@ -37,3 +37,35 @@ __device__ __forceinline__ float activate(float v, int act) {
 EPILOGUE(epilogue_bf16, unsigned short, load_bf16, store_bf16)
 EPILOGUE(epilogue_f16, unsigned short, load_f16, store_f16)
 EPILOGUE(epilogue_f32, float, load, store_f32)
+
+// The same for linear layers (plane 1) in bf16/f16 with an even number of
+// channels: each thread owns two neighbouring channels (one 32-bit word:
+// the lower channel in the low half), keeps their bias in registers and
+// walks down the rows, so there is no division per element and every
+// access is a whole word. Launch: x over channel pairs, y over rows.
+#define EPILOGUE_ROWS(NAME, LOAD, STORE)                                              \
+    extern "C" __global__ void NAME(unsigned int *y, const unsigned int *bias,        \
+                                    const unsigned int *z, unsigned int rows,        \
+                                    unsigned int pairs, int act) {                   \
+        unsigned int p = blockIdx.x * blockDim.x + threadIdx.x;                       \
+        if (p >= pairs) return;                                                       \
+        unsigned int bb = bias[p];                                                    \
+        float b0 = LOAD((unsigned short)(bb & 0xffffu));                              \
+        float b1 = LOAD((unsigned short)(bb >> 16));                                  \
+        for (unsigned int r = blockIdx.y; r < rows; r += gridDim.y) {                 \
+            unsigned long long at = (unsigned long long)r * pairs + p;                \
+            unsigned int v = y[at];                                                   \
+            float v0 = LOAD((unsigned short)(v & 0xffffu)) + b0;                      \
+            float v1 = LOAD((unsigned short)(v >> 16)) + b1;                          \
+            if (z) {                                                                  \
+                unsigned int w = z[at];                                               \
+                v0 += LOAD((unsigned short)(w & 0xffffu));                            \
+                v1 += LOAD((unsigned short)(w >> 16));                                \
+            }                                                                         \
+            y[at] = (unsigned int)STORE(activate(v0, act)) |                          \
+                    ((unsigned int)STORE(activate(v1, act)) << 16);                   \
+        }                                                                             \
+    }
+
+EPILOGUE_ROWS(epilogue_rows_bf16, load_bf16, store_bf16)
+EPILOGUE_ROWS(epilogue_rows_f16, load_f16, store_f16)

@@ -147,16 +147,24 @@ mod gpu {
             z: Option<(&CudaStorage, &Layout)>,
         ) -> Result<()> {
             match y.dtype() {
-                DType::BF16 => self.typed::<bf16>("epilogue_bf16", y, yl, bias, bl, z),
-                DType::F16 => self.typed::<f16>("epilogue_f16", y, yl, bias, bl, z),
-                DType::F32 => self.typed::<f32>("epilogue_f32", y, yl, bias, bl, z),
+                DType::BF16 => {
+                    let kernels = ("epilogue_bf16", Some("epilogue_rows_bf16"));
+                    self.typed::<bf16>(kernels, y, yl, bias, bl, z)
+                }
+                DType::F16 => {
+                    let kernels = ("epilogue_f16", Some("epilogue_rows_f16"));
+                    self.typed::<f16>(kernels, y, yl, bias, bl, z)
+                }
+                DType::F32 => self.typed::<f32>(("epilogue_f32", None), y, yl, bias, bl, z),
                 other => candle_core::bail!("epilogue: no kernel for {other:?}"),
             }
         }
 
+        /// `kernels`: the general kernel, and the one for linear layers in
+        /// 16-bit types that works on channel pairs (see epilogue.cu).
         fn typed<T: CudaDType + cudarc::driver::DeviceRepr>(
             &self,
-            kernel: &str,
+            (kernel, pairwise_kernel): (&str, Option<&str>),
             y: &mut CudaStorage,
             yl: &Layout,
             bias: &CudaStorage,
@@ -164,13 +172,22 @@ mod gpu {
             z: Option<(&CudaStorage, &Layout)>,
         ) -> Result<()> {
             let device = y.device().clone();
-            let func = device.get_or_load_custom_func(kernel, MODULE, PTX)?;
             let span = |l: &Layout| {
                 l.contiguous_offsets()
                     .ok_or_else(|| candle_core::Error::msg("epilogue: operand not contiguous"))
             };
             let (y0, y1) = span(yl)?;
             let (b0, b1) = span(bl)?;
+            let z0 = z
+                .map(|(_, zl)| span(zl))
+                .transpose()?
+                .map_or(0, |(z0, _)| z0);
+            // Channel pairs need whole 32-bit words: even offsets and channels.
+            let pairwise = pairwise_kernel.filter(|_| {
+                self.plane == 1
+                    && self.channels.is_multiple_of(2)
+                    && [y0, b0, z0].iter().all(|o| o % 2 == 0)
+            });
             let bias = bias.as_cuda_slice::<T>()?.slice(b0..b1);
             let z = match z {
                 Some((z, zl)) => {
@@ -187,6 +204,32 @@ mod gpu {
                 Activation::Gelu => 2,
                 Activation::GeluTanh => 3,
             };
+            if let Some(kernel) = pairwise {
+                let func = device.get_or_load_custom_func(kernel, MODULE, PTX)?;
+                let (rows, pairs) = (self.total / self.channels, self.channels / 2);
+                let threads = pairs.div_ceil(32).clamp(1, 8) * 32;
+                let columns = pairs.div_ceil(threads);
+                // About 4,096 blocks in all; each walks down its share of rows.
+                let row_blocks = rows.clamp(1, (4096 / columns).clamp(1, 65_535));
+                let config = LaunchConfig {
+                    grid_dim: (columns, row_blocks, 1),
+                    block_dim: (threads, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut args = func.builder();
+                args.arg(&mut y).arg(&bias);
+                match &z {
+                    Some(z) => args.arg(z),
+                    None => args.arg(&null),
+                };
+                args.arg(&rows).arg(&pairs).arg(&act);
+                // SAFETY: epilogue_rows_T(unsigned*, const unsigned*, const
+                // unsigned* or null, rows, pairs, act): the 16-bit operands
+                // as 32-bit words, even offsets and channels checked above.
+                unsafe { args.launch(config) }.map_err(candle_core::Error::wrap)?;
+                return Ok(());
+            }
+            let func = device.get_or_load_custom_func(kernel, MODULE, PTX)?;
             const THREADS: u32 = 256;
             let blocks = self.total.div_ceil(THREADS).clamp(1, 1 << 16);
             let config = LaunchConfig {

@@ -58,14 +58,17 @@ fn the_epilogue_kernel_matches_candles_ops() {
 #[test]
 fn the_linear_epilogue_matches_candles_ops_for_every_activation() {
     let Some(gpu) = gpu() else { return };
-    let (b, len, out) = (3, 5, 7);
     let acts = [
         Activation::None,
         Activation::Relu,
         Activation::Gelu,
         Activation::GeluTanh,
     ];
-    for dtype in [DType::F32, DType::BF16] {
+    // 7 outputs: the general kernel; 70: channel pairs in 16-bit types.
+    for ((b, len, out), dtype) in [(3, 5, 7), (3, 5, 70)]
+        .into_iter()
+        .flat_map(|shape| [DType::F32, DType::BF16, DType::F16].map(|d| (shape, d)))
+    {
         for act in acts {
             for residual in [false, true] {
                 let y = Tensor::randn(0f32, 2.0, (b, len, out), &Device::Cpu).unwrap();
