@@ -128,13 +128,14 @@ impl GradientSync {
     /// The best way for these devices: NCCL when all are GPUs and this build
     /// has it, else host memory.
     pub fn for_devices(devices: &[workloads::device::DeviceSpec]) -> Result<Self, TrainingError> {
-        use workloads::device::DeviceSpec;
         if devices.len() == 1 {
             return Ok(GradientSync::Alone);
         }
-        let all_gpus = devices.iter().all(|d| matches!(d, DeviceSpec::Cuda(_)));
         #[cfg(feature = "nccl")]
-        if all_gpus {
+        if devices
+            .iter()
+            .all(|d| matches!(d, workloads::device::DeviceSpec::Cuda(_)))
+        {
             let id = cudarc::nccl::safe::Id::new().map_err(|e| {
                 TrainingError::Device(format!(
                     "NCCL: cannot make the run's id ({e:?}); is libnccl.so.2 on LD_LIBRARY_PATH?"
@@ -142,7 +143,6 @@ impl GradientSync {
             })?;
             return Ok(GradientSync::Nccl(id));
         }
-        let _ = all_gpus;
         Ok(GradientSync::Host(Meeting::new(devices.len())))
     }
 
@@ -158,13 +158,13 @@ impl GradientSync {
 
     /// Rank `rank`'s side of the exchange, on `device`. With NCCL every rank
     /// must call this at the same time (the communicator is made collectively).
+    #[cfg_attr(not(feature = "nccl"), allow(unused_variables))]
     pub fn join<'a>(
         &'a self,
         rank: usize,
         ranks: usize,
         device: &Device,
     ) -> Result<RankSync<'a>, TrainingError> {
-        let _ = (rank, ranks, device);
         Ok(match self {
             GradientSync::Alone => RankSync::Alone,
             GradientSync::Host(meeting) => RankSync::Host { meeting, ranks },
@@ -203,13 +203,10 @@ impl RankSync<'_> {
     /// Replaces each of `vars`' gradients in `grads` by its mean over all
     /// ranks. Every rank must call this once per step with the same `vars`.
     pub fn average(&self, vars: &[Var], grads: &mut GradStore) -> candle_core::Result<()> {
-        if matches!(self, RankSync::Alone) {
-            return Ok(());
-        }
-        let flat = flatten(vars, grads)?;
         let mean = match self {
-            RankSync::Alone => unreachable!("returned above"),
+            RankSync::Alone => return Ok(()),
             RankSync::Host { meeting, ranks } => {
+                let flat = flatten(vars, grads)?;
                 // A rank that cannot read its gradients hands in None, and
                 // every rank gets the error instead of waiting forever.
                 let mine = flat.to_vec1::<f32>().ok();
@@ -229,6 +226,7 @@ impl RankSync<'_> {
             }
             #[cfg(feature = "nccl")]
             RankSync::Nccl(op) => {
+                let flat = flatten(vars, grads)?;
                 flat.inplace_op1(op)?;
                 flat
             }

@@ -78,6 +78,16 @@ pub enum TrainingError {
     Weights { path: PathBuf, reason: String },
     #[error("{0}")]
     Config(String),
+    /// A data-parallel rank stopped because another one failed; that
+    /// rank's own error is the one to report.
+    #[error("stopped: another device failed")]
+    PeerFailed,
+    /// The data-parallel replicas did not end with the same weights.
+    #[error(
+        "the data-parallel replicas ended with different weights (sums {0:?}): gradients \
+         were not averaged consistently; this is a joulebench bug"
+    )]
+    ReplicasDiverged(Vec<f64>),
 }
 
 impl TrainingError {

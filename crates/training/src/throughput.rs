@@ -61,7 +61,9 @@ impl Default for ThroughputConfig {
 }
 
 impl ThroughputConfig {
-    fn check(&self) -> Result<(), TrainingError> {
+    /// Refuses what cannot run (called by [`train_resnet50_synthetic`];
+    /// callers may check first, before writing anything).
+    pub fn check(&self) -> Result<(), TrainingError> {
         let bad = |s: String| Err(TrainingError::Config(s));
         if self.batch_size == 0 || self.steps == 0 || self.image_side < 32 {
             return bad(
@@ -104,8 +106,8 @@ pub struct ThroughputOutcome {
     /// How gradients were averaged ([`GradientSync::name`]).
     pub gradient_sync: &'static str,
     /// Every replica's weights summed at the end, rank order: all equal
-    /// when the replicas stayed in step (they start equal and take the same
-    /// averaged steps).
+    /// (they start equal and take the same averaged steps; a run whose
+    /// replicas differ ends with [`TrainingError::ReplicasDiverged`]).
     pub weight_sums: Vec<f64>,
 }
 
@@ -186,13 +188,17 @@ pub fn train_resnet50_synthetic(
                 .collect::<Vec<Result<RankDone, TrainingError>>>()
         };
         let built = *team.gate.meet(true, all_true);
+        // A failed run's log ends with run_stop aborted, giving the reason.
+        let abort =
+            |log: &mut MlLog, e: TrainingError| -> Result<ThroughputOutcome, TrainingError> {
+                log.end(
+                    keys::RUN_STOP,
+                    json!({keys::STATUS: keys::ABORTED, "reason": e.to_string()}),
+                )?;
+                Err(e)
+            };
         if !built || !*team.gate.meet(true, all_true) {
-            let e = first_error(join(handles));
-            log.end(
-                keys::RUN_STOP,
-                json!({keys::STATUS: keys::ABORTED, "reason": e.to_string()}),
-            )?;
-            return Err(e);
+            return abort(log, first_error(join(handles)));
         }
         let init_stop_ns = log.end(
             keys::INIT_STOP,
@@ -210,14 +216,15 @@ pub fn train_resnet50_synthetic(
         }
         let results = join(handles);
         if results.iter().any(Result::is_err) {
-            let e = first_error(results);
-            log.end(
-                keys::RUN_STOP,
-                json!({keys::STATUS: keys::ABORTED, "reason": e.to_string()}),
-            )?;
-            return Err(e);
+            return abort(log, first_error(results));
         }
         let done: Vec<RankDone> = results.into_iter().filter_map(Result::ok).collect();
+        // Replicas that took the same averaged steps hold the same weights;
+        // if not, the exchange is broken and the figures mean nothing.
+        let weight_sums: Vec<f64> = done.iter().map(|d| d.weight_sum).collect();
+        if weight_sums.windows(2).any(|w| w[0] != w[1]) {
+            return abort(log, TrainingError::ReplicasDiverged(weight_sums));
+        }
         let steps = done[0].steps;
         let ending = if steps < cfg.steps {
             Ending::Interrupted
@@ -265,7 +272,7 @@ pub fn train_resnet50_synthetic(
                 f64::NAN
             },
             gradient_sync: sync.name(),
-            weight_sums: done.iter().map(|d| d.weight_sum).collect(),
+            weight_sums,
         })
     })
 }
@@ -287,16 +294,11 @@ struct RankDone {
     weight_sum: f64,
 }
 
-/// The error a rank gets when another rank failed (its own error is the one to report).
-fn another_rank_failed() -> TrainingError {
-    TrainingError::Device("stopped: another device failed".into())
-}
-
+/// Of two ranks' errors, a rank's own over "another device failed".
 fn prefer_own(a: TrainingError, b: TrainingError) -> TrainingError {
-    if a.to_string() == another_rank_failed().to_string() {
-        b
-    } else {
-        a
+    match a {
+        TrainingError::PeerFailed => b,
+        a => a,
     }
 }
 
@@ -305,7 +307,7 @@ fn first_error(results: Vec<Result<RankDone, TrainingError>>) -> TrainingError {
         .into_iter()
         .filter_map(Result::err)
         .reduce(prefer_own)
-        .unwrap_or_else(another_rank_failed)
+        .unwrap_or(TrainingError::PeerFailed)
 }
 
 /// One replica: its network, optimiser and share of the batch.
@@ -419,7 +421,7 @@ impl Team<'_> {
         let all_true = |a: bool, b: bool| a && b;
         let built = Replica::build(self.cfg, rank);
         if !*self.gate.meet(built.is_ok(), all_true) {
-            return Err(built.err().unwrap_or_else(another_rank_failed));
+            return Err(built.err().unwrap_or(TrainingError::PeerFailed));
         }
         let (mut replica, device) = built?;
         // NCCL makes its communicator collectively: every rank is here now.
@@ -429,7 +431,7 @@ impl Team<'_> {
             Ok((exchange, steps))
         });
         if !*self.gate.meet(warm.is_ok(), all_true) {
-            return Err(warm.err().unwrap_or_else(another_rank_failed));
+            return Err(warm.err().unwrap_or(TrainingError::PeerFailed));
         }
         let (exchange, _) = warm?;
         // The caller has logged run_start.
@@ -474,7 +476,7 @@ impl Team<'_> {
                             }
                         }
                         Err(e) => e,
-                        Ok(_) => another_rank_failed(),
+                        Ok(_) => TrainingError::PeerFailed,
                     })
                 }
                 Verdict::Stop => return Ok((done, loss_sum)),

@@ -114,7 +114,7 @@ impl InplaceOp2 for Moments {
         gl: &Layout,
     ) -> Result<()> {
         let u = self.0;
-        let g = crate::batch_norm::cpu_values(g, gl)?;
+        let g = crate::op_values::cpu_values(g, gl)?;
         let (a, _) = contiguous(dst_l)?;
         let CpuStorage::F32(state) = dst else {
             candle_core::bail!("AdamW: the moments must be f32");
@@ -153,8 +153,8 @@ impl InplaceOp2 for Step {
         sl: &Layout,
     ) -> Result<()> {
         let u = self.0;
-        let state = crate::batch_norm::cpu_values(state, sl)?;
-        let theta = crate::batch_norm::cpu_values(dst, dst_l)?;
+        let state = crate::op_values::cpu_values(state, sl)?;
+        let theta = crate::op_values::cpu_values(dst, dst_l)?;
         let n = theta.len();
         let updated: Vec<f32> = (0..n)
             .map(|i| {
@@ -162,7 +162,7 @@ impl InplaceOp2 for Step {
                 theta[i] * u.decay - u.lr * step
             })
             .collect();
-        crate::batch_norm::cpu_write(dst, dst_l, &updated)?;
+        crate::op_values::cpu_write(dst, dst_l, &updated)?;
         Ok(())
     }
 
@@ -181,12 +181,11 @@ impl InplaceOp2 for Step {
 #[cfg(feature = "cuda")]
 mod gpu {
     use super::{contiguous, Update};
-    use crate::kernel_launch::{grid_stride, suffix, u32_of};
+    use crate::kernel_launch::{by_element_type, grid_stride, suffix, u32_of};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
-    use candle_core::{CudaStorage, DType, Layout, Result};
+    use candle_core::{CudaStorage, Layout, Result};
     use cudarc::driver::{DeviceRepr, PushKernelArg};
-    use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/adamw.ptx");
     const MODULE: &str = "joulebench_adamw";
@@ -196,12 +195,7 @@ mod gpu {
         (state, sl): (&mut CudaStorage, &Layout),
         (g, gl): (&CudaStorage, &Layout),
     ) -> Result<()> {
-        match g.dtype() {
-            DType::BF16 => typed_moments::<bf16>(u, (state, sl), (g, gl)),
-            DType::F16 => typed_moments::<f16>(u, (state, sl), (g, gl)),
-            DType::F32 => typed_moments::<f32>(u, (state, sl), (g, gl)),
-            other => candle_core::bail!("AdamW: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(g.dtype(), typed_moments(u, (state, sl), (g, gl)))
     }
 
     fn typed_moments<T: CudaDType + DeviceRepr>(
@@ -239,12 +233,7 @@ mod gpu {
         (theta, tl): (&mut CudaStorage, &Layout),
         (state, sl): (&CudaStorage, &Layout),
     ) -> Result<()> {
-        match theta.dtype() {
-            DType::BF16 => typed_step::<bf16>(u, (theta, tl), (state, sl)),
-            DType::F16 => typed_step::<f16>(u, (theta, tl), (state, sl)),
-            DType::F32 => typed_step::<f32>(u, (theta, tl), (state, sl)),
-            other => candle_core::bail!("AdamW: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(theta.dtype(), typed_step(u, (theta, tl), (state, sl)))
     }
 
     fn typed_step<T: CudaDType + DeviceRepr>(

@@ -98,12 +98,11 @@ impl CustomOp2 for Attention {
 
 #[cfg(feature = "cuda")]
 mod gpu {
-    use crate::kernel_launch::{suffix, u32_of, view, Operand};
+    use crate::kernel_launch::{by_element_type, suffix, u32_of, view, Operand};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
-    use candle_core::{CudaStorage, DType, Result};
+    use candle_core::{CudaStorage, Result};
     use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
-    use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/attention.ptx");
     const MODULE: &str = "joulebench_attention";
@@ -113,12 +112,7 @@ mod gpu {
         mask: Option<Operand>,
         dims: (usize, usize, usize, usize),
     ) -> Result<CudaStorage> {
-        match qkv.0.dtype() {
-            DType::BF16 => typed::<bf16>(qkv, mask, dims),
-            DType::F16 => typed::<f16>(qkv, mask, dims),
-            DType::F32 => typed::<f32>(qkv, mask, dims),
-            other => candle_core::bail!("fused attention: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(qkv.0.dtype(), typed(qkv, mask, dims))
     }
 
     fn typed<T: CudaDType + DeviceRepr>(

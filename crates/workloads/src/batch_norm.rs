@@ -21,8 +21,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT, Result, Shape, Tensor,
-    Var, WithDType,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT, Result, Shape, Tensor, Var,
 };
 use candle_nn::{Init, VarBuilder};
 
@@ -269,52 +268,7 @@ impl Geometry {
 
 // ---------------------------------------------------------------- CPU
 
-/// The contiguous values of an operand as f32.
-pub(crate) fn cpu_values(s: &CpuStorage, l: &Layout) -> Result<Vec<f32>> {
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("batch norm: operand not contiguous");
-    };
-    Ok(match s {
-        CpuStorage::F32(v) => v[a..b].to_vec(),
-        CpuStorage::BF16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
-        CpuStorage::F16(v) => v[a..b].iter().map(|x| x.to_f32()).collect(),
-        CpuStorage::F64(v) => v[a..b].iter().map(|&x| x as f32).collect(),
-        other => candle_core::bail!("batch norm: no CPU path for {:?}", other.dtype()),
-    })
-}
-
-pub(crate) fn cpu_storage(values: Vec<f32>, dtype: DType) -> Result<CpuStorage> {
-    fn convert<T: WithDType>(v: Vec<f32>) -> Vec<T> {
-        v.into_iter().map(|x| T::from_f64(f64::from(x))).collect()
-    }
-    Ok(match dtype {
-        DType::F32 => CpuStorage::F32(values),
-        DType::BF16 => CpuStorage::BF16(convert(values)),
-        DType::F16 => CpuStorage::F16(convert(values)),
-        DType::F64 => CpuStorage::F64(convert(values)),
-        other => candle_core::bail!("batch norm: no CPU path for {other:?}"),
-    })
-}
-
-/// Writes f32 `values` over a contiguous operand, in its type.
-pub(crate) fn cpu_write(dst: &mut CpuStorage, l: &Layout, values: &[f32]) -> Result<()> {
-    fn put<T: WithDType>(d: &mut [T], v: &[f32]) {
-        for (d, v) in d.iter_mut().zip(v) {
-            *d = T::from_f64(f64::from(*v));
-        }
-    }
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("operand not contiguous");
-    };
-    match dst {
-        CpuStorage::F32(d) => d[a..b].copy_from_slice(values),
-        CpuStorage::BF16(d) => put(&mut d[a..b], values),
-        CpuStorage::F16(d) => put(&mut d[a..b], values),
-        CpuStorage::F64(d) => put(&mut d[a..b], values),
-        other => candle_core::bail!("no CPU path for {:?}", other.dtype()),
-    }
-    Ok(())
-}
+use crate::op_values::{cpu_storage, cpu_values, cpu_write};
 
 /// `(Σa·m, Σa·m·b)` per channel (`b` = `a·m` when absent, `m` = 1 when no mask).
 fn cpu_sums(g: &Geometry, a: &[f32], b: Option<&[f32]>, mask: Option<&[f32]>) -> CpuStorage {
@@ -788,12 +742,13 @@ impl candle_core::InplaceOp2 for Running {
 #[cfg(feature = "cuda")]
 mod gpu {
     use super::Geometry;
-    use crate::kernel_launch::{grid_stride, suffix, u32_of, view, Operand, THREADS};
+    use crate::kernel_launch::{
+        by_element_type, grid_stride, suffix, u32_of, view, Operand, THREADS,
+    };
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
-    use candle_core::{CudaStorage, DType, Layout, Result, Shape};
+    use candle_core::{CudaStorage, Layout, Result, Shape};
     use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
-    use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/batch_norm.ptx");
     const MODULE: &str = "joulebench_batch_norm";
@@ -806,13 +761,7 @@ mod gpu {
         b: Option<Operand>,
         mask: Option<Operand>,
     ) -> Result<(CudaStorage, Shape)> {
-        let dtype = a.0.dtype();
-        match dtype {
-            DType::BF16 => typed_sums::<bf16>(plane, a, b, mask),
-            DType::F16 => typed_sums::<f16>(plane, a, b, mask),
-            DType::F32 => typed_sums::<f32>(plane, a, b, mask),
-            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(a.0.dtype(), typed_sums(plane, a, b, mask))
     }
 
     fn typed_sums<T: CudaDType + DeviceRepr>(
@@ -884,12 +833,7 @@ mod gpu {
         relu: bool,
     ) -> Result<(CudaStorage, Shape)> {
         let ops = (terms, mask);
-        match x.0.dtype() {
-            DType::BF16 => typed_affine::<bf16>(plane, x, ops, relu),
-            DType::F16 => typed_affine::<f16>(plane, x, ops, relu),
-            DType::F32 => typed_affine::<f32>(plane, x, ops, relu),
-            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(x.0.dtype(), typed_affine(plane, x, ops, relu))
     }
 
     fn typed_affine<T: CudaDType + DeviceRepr>(
@@ -971,12 +915,7 @@ mod gpu {
         x: Operand,
         coef: Operand,
     ) -> Result<CudaStorage> {
-        match dy.0.dtype() {
-            DType::BF16 => typed_bn_dx::<bf16>(plane, dy, x, coef),
-            DType::F16 => typed_bn_dx::<f16>(plane, dy, x, coef),
-            DType::F32 => typed_bn_dx::<f32>(plane, dy, x, coef),
-            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(dy.0.dtype(), typed_bn_dx(plane, dy, x, coef))
     }
 
     fn typed_bn_dx<T: CudaDType + DeviceRepr>(
@@ -1018,12 +957,10 @@ mod gpu {
         gamma: Operand,
         third: Operand,
     ) -> Result<CudaStorage> {
-        match gamma.0.dtype() {
-            DType::BF16 => typed_finalize::<bf16>(grad, consts, sums, gamma, third),
-            DType::F16 => typed_finalize::<f16>(grad, consts, sums, gamma, third),
-            DType::F32 => typed_finalize::<f32>(grad, consts, sums, gamma, third),
-            other => candle_core::bail!("batch norm: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(
+            gamma.0.dtype(),
+            typed_finalize(grad, consts, sums, gamma, third)
+        )
     }
 
     fn typed_finalize<T: CudaDType + DeviceRepr>(

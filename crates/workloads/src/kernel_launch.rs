@@ -49,3 +49,17 @@ pub(crate) fn grid_stride(total: usize) -> LaunchConfig {
         shared_mem_bytes: 0,
     }
 }
+
+/// `$f::<T>(args…)` with `T` the Rust type of `$dtype` among the types our
+/// kernels exist for (bf16, f16, f32); any other type is an error.
+macro_rules! by_element_type {
+    ($dtype:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $dtype {
+            candle_core::DType::BF16 => $f::<half::bf16>($($arg),*),
+            candle_core::DType::F16 => $f::<half::f16>($($arg),*),
+            candle_core::DType::F32 => $f::<f32>($($arg),*),
+            other => candle_core::bail!("no GPU kernel of ours for {other:?}"),
+        }
+    };
+}
+pub(crate) use by_element_type;

@@ -30,6 +30,7 @@ mod kernel_launch;
 pub mod max_pool;
 pub mod null;
 pub mod onnx;
+mod op_values;
 pub mod resnet;
 pub mod sleep;
 #[cfg(feature = "cuda")]

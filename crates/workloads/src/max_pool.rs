@@ -101,7 +101,7 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (planes, g) = self.geometry(l)?;
-        let x = crate::batch_norm::cpu_values(s, l)?;
+        let x = crate::op_values::cpu_values(s, l)?;
         let (hw, ohw) = ((g.h * g.w) as usize, (g.oh * g.ow) as usize);
         let mut y = Vec::with_capacity(planes * ohw);
         for p in 0..planes {
@@ -113,7 +113,7 @@ impl CustomOp1 for MaxPool {
             }
         }
         Ok((
-            crate::batch_norm::cpu_storage(y, s.dtype())?,
+            crate::op_values::cpu_storage(y, s.dtype())?,
             self.out_shape(l)?,
         ))
     }
@@ -148,8 +148,8 @@ impl CustomOp2 for MaxPool {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (planes, g) = self.geometry(l1)?;
-        let x = crate::batch_norm::cpu_values(s1, l1)?;
-        let dy = crate::batch_norm::cpu_values(s2, l2)?;
+        let x = crate::op_values::cpu_values(s1, l1)?;
+        let dy = crate::op_values::cpu_values(s2, l2)?;
         let (hw, ohw) = ((g.h * g.w) as usize, (g.oh * g.ow) as usize);
         let mut dx = vec![0f32; planes * hw];
         for p in 0..planes {
@@ -162,7 +162,7 @@ impl CustomOp2 for MaxPool {
             }
         }
         Ok((
-            crate::batch_norm::cpu_storage(dx, s1.dtype())?,
+            crate::op_values::cpu_storage(dx, s1.dtype())?,
             l1.shape().clone(),
         ))
     }
@@ -184,12 +184,11 @@ impl CustomOp2 for MaxPool {
 #[cfg(feature = "cuda")]
 mod gpu {
     use super::Geometry;
-    use crate::kernel_launch::{grid_stride, span, suffix};
+    use crate::kernel_launch::{by_element_type, grid_stride, span, suffix};
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::CudaDType;
-    use candle_core::{CudaStorage, DType, Layout, Result};
+    use candle_core::{CudaStorage, Layout, Result};
     use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
-    use half::{bf16, f16};
 
     const PTX: &str = include_str!("../kernels/pool.ptx");
     const MODULE: &str = "joulebench_pool";
@@ -203,12 +202,7 @@ mod gpu {
         planes: usize,
         g: Geometry,
     ) -> Result<CudaStorage> {
-        match s.dtype() {
-            DType::BF16 => typed_forward::<bf16>(s, l, planes, g),
-            DType::F16 => typed_forward::<f16>(s, l, planes, g),
-            DType::F32 => typed_forward::<f32>(s, l, planes, g),
-            other => candle_core::bail!("max pool: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(s.dtype(), typed_forward(s, l, planes, g))
     }
 
     fn typed_forward<T: CudaDType + DeviceRepr>(
@@ -243,12 +237,7 @@ mod gpu {
         planes: usize,
         g: Geometry,
     ) -> Result<CudaStorage> {
-        match x.0.dtype() {
-            DType::BF16 => typed_backward::<bf16>(x, dy, planes, g),
-            DType::F16 => typed_backward::<f16>(x, dy, planes, g),
-            DType::F32 => typed_backward::<f32>(x, dy, planes, g),
-            other => candle_core::bail!("max pool: no GPU kernel for {other:?}"),
-        }
+        by_element_type!(x.0.dtype(), typed_backward(x, dy, planes, g))
     }
 
     fn typed_backward<T: CudaDType + DeviceRepr>(
