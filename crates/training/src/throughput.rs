@@ -16,7 +16,7 @@ use crate::mllog::{keys, MlLog};
 use crate::resnet::ResNet50;
 use crate::trainer::{Ending, PhaseSpan};
 use crate::TrainingError;
-use candle_core::{DType, Device, ModuleT, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, ParamsAdamW};
 // Two kernels per variable instead of candle AdamW's dozen (same formula).
 use serde_json::json;
@@ -385,14 +385,10 @@ impl Replica {
 
     /// Forward, loss and backward: this replica's gradients and loss.
     fn gradients(&self) -> Result<(candle_core::backprop::GradStore, f32), TrainingError> {
-        let logits = self
+        let (loss, grads) = self
             .net
-            .forward_t(&self.x, true)
-            .and_then(|l| l.to_dtype(DType::F32))
-            .map_err(self.err("the forward pass"))?;
-        let loss =
-            candle_nn::loss::cross_entropy(&logits, &self.y).map_err(self.err("the loss"))?;
-        let grads = loss.backward().map_err(self.err("the backward pass"))?;
+            .loss_and_gradients(&self.x, &self.y)
+            .map_err(self.err("the forward and backward passes"))?;
         // Reading the loss waits for the device: a step is complete when timed,
         // and a diverged rank is known before the ranks agree to go on.
         let value = loss

@@ -14,7 +14,8 @@
 //                 out = [scale | shift | mean | biased var] (f32, 4·C), with
 //                 scale = γ/√(var + ε), shift = β − mean·scale.
 //   bn_finalize_grad: the gradients of the sums, γ and β from those of
-//                 [scale | shift] (f32, 2·C): out = [dΣx | dΣx² | dγ | dβ].
+//                 [scale | shift] (f32, 2·C, or the apply pass's (Σdy, Σdy·x)
+//                 when from_dot): out = [dΣx | dΣx² | dγ | dβ].
 //   bn_coefficients: the input gradient's per-channel terms A, B, C
 //                 (f32, 3·C) from the statistics and (Σdy, Σdy·x):
 //                 dx = A·dy + B·x + C is batch norm's whole input gradient,
@@ -120,7 +121,7 @@ CHANNEL_AFFINE(channel_affine_f32, float, load, store_f32)
     }                                                                                 \
     extern "C" __global__ void bn_finalize_grad_##SUFFIX(                             \
         const float *sums, const T *gamma, const float *grad, float *out,             \
-        unsigned int channels, float count, float eps) {                              \
+        unsigned int channels, float count, float eps, int from_dot) {                \
         unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;                       \
         if (c >= channels) return;                                                    \
         float mean = sums[c] / count;                                                 \
@@ -128,7 +129,10 @@ CHANNEL_AFFINE(channel_affine_f32, float, load, store_f32)
         float var = fmaxf(raw_var, 0.0f);                                             \
         float inv = 1.0f / sqrtf(var + eps);                                          \
         float g = LOAD(gamma[c]);                                                     \
-        float g_scale = grad[c], g_shift = grad[channels + c];                        \
+        /* grad: [dscale | dshift], or when from_dot the apply pass's        \
+           (Σdy, Σdy·x), which are (dshift, dscale). */                               \
+        float g_scale = grad[from_dot ? channels + c : c];                            \
+        float g_shift = grad[from_dot ? c : channels + c];                            \
         /* scale = γ·inv, shift = β − mean·γ·inv */                                   \
         float d_inv = g_scale * g - g_shift * mean * g;                               \
         float d_var = raw_var > 0.0f ? -0.5f * d_inv * inv * inv * inv : 0.0f;        \

@@ -20,6 +20,7 @@
 //! loops. Sums are f32 per thread and f64 across blocks.
 
 use candle_core::backend::BackendStorage;
+use candle_core::backprop::GradStore;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT, Result, Shape, Tensor, Var,
 };
@@ -101,27 +102,52 @@ impl TrainBatchNorm {
         train: bool,
     ) -> Result<Tensor> {
         let x = x.contiguous()?;
-        let (stats, plane, count) = self.statistics(&x, train)?;
+        let (op, stats, _) = self.prepare(&x, residual.is_some(), relu, train, true)?;
+        x.apply_op3(&stats, &Self::third(residual, &stats)?, op)
+    }
+
+    /// The operand after the statistics: the residual, or a stand-in.
+    fn third(residual: Option<&Tensor>, stats: &Tensor) -> Result<Tensor> {
+        match residual {
+            Some(r) => r.contiguous(),
+            None => Ok(stats.clone()),
+        }
+    }
+
+    /// The apply pass and the statistics it takes (see [`Self::statistics`]),
+    /// and in training the sums they came from.
+    fn prepare(
+        &self,
+        x: &Tensor,
+        residual: bool,
+        relu: bool,
+        train: bool,
+        tracked: bool,
+    ) -> Result<(BnApply, Tensor, Option<Tensor>)> {
+        let (stats, sums, plane, count) = self.statistics(x, train, tracked)?;
         let op = BnApply {
             plane,
             relu,
-            residual: residual.is_some(),
+            residual,
             batch_statistics: train,
             count: count as f32,
             eps: self.eps as f32,
         };
-        let third = match residual {
-            Some(r) => r.contiguous()?,
-            None => stats.clone(),
-        };
-        x.apply_op3(&stats, &third, op)
+        Ok((op, stats, sums))
     }
 
     /// `[scale | shift | mean | var]`, f32 `[4, C]` (scale = γ/√(var + ε),
     /// shift = β − mean·scale): the batch's in training (and the running
-    /// statistics updated), the running ones otherwise; and `x`'s plane and
-    /// values per channel.
-    fn statistics(&self, x: &Tensor, train: bool) -> Result<(Tensor, usize, f64)> {
+    /// statistics updated), the running ones otherwise; in training also
+    /// the sums `(Σx, Σx²)` they came from; and `x`'s plane and values per
+    /// channel. `tracked`: differentiable with respect to γ and β for
+    /// candle's autograd.
+    fn statistics(
+        &self,
+        x: &Tensor,
+        train: bool,
+        tracked: bool,
+    ) -> Result<(Tensor, Option<Tensor>, usize, f64)> {
         let (channels, plane) = channels_and_plane(x)?;
         let count = (x.elem_count() / channels) as f64;
         let (mean, var) = (self.running_mean.as_tensor(), self.running_var.as_tensor());
@@ -129,7 +155,7 @@ impl TrainBatchNorm {
             let scale = (self.weight.to_dtype(DType::F32)? * (var + self.eps)?.sqrt()?.recip()?)?;
             let shift = (self.bias.to_dtype(DType::F32)? - (mean * &scale)?)?;
             let stats = Tensor::stack(&[&scale, &shift, mean, var], 0)?;
-            return Ok((stats, plane, count));
+            return Ok((stats, None, plane, count));
         }
         if count < 2.0 {
             candle_core::bail!("batch norm in training needs more than one value per channel");
@@ -141,7 +167,11 @@ impl TrainBatchNorm {
             count: count as f32,
             eps: self.eps as f32,
         };
-        let stats = sums.apply_op3(&self.weight, &self.bias, finalize)?;
+        let stats = if tracked {
+            sums.apply_op3(&self.weight, &self.bias, finalize)?
+        } else {
+            sums.apply_op3_no_bwd(&self.weight, &self.bias, &finalize)?
+        };
         let blend = |running: &Var, row: usize, unbias: f64| {
             let update = Running {
                 momentum: MOMENTUM as f32,
@@ -151,7 +181,76 @@ impl TrainBatchNorm {
         };
         blend(&self.running_mean, 2, 1.0)?;
         blend(&self.running_var, 3, count / (count - 1.0))?;
-        Ok((stats, plane, count))
+        Ok((stats, Some(sums), plane, count))
+    }
+
+    /// A training-mode pass (batch statistics, running ones updated) that
+    /// candle's autograd does not record: `relu(batch norm(x) + residual)`
+    /// (either part optional), and what [`Self::backward`] needs. For
+    /// networks that run their backward pass themselves: candle's adds every
+    /// gradient onto a zero-filled tensor, two passes over each activation.
+    pub fn forward_recorded(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<(Tensor, BnTape)> {
+        if let Some(r) = residual.filter(|r| r.dims() != x.dims()) {
+            candle_core::bail!(
+                "batch norm: residual {:?} does not match {:?}",
+                r.shape(),
+                x.shape()
+            );
+        }
+        let x = x.contiguous()?;
+        let (op, stats, sums) = self.prepare(&x, residual.is_some(), relu, true, false)?;
+        let sums = sums.expect("training computes the sums");
+        let y = x.apply_op3_no_bwd(&stats, &Self::third(residual, &stats)?, &op)?;
+        let tape = BnTape {
+            x,
+            y: y.clone(),
+            stats,
+            sums,
+            op,
+        };
+        Ok((y, tape))
+    }
+
+    /// The gradients of a [`Self::forward_recorded`] pass for its output
+    /// gradient `dy`: γ's and β's go into `grads` (keyed by the variables),
+    /// `x`'s is returned, with the residual's when there was one.
+    pub fn backward(
+        &self,
+        tape: &BnTape,
+        dy: &Tensor,
+        grads: &mut GradStore,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (dx, dot, d_residual) = tape.op.gradients(&tape.x, &tape.stats, &tape.y, dy)?;
+        let op = FinalizeGrad {
+            count: tape.op.count,
+            eps: tape.op.eps,
+            from_dot: true,
+        };
+        let d = tape.sums.apply_op3_no_bwd(&self.weight, &dot, &op)?;
+        grads.insert(&self.weight, d.get(2)?.to_dtype(self.weight.dtype())?);
+        grads.insert(&self.bias, d.get(3)?.to_dtype(self.bias.dtype())?);
+        Ok((dx, d_residual))
+    }
+}
+
+/// What a [`TrainBatchNorm::forward_recorded`] pass keeps for its backward.
+pub struct BnTape {
+    x: Tensor,
+    y: Tensor,
+    stats: Tensor,
+    sums: Tensor,
+    op: BnApply,
+}
+
+impl BnTape {
+    /// The pass's output.
+    pub fn output(&self) -> &Tensor {
+        &self.y
     }
 }
 
@@ -230,6 +329,10 @@ struct Finalize {
 struct FinalizeGrad {
     count: f32,
     eps: f32,
+    /// `grad` is the apply pass's `(Σdy, Σdy·x)` = (dshift, dscale), as
+    /// [`DotSums`] leaves it (saves building `[dscale | dshift]`), not
+    /// candle's gradient of the statistics.
+    from_dot: bool,
 }
 
 /// `running ← (1 − momentum)·running + momentum·unbias·stat` (f32 `[C]`).
@@ -453,6 +556,29 @@ impl CustomOp3 for BnApply {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dot, d_residual) = self.gradients(x, stats, y, dy)?;
+        // ∂/∂scale = Σdy·x, ∂/∂shift = Σdy; the mean and variance rows are
+        // used only through scale and shift here.
+        let zeros = Tensor::zeros((2, stats.dim(1)?), DType::F32, dy.device())?;
+        let d_stats = Tensor::cat(
+            &[dot.get(1)?.unsqueeze(0)?, dot.get(0)?.unsqueeze(0)?, zeros],
+            0,
+        )?;
+        Ok((Some(dx), Some(d_stats), d_residual))
+    }
+}
+
+impl BnApply {
+    /// For the output gradient `dy`: the input's gradient, `(Σdy, Σdy·x)`
+    /// per channel (`dy` after the ReLU's mask; the gradients of shift and
+    /// scale) and the residual's gradient when there is one.
+    fn gradients(
+        &self,
+        x: &Tensor,
+        stats: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let plane = self.plane;
         let channels = stats.dim(1)?;
         let dy = dy.contiguous()?;
@@ -478,14 +604,7 @@ impl CustomOp3 for BnApply {
             // Constant statistics: dx = dy·scale (MaskedScale reads row 0).
             dy.apply_op3_no_bwd(stats, stats, &MaskedScale { plane, masked })?
         };
-        // ∂/∂scale = Σdy·x, ∂/∂shift = Σdy; the mean and variance rows are
-        // used only through scale and shift here.
-        let zeros = Tensor::zeros((2, channels), DType::F32, dy.device())?;
-        let d_stats = Tensor::cat(
-            &[dot.get(1)?.unsqueeze(0)?, dot.get(0)?.unsqueeze(0)?, zeros],
-            0,
-        )?;
-        Ok((Some(dx), Some(d_stats), self.residual.then_some(dy)))
+        Ok((dx, dot, self.residual.then_some(dy)))
     }
 }
 
@@ -625,7 +744,7 @@ impl CustomOp3 for Finalize {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let channels = l2.shape().elem_count();
-        let out = gpu::finalize(false, (self.count, self.eps), (s1, l1), (s2, l2), (s3, l3))?;
+        let out = gpu::finalize(None, (self.count, self.eps), (s1, l1), (s2, l2), (s3, l3))?;
         Ok((out, (4, channels).into()))
     }
 
@@ -640,6 +759,7 @@ impl CustomOp3 for Finalize {
         let op = FinalizeGrad {
             count: self.count,
             eps: self.eps,
+            from_dot: false,
         };
         let d = sums.apply_op3_no_bwd(gamma, &grad.contiguous()?, &op)?;
         let d_sums = d.narrow(0, 0, 2)?;
@@ -672,7 +792,12 @@ impl CustomOp3 for FinalizeGrad {
         let mut out = vec![0f32; 4 * channels];
         for c in 0..channels {
             let (mean, raw_var, _, inv) = moments(&sums, c, channels, self.count, self.eps);
-            let (g, g_scale, g_shift) = (gamma[c], grad[c], grad[channels + c]);
+            let (g_scale, g_shift) = if self.from_dot {
+                (grad[channels + c], grad[c])
+            } else {
+                (grad[c], grad[channels + c])
+            };
+            let g = gamma[c];
             // scale = γ·inv, shift = β − mean·γ·inv, inv = (var + ε)^(−1/2),
             // var = Σx²/n − mean², mean = Σx/n.
             let d_inv = g_scale * g - g_shift * mean * g;
@@ -701,7 +826,13 @@ impl CustomOp3 for FinalizeGrad {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let channels = l2.shape().elem_count();
-        let out = gpu::finalize(true, (self.count, self.eps), (s1, l1), (s2, l2), (s3, l3))?;
+        let out = gpu::finalize(
+            Some(self.from_dot),
+            (self.count, self.eps),
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+        )?;
         Ok((out, (4, channels).into()))
     }
 }
@@ -950,8 +1081,9 @@ mod gpu {
     }
 
     /// bn_finalize (or its gradient when `grad`): `(sums, γ, β or grad)` → f32 `[4·C]`.
+    /// bn_finalize, or bn_finalize_grad when `grad` is `Some(from_dot)`.
     pub(super) fn finalize(
-        grad: bool,
+        grad: Option<bool>,
         consts: (f32, f32),
         sums: Operand,
         gamma: Operand,
@@ -964,7 +1096,7 @@ mod gpu {
     }
 
     fn typed_finalize<T: CudaDType + DeviceRepr>(
-        grad: bool,
+        grad: Option<bool>,
         (count, eps): (f32, f32),
         sums: Operand,
         gamma: Operand,
@@ -972,10 +1104,9 @@ mod gpu {
     ) -> Result<CudaStorage> {
         let device = gamma.0.device().clone();
         let channels = u32_of(gamma.1.shape().elem_count())?;
-        let kernel = if grad {
-            "bn_finalize_grad"
-        } else {
-            "bn_finalize"
+        let kernel = match grad {
+            Some(_) => "bn_finalize_grad",
+            None => "bn_finalize",
         };
         let func = device.get_or_load_custom_func(
             &format!("{kernel}_{}", suffix(gamma.0.dtype())?),
@@ -989,8 +1120,9 @@ mod gpu {
         // SAFETY: the kernel writes all 4·C values.
         let mut out: CudaSlice<f32> = unsafe { device.alloc(4 * channels as usize)? };
         let mut args = func.builder();
+        let from_dot = i32::from(grad == Some(true));
         args.arg(&sums).arg(&gamma);
-        if grad {
+        if grad.is_some() {
             upstream = view::<f32>(third)?;
             args.arg(&upstream);
         } else {
@@ -998,8 +1130,12 @@ mod gpu {
             args.arg(&beta);
         }
         args.arg(&mut out).arg(&channels).arg(&count).arg(&eps);
+        if grad.is_some() {
+            args.arg(&from_dot);
+        }
         // SAFETY: arguments match bn_finalize_T / bn_finalize_grad_T
-        // (batch_norm.cu): sums 2·C, γ and β C, grad 2·C (or more), out 4·C.
+        // (batch_norm.cu): sums 2·C, γ and β C, grad 2·C (or more), out
+        // 4·C, and for the gradient the from_dot flag.
         unsafe { args.launch(grid_stride(channels as usize)) }.map_err(candle_core::Error::wrap)?;
         Ok(wrap(out, device))
     }

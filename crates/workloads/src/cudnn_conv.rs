@@ -17,10 +17,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 
+use crate::conv::InputGradient;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::{CudaDType, CudaDevice, DeviceId};
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
+    CpuStorage, CudaStorage, CustomOp2, DType, InplaceOp3, Layout, Result, Shape, Tensor, WithDType,
 };
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr};
@@ -37,6 +38,48 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
             geometry,
         },
     )
+}
+
+/// `dx` (as `input_gradient` asks) and `dw` of [`conv2d`] for the output
+/// gradient `dy`, through cuDNN, recorded nowhere. A gradient to add `dx`
+/// to takes it in place (cuDNN's β = 1), with no pass of its own.
+pub fn conv2d_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+    stride: usize,
+    padding: usize,
+    input_gradient: InputGradient,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let geometry = Geometry::new(x.dims4()?, weight.dims4()?, stride, padding)?;
+    backward(geometry, x, weight, dy, input_gradient)
+}
+
+fn backward(
+    geometry: Geometry,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    input_gradient: InputGradient,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let dy = dy.contiguous()?;
+    let pass = |pass| ConvOp { pass, geometry };
+    let w = w.contiguous()?;
+    let dx = match input_gradient {
+        InputGradient::Skip => None,
+        InputGradient::New => Some(w.apply_op2_no_bwd(&dy, &pass(Pass::BackwardData))?),
+        InputGradient::AddedTo(sum) if sum.is_contiguous() && sum.dims() == geometry.x => {
+            sum.inplace_op3(&w, &dy, &AddData(geometry))?;
+            Some(sum)
+        }
+        InputGradient::AddedTo(sum) => {
+            Some((sum + w.apply_op2_no_bwd(&dy, &pass(Pass::BackwardData))?)?)
+        }
+    };
+    let dw = x
+        .contiguous()?
+        .apply_op2_no_bwd(&dy, &pass(Pass::BackwardFilter))?;
+    Ok((dx, dw))
 }
 
 /// The shapes of one convolution: everything a plan depends on but the type.
@@ -132,7 +175,8 @@ impl CustomOp2 for ConvOp {
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         let dims = self.out_dims();
-        let out = run(self.pass, self.geometry, a, al, b, bl, dims)?;
+        let out =
+            run(self.pass, self.geometry, a, al, b, bl, Output::New(dims))?.expect("a new tensor");
         Ok((out, Shape::from(dims.to_vec())))
     }
     fn bwd(
@@ -145,15 +189,48 @@ impl CustomOp2 for ConvOp {
         if self.pass != Pass::Forward {
             candle_core::bail!("{}: no second derivatives", self.name());
         }
-        let dy = dy.contiguous()?;
-        let pass = |pass| ConvOp {
-            pass,
-            geometry: self.geometry,
-        };
-        let dx = w.apply_op2_no_bwd(&dy, &pass(Pass::BackwardData))?;
-        let dw = x.apply_op2_no_bwd(&dy, &pass(Pass::BackwardFilter))?;
-        Ok((Some(dx), Some(dw)))
+        let (dx, dw) = backward(self.geometry, x, w, dy, InputGradient::New)?;
+        Ok((dx, Some(dw)))
     }
+}
+
+/// The input-gradient pass added onto a gradient in place: `(sum, w, dy)`,
+/// `sum += dx`.
+struct AddData(Geometry);
+
+impl InplaceOp3 for AddData {
+    fn name(&self) -> &'static str {
+        "cudnn-conv2d-backward-data-add"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<()> {
+        candle_core::bail!("{} runs on CUDA devices only", self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        sum: &mut CudaStorage,
+        sum_l: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        dy: &CudaStorage,
+        dyl: &Layout,
+    ) -> Result<()> {
+        let out = Output::AddTo(sum, sum_l);
+        run(Pass::BackwardData, self.0, w, wl, dy, dyl, out).map(|_| ())
+    }
+}
+
+/// Where a pass writes: a new tensor of these dims, or added onto one.
+enum Output<'a> {
+    New([usize; 4]),
+    AddTo(&'a mut CudaStorage, &'a Layout),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,8 +243,8 @@ enum Pass {
     BackwardFilter,
 }
 
-/// Runs one pass on `a` and `b` (see [`Pass`]) into a new tensor of
-/// `out_dims`, typed as the inputs.
+/// Runs one pass on `a` and `b` (see [`Pass`]) into `out`, typed as the
+/// inputs: the new tensor, or `None` when added onto one.
 fn run(
     pass: Pass,
     g: Geometry,
@@ -175,15 +252,19 @@ fn run(
     al: &Layout,
     b: &CudaStorage,
     bl: &Layout,
-    out_dims: [usize; 4],
-) -> Result<CudaStorage> {
-    if !al.is_contiguous() || !bl.is_contiguous() {
-        candle_core::bail!("cuDNN convolution: inputs must be contiguous");
+    out: Output,
+) -> Result<Option<CudaStorage>> {
+    let contiguous = match &out {
+        Output::AddTo(_, l) => l.is_contiguous(),
+        Output::New(_) => true,
+    };
+    if !al.is_contiguous() || !bl.is_contiguous() || !contiguous {
+        candle_core::bail!("cuDNN convolution: operands must be contiguous");
     }
     match (a.dtype(), b.dtype()) {
-        (DType::BF16, DType::BF16) => typed::<bf16>(pass, g, a, al, b, bl, out_dims),
-        (DType::F16, DType::F16) => typed::<f16>(pass, g, a, al, b, bl, out_dims),
-        (DType::F32, DType::F32) => typed::<f32>(pass, g, a, al, b, bl, out_dims),
+        (DType::BF16, DType::BF16) => typed::<bf16>(pass, g, a, al, b, bl, out),
+        (DType::F16, DType::F16) => typed::<f16>(pass, g, a, al, b, bl, out),
+        (DType::F32, DType::F32) => typed::<f32>(pass, g, a, al, b, bl, out),
         (l, r) => {
             candle_core::bail!("cuDNN convolution: {l:?} and {r:?} (bf16, f16 or f32, both alike)")
         }
@@ -211,20 +292,38 @@ fn typed<T: Element>(
     al: &Layout,
     b: &CudaStorage,
     bl: &Layout,
-    out_dims: [usize; 4],
-) -> Result<CudaStorage> {
+    out: Output,
+) -> Result<Option<CudaStorage>> {
     let device = a.device.clone();
     let stream = device.cuda_stream();
     let a_slice = a.as_cuda_slice::<T>()?;
     let b_slice = b.as_cuda_slice::<T>()?;
-    let out_len: usize = out_dims.iter().product();
-    // SAFETY: cuDNN writes every element of the output (beta = 0).
-    let mut out: CudaSlice<T> = unsafe { device.alloc::<T>(out_len)? };
+    let elem = std::mem::size_of::<T>() as u64;
+    let (mut new, added_to) = match out {
+        Output::New(dims) => {
+            // SAFETY: cuDNN writes every element of the output (beta = 0).
+            let slice: CudaSlice<T> = unsafe { device.alloc::<T>(dims.iter().product())? };
+            (Some(slice), None)
+        }
+        Output::AddTo(sum, l) => (
+            None,
+            Some((sum.as_cuda_slice_mut::<T>()?, l.start_offset())),
+        ),
+    };
     {
         let (a_ptr, _a_done) = a_slice.device_ptr(&stream);
         let (b_ptr, _b_done) = b_slice.device_ptr(&stream);
-        let (out_ptr, _out_done) = out.device_ptr_mut(&stream);
-        let elem = std::mem::size_of::<T>() as u64;
+        let (out_ptr, beta, _out_done) = match (&mut new, added_to) {
+            (Some(slice), _) => {
+                let (p, done) = slice.device_ptr_mut(&stream);
+                (p, 0.0, done)
+            }
+            (None, Some((slice, offset))) => {
+                let (p, done) = slice.device_ptr_mut(&stream);
+                (p + offset as u64 * elem, 1.0, done)
+            }
+            (None, None) => unreachable!("one output or the other"),
+        };
         let a_ptr = a_ptr + al.start_offset() as u64 * elem;
         let b_ptr = b_ptr + bl.start_offset() as u64 * elem;
         HANDLES.with(|handles| -> Result<()> {
@@ -233,10 +332,10 @@ fn typed<T: Element>(
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(Handle::new(&device)?),
             };
-            handle.launch::<T>(&device, pass, g, a_ptr, b_ptr, out_ptr)
+            handle.launch::<T>(&device, pass, g, (a_ptr, b_ptr, out_ptr), beta)
         })?;
     }
-    Ok(CudaStorage::wrap_cuda_slice(out, device))
+    Ok(new.map(|slice| CudaStorage::wrap_cuda_slice(slice, device)))
 }
 
 thread_local! {
@@ -274,9 +373,8 @@ impl Handle {
         device: &CudaDevice,
         pass: Pass,
         g: Geometry,
-        a: u64,
-        b: u64,
-        out: u64,
+        (a, b, out): (u64, u64, u64),
+        beta: f32,
     ) -> Result<()> {
         let key = (T::DTYPE, g);
         let plan = match self.plans.entry(key) {
@@ -305,9 +403,10 @@ impl Handle {
             }
             None => (std::ptr::null_mut(), 0, None),
         };
-        let (one, zero) = (1f32, 0f32);
+        // out = α·result + β·out: β is 0 for a new tensor, 1 to add onto one.
+        let one = 1f32;
         let alpha = &one as *const f32 as *const c_void;
-        let beta = &zero as *const f32 as *const c_void;
+        let beta = &beta as *const f32 as *const c_void;
         let (a, b, out) = (a as *const c_void, b as *const c_void, out as *mut c_void);
         // SAFETY: the descriptors describe these buffers: same geometry, type
         // and NCHW contiguous layout, checked by the callers.

@@ -14,7 +14,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 /// `x` `[N, C, H, W]` max-pooled with a `kernel`×`kernel` window.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    if kernel == 0 || stride == 0 || padding >= kernel || h + 2 * padding < kernel {
+    // A window's maximum is kept as one byte on GPUs: at most 15 × 15.
+    if kernel == 0 || kernel > 15 || stride == 0 || padding >= kernel || h + 2 * padding < kernel {
         candle_core::bail!(
             "max pool: window {kernel}, stride {stride}, padding {padding} do not fit {h}×{w}"
         );
@@ -24,6 +25,24 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         stride,
         padding,
     })
+}
+
+/// The input gradient of [`max_pool2d`] (same `kernel`, `stride` and
+/// `padding`) for the output gradient `dy`, recorded nowhere: for callers
+/// that run the backward pass themselves.
+pub fn max_pool2d_backward(
+    x: &Tensor,
+    dy: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let op = MaxPool {
+        kernel,
+        stride,
+        padding,
+    };
+    x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &op)
 }
 
 #[derive(Clone, Copy)]
@@ -251,18 +270,31 @@ mod gpu {
         let x = xs.as_cuda_slice::<T>()?.slice(a..b);
         let (a, b) = span(dyl)?;
         let dy = dys.as_cuda_slice::<T>()?.slice(a..b);
-        let total = planes * (g.h * g.w) as usize;
-        // SAFETY: the kernel writes every input-gradient element.
-        let mut dx: CudaSlice<T> = unsafe { device.alloc(total)? };
-        let func = device.get_or_load_custom_func(
-            &format!("max_pool_grad_{}", suffix(xs.dtype())?),
-            MODULE,
-            PTX,
-        )?;
-        let planes = planes as u32;
+        let windows = planes * (g.oh * g.ow) as usize;
+        // SAFETY: the first kernel writes every window's byte.
+        let mut arg: CudaSlice<u8> = unsafe { device.alloc(windows)? };
+        let suffix = suffix(xs.dtype())?;
+        let func =
+            device.get_or_load_custom_func(&format!("max_pool_arg_{suffix}"), MODULE, PTX)?;
+        let planes_u32 = planes as u32;
         let mut args = func.builder();
-        args.arg(&x).arg(&dy).arg(&mut dx).arg(&planes).arg(&g);
-        // SAFETY: max_pool_grad_T(const T*, const T*, T*, unsigned, Pool).
+        args.arg(&x).arg(&mut arg).arg(&planes_u32).arg(&g);
+        // SAFETY: max_pool_arg_T(const T*, unsigned char*, unsigned, Pool)
+        // over planes·OH·OW windows.
+        unsafe { args.launch(grid_stride(windows)) }.map_err(candle_core::Error::wrap)?;
+        let total = planes * (g.h * g.w) as usize;
+        // SAFETY: the second kernel writes every input-gradient element.
+        let mut dx: CudaSlice<T> = unsafe { device.alloc(total)? };
+        let func =
+            device.get_or_load_custom_func(&format!("max_pool_grad_{suffix}"), MODULE, PTX)?;
+        let mut args = func.builder();
+        args.arg(&arg)
+            .arg(&dy)
+            .arg(&mut dx)
+            .arg(&planes_u32)
+            .arg(&g);
+        // SAFETY: max_pool_grad_T(const unsigned char*, const T*, T*,
+        // unsigned, Pool): windows' bytes and gradients, planes·H·W outputs.
         unsafe { args.launch(grid_stride(total)) }.map_err(candle_core::Error::wrap)?;
         Ok(CudaStorage::wrap_cuda_slice(dx, device))
     }
