@@ -197,7 +197,7 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
 
 /// The max-pool kernels (forward and the gathering backward) against the
 /// CPU loops: the same maxima and gradients, to the last bit (each input
-/// sums its windows' gradients in the same order, in f32).
+/// sums its windows' gradients in the same order, in f32), ties included.
 #[test]
 fn the_max_pool_kernels_match_the_cpu_path() {
     use candle_core::Var;
@@ -209,7 +209,12 @@ fn the_max_pool_kernels_match_the_cpu_path() {
         ((1, 2, 9, 7), 2, 2, 0),
     ] {
         let x = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap();
-        for dtype in [DType::F32, DType::BF16, DType::F16] {
+        // Whole numbers: most windows tie, and ties must go to the first.
+        let tied = (&x * 2.0).unwrap().round().unwrap();
+        for (x, dtype) in [DType::F32, DType::BF16, DType::F16]
+            .into_iter()
+            .flat_map(|d| [(&x, d), (&tied, d)])
+        {
             let run = |dev: &Device| {
                 let x =
                     Var::from_tensor(&x.to_dtype(dtype).unwrap().to_device(dev).unwrap()).unwrap();
@@ -269,14 +274,62 @@ fn the_adamw_kernels_match_the_cpu_path() {
     }
 }
 
-/// The fused attention kernel against candle's ops on the same GPU tensors:
-/// with and without a padding mask (−∞ and a large negative), a length that
-/// is not a multiple of 32, head sizes 32 and 64, each type.
+/// `softmax(q·kᵀ + mask)·v` by candle's ops in f32, as the context
+/// `[batch, len, hidden]`, for the fused kernels' inputs.
+fn attention_by_candles_ops(qkv: &Tensor, mask: Option<&Tensor>, heads: usize) -> Tensor {
+    let (b, len, width) = qkv.dims3().unwrap();
+    let (hidden, d) = (width / 3, width / 3 / heads);
+    let parts = qkv
+        .reshape((b, len, 3, heads, d))
+        .unwrap()
+        .permute((2, 0, 3, 1, 4))
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let (q, k, v) = (
+        parts.get(0).unwrap(),
+        parts.get(1).unwrap(),
+        parts.get(2).unwrap(),
+    );
+    let mut scores = q.matmul(&k.t().unwrap()).unwrap();
+    if let Some(mask) = mask {
+        scores = scores
+            .broadcast_add(&mask.to_dtype(DType::F32).unwrap())
+            .unwrap();
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+    probs
+        .matmul(&v)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, len, hidden))
+        .unwrap()
+}
+
+/// Both fused attention kernels against candle's ops on the same GPU tensors:
+/// with and without a padding mask (−∞ and a large negative), lengths that
+/// are and are not multiples of 16 and of the tensor-core kernel's 64-key
+/// steps, head sizes 32 and 64, each type, each kernel that serves the
+/// tensors; and which kernel `fused` picks (tensor cores for bf16 and f16).
 #[test]
 fn the_fused_attention_kernel_matches_candles_ops() {
+    use workloads::attention::{fused, fused_on, kernel_for, Kernel};
     let Some(gpu) = gpu() else { return };
-    // 90 × 64: k and v (f32) just fit the 48 KiB of shared memory.
-    for (b, len, heads, d) in [(3usize, 77usize, 12usize, 32usize), (2, 90, 4, 64)] {
+    // 90 × 64: k and v (f32) just fit the CUDA-core kernel's 48 KiB of shared
+    // memory; 160 × 64 and 288 × 32 are the most the tensor-core kernel
+    // takes, 288 rows in three blocks per head.
+    let shapes = [
+        (3usize, 77usize, 12usize, 32usize),
+        (2, 90, 4, 64),
+        (4, 128, 12, 32),
+        (2, 128, 4, 64),
+        (2, 160, 2, 64),
+        (2, 288, 2, 32),
+    ];
+    for (b, len, heads, d) in shapes {
         let hidden = heads * d;
         let qkv = Tensor::randn(0f32, 1.0, (b, len, 3 * hidden), &Device::Cpu).unwrap();
         // The last 10 tokens of sample 0 are padding.
@@ -289,54 +342,106 @@ fn the_fused_attention_kernel_matches_candles_ops() {
         for (dtype, tol) in [(DType::F32, 1e-5), (DType::BF16, 2e-2), (DType::F16, 5e-3)] {
             let on = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&gpu).unwrap();
             let (qkv, mask) = (on(&qkv), on(&mask));
+            let cuda_cores_fit = 2 * len * d * 4 <= 48 * 1024;
+            let expected = match dtype {
+                DType::F32 => cuda_cores_fit.then_some(Kernel::CudaCores),
+                _ => Some(Kernel::TensorCores),
+            };
             for mask in [None, Some(&mask)] {
-                let got = workloads::attention::fused(&qkv, mask, heads)
-                    .unwrap()
-                    .expect("the kernel serves these tensors");
-                let parts = qkv
-                    .reshape((b, len, 3, heads, d))
-                    .unwrap()
-                    .permute((2, 0, 3, 1, 4))
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-                    .to_dtype(DType::F32)
-                    .unwrap();
-                let (q, k, v) = (
-                    parts.get(0).unwrap(),
-                    parts.get(1).unwrap(),
-                    parts.get(2).unwrap(),
+                let what = format!("{dtype:?} b{b} len{len} d{d} mask {}", mask.is_some());
+                assert_eq!(kernel_for(&qkv, mask, heads), expected, "{what}");
+                assert_eq!(
+                    fused(&qkv, mask, heads).unwrap().is_some(),
+                    expected.is_some()
                 );
-                let mut scores = q.matmul(&k.t().unwrap()).unwrap();
-                if let Some(mask) = mask {
-                    scores = scores
-                        .broadcast_add(&mask.to_dtype(DType::F32).unwrap())
-                        .unwrap();
+                let want = attention_by_candles_ops(&qkv, mask, heads);
+                for kernel in [Kernel::TensorCores, Kernel::CudaCores] {
+                    let Some(got) = fused_on(kernel, &qkv, mask, heads).unwrap() else {
+                        continue;
+                    };
+                    let e = relative_error(&got, &want);
+                    println!("{what} {kernel:?}: relative error {e:.2e}");
+                    assert!(e < tol, "{what} {kernel:?}: {e}");
                 }
-                let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
-                let want = probs
-                    .matmul(&v)
-                    .unwrap()
-                    .transpose(1, 2)
-                    .unwrap()
-                    .reshape((b, len, hidden))
-                    .unwrap();
-                let e = relative_error(&got, &want);
-                assert!(
-                    e < tol,
-                    "{dtype:?} b{b} len{len} d{d} mask {}: {e}",
-                    mask.is_some()
-                );
             }
         }
     }
+
+    // A sample whose every key is masked: zeros from the tensor-core kernel
+    // (candle's softmax and the CUDA-core kernel give NaN), the other sample
+    // untouched.
+    let (b, len, heads, d) = (2, 128, 12, 32);
+    let qkv = Tensor::randn(0f32, 1.0, (b, len, 3 * heads * d), &Device::Cpu).unwrap();
+    let mut m = vec![0f32; b * len];
+    m[..len].fill(f32::NEG_INFINITY);
+    let mask = Tensor::from_vec(m, (b, 1, 1, len), &Device::Cpu).unwrap();
+    let on = |t: &Tensor| t.to_dtype(DType::BF16).unwrap().to_device(&gpu).unwrap();
+    let (qkv, mask) = (on(&qkv), on(&mask));
+    let got = fused_on(Kernel::TensorCores, &qkv, Some(&mask), heads)
+        .unwrap()
+        .expect("the tensor-core kernel serves these tensors")
+        .to_dtype(DType::F32)
+        .unwrap();
+    let masked = got.get(0).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(masked.to_scalar::<f32>().unwrap(), 0.0);
+    let want = attention_by_candles_ops(&qkv, Some(&mask), heads);
+    let e = relative_error(&got.get(1).unwrap(), &want.get(1).unwrap());
+    assert!(e < 2e-2, "the unmasked sample: {e}");
+
     let cpu = Tensor::zeros((1, 4, 3 * 64), DType::F32, &Device::Cpu).unwrap();
     assert!(
-        workloads::attention::fused(&cpu, None, 2)
-            .unwrap()
-            .is_none(),
+        fused(&cpu, None, 2).unwrap().is_none(),
         "CPU tensors take candle's ops"
     );
+}
+
+/// Both attention kernels on MiniLM's shape at batch 256 (len 128, hidden
+/// 384 as 12 heads × 32, and as 6 heads × 64; bf16, a padding mask), 20 calls
+/// each after one to load the module and check it against candle's ops: the
+/// wall clock per call here; the kernels' own times under ncu (`ncu
+/// --clock-control none --kernel-name regex:attention --metrics
+/// gpu__time_duration.sum <test binary> --ignored time_the_attention_kernels`).
+#[test]
+#[ignore = "a timing, not a check"]
+fn time_the_attention_kernels() {
+    use workloads::attention::{fused_on, Kernel};
+    let Some(gpu) = gpu() else { return };
+    let (b, len) = (256, 128);
+    let mut m = vec![0f32; b * len];
+    for (i, x) in m.iter_mut().enumerate() {
+        // Sample s has s % 64 padding tokens.
+        if i % len >= len - (i / len) % 64 {
+            *x = f32::NEG_INFINITY;
+        }
+    }
+    let mask = Tensor::from_vec(m, (b, 1, 1, len), &gpu)
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap();
+    for (heads, d) in [(12, 32), (6, 64)] {
+        let qkv = Tensor::randn(0f32, 1.0, (b, len, 3 * heads * d), &gpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let want = attention_by_candles_ops(&qkv, Some(&mask), heads);
+        for kernel in [Kernel::CudaCores, Kernel::TensorCores] {
+            let run = || fused_on(kernel, &qkv, Some(&mask), heads).unwrap();
+            let Some(got) = run() else {
+                println!("d{d} {kernel:?}: does not serve this shape");
+                continue;
+            };
+            let e = relative_error(&got, &want);
+            gpu.synchronize().unwrap();
+            let calls = 20;
+            let start = std::time::Instant::now();
+            for _ in 0..calls {
+                run();
+            }
+            gpu.synchronize().unwrap();
+            let per_call_us = start.elapsed().as_secs_f64() * 1e6 / calls as f64;
+            println!("d{d} {kernel:?}: {per_call_us:.1} µs per call (wall clock), error {e:.2e}");
+        }
+    }
 }
 
 /// MiniLM's architecture with seeded weights, f32, on the GPU (fused
