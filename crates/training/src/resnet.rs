@@ -39,8 +39,9 @@ impl Module for Conv2d {
 }
 
 impl Conv2d {
-    /// The forward pass, unrecorded by candle's autograd.
-    fn forward_recorded(&self, x: &Tensor) -> Result<Tensor> {
+    /// The forward pass outside candle's autograd (for the backward pass
+    /// by hand, the caller keeps `x`).
+    fn forward_untracked(&self, x: &Tensor) -> Result<Tensor> {
         workloads::conv::conv2d(x, &self.weight.detach(), self.stride, self.padding)
     }
 
@@ -140,18 +141,18 @@ impl Bottleneck {
     fn forward_recorded(&self, xs: &Tensor) -> Result<(Tensor, BlockTape)> {
         let (_, bn1) = self
             .bn1
-            .forward_recorded(&self.conv1.forward_recorded(xs)?, None, true)?;
+            .forward_recorded(&self.conv1.forward_untracked(xs)?, None, true)?;
         let (_, bn2) =
             self.bn2
-                .forward_recorded(&self.conv2.forward_recorded(bn1.output())?, None, true)?;
+                .forward_recorded(&self.conv2.forward_untracked(bn1.output())?, None, true)?;
         let (shortcut, downsample) = match &self.downsample {
             Some((c, bn)) => {
-                let (s, tape) = bn.forward_recorded(&c.forward_recorded(xs)?, None, false)?;
+                let (s, tape) = bn.forward_recorded(&c.forward_untracked(xs)?, None, false)?;
                 (s, Some(tape))
             }
             None => (xs.clone(), None),
         };
-        let a3 = self.conv3.forward_recorded(bn2.output())?;
+        let a3 = self.conv3.forward_untracked(bn2.output())?;
         let (ys, bn3) = self.bn3.forward_recorded(&a3, Some(&shortcut), true)?;
         let tape = BlockTape {
             xs: xs.clone(),
@@ -233,9 +234,12 @@ impl ResNet50 {
     /// and the gradients of every trainable variable, with batch norm in
     /// training mode (running statistics updated), as `forward_t(x, true)`,
     /// `cross_entropy` and candle's `backward` give them, in fewer passes.
-    pub fn loss_and_gradients(&self, xs: &Tensor, labels: &Tensor) -> Result<(Tensor, GradStore)> {
-        let images = xs;
-        let a1 = self.conv1.forward_recorded(images)?;
+    pub fn loss_and_gradients(
+        &self,
+        images: &Tensor,
+        labels: &Tensor,
+    ) -> Result<(Tensor, GradStore)> {
+        let a1 = self.conv1.forward_untracked(images)?;
         let (_, stem) = self.bn1.forward_recorded(&a1, None, true)?;
         let mut xs = workloads::max_pool::max_pool2d(stem.output(), 3, 2, 1)?;
         let mut tapes = Vec::with_capacity(self.blocks.len());
@@ -259,7 +263,6 @@ impl ResNet50 {
             .reshape((n, c, 1, 1))?
             .broadcast_as((n, c, h, w))?
             .contiguous()?;
-        drop(xs);
         for (b, tape) in self.blocks.iter().zip(tapes).rev() {
             dy = b.backward(tape, &dy, &mut grads)?;
         }

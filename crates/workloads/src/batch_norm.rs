@@ -75,13 +75,7 @@ impl TrainBatchNorm {
     /// `relu(batch norm(x) + residual)` (a ResNet block's end) in the same
     /// passes: the residual's gradient is `dy` masked by the output.
     pub fn forward_t_add_relu(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        if residual.dims() != x.dims() {
-            candle_core::bail!(
-                "batch norm: residual {:?} does not match {:?}",
-                residual.shape(),
-                x.shape()
-            );
-        }
+        check_residual(x, Some(residual))?;
         self.apply(x, Some(residual), true, train)
     }
 
@@ -195,13 +189,7 @@ impl TrainBatchNorm {
         residual: Option<&Tensor>,
         relu: bool,
     ) -> Result<(Tensor, BnTape)> {
-        if let Some(r) = residual.filter(|r| r.dims() != x.dims()) {
-            candle_core::bail!(
-                "batch norm: residual {:?} does not match {:?}",
-                r.shape(),
-                x.shape()
-            );
-        }
+        check_residual(x, residual)?;
         let x = x.contiguous()?;
         let (op, stats, sums) = self.prepare(&x, residual.is_some(), relu, true, false)?;
         let sums = sums.expect("training computes the sums");
@@ -261,6 +249,18 @@ impl ModuleT for TrainBatchNorm {
         } else {
             self.forward_eval(x)
         }
+    }
+}
+
+/// A residual must have the input's shape.
+fn check_residual(x: &Tensor, residual: Option<&Tensor>) -> Result<()> {
+    match residual {
+        Some(r) if r.dims() != x.dims() => candle_core::bail!(
+            "batch norm: residual {:?} does not match {:?}",
+            r.shape(),
+            x.shape()
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -1080,8 +1080,8 @@ mod gpu {
         Ok(wrap(dx, device))
     }
 
-    /// bn_finalize (or its gradient when `grad`): `(sums, γ, β or grad)` → f32 `[4·C]`.
-    /// bn_finalize, or bn_finalize_grad when `grad` is `Some(from_dot)`.
+    /// bn_finalize, or bn_finalize_grad when `grad` is `Some(from_dot)`:
+    /// `(sums, γ, β or grad)` → f32 `[4·C]`.
     pub(super) fn finalize(
         grad: Option<bool>,
         consts: (f32, f32),

@@ -68,12 +68,17 @@ fn backward(
     let dx = match input_gradient {
         InputGradient::Skip => None,
         InputGradient::New => Some(w.apply_op2_no_bwd(&dy, &pass(Pass::BackwardData))?),
-        InputGradient::AddedTo(sum) if sum.is_contiguous() && sum.dims() == geometry.x => {
+        InputGradient::AddedTo(sum) => {
+            if sum.dims() != geometry.x {
+                candle_core::bail!(
+                    "cuDNN convolution: the gradient to add to is {:?}, the input {:?}",
+                    sum.shape(),
+                    geometry.x
+                );
+            }
+            let sum = sum.contiguous()?;
             sum.inplace_op3(&w, &dy, &AddData(geometry))?;
             Some(sum)
-        }
-        InputGradient::AddedTo(sum) => {
-            Some((sum + w.apply_op2_no_bwd(&dy, &pass(Pass::BackwardData))?)?)
         }
     };
     let dw = x
@@ -299,30 +304,23 @@ fn typed<T: Element>(
     let a_slice = a.as_cuda_slice::<T>()?;
     let b_slice = b.as_cuda_slice::<T>()?;
     let elem = std::mem::size_of::<T>() as u64;
-    let (mut new, added_to) = match out {
-        Output::New(dims) => {
-            // SAFETY: cuDNN writes every element of the output (beta = 0).
-            let slice: CudaSlice<T> = unsafe { device.alloc::<T>(dims.iter().product())? };
-            (Some(slice), None)
-        }
-        Output::AddTo(sum, l) => (
-            None,
-            Some((sum.as_cuda_slice_mut::<T>()?, l.start_offset())),
-        ),
+    let mut target = match out {
+        // SAFETY: cuDNN writes every element of the output (beta = 0).
+        Output::New(dims) => Target::New(unsafe { device.alloc::<T>(dims.iter().product())? }),
+        Output::AddTo(sum, l) => Target::Into(sum.as_cuda_slice_mut::<T>()?, l.start_offset()),
     };
     {
         let (a_ptr, _a_done) = a_slice.device_ptr(&stream);
         let (b_ptr, _b_done) = b_slice.device_ptr(&stream);
-        let (out_ptr, beta, _out_done) = match (&mut new, added_to) {
-            (Some(slice), _) => {
+        let (out_ptr, beta, _out_done) = match &mut target {
+            Target::New(slice) => {
                 let (p, done) = slice.device_ptr_mut(&stream);
                 (p, 0.0, done)
             }
-            (None, Some((slice, offset))) => {
+            Target::Into(slice, offset) => {
                 let (p, done) = slice.device_ptr_mut(&stream);
-                (p + offset as u64 * elem, 1.0, done)
+                (p + *offset as u64 * elem, 1.0, done)
             }
-            (None, None) => unreachable!("one output or the other"),
         };
         let a_ptr = a_ptr + al.start_offset() as u64 * elem;
         let b_ptr = b_ptr + bl.start_offset() as u64 * elem;
@@ -335,7 +333,17 @@ fn typed<T: Element>(
             handle.launch::<T>(&device, pass, g, (a_ptr, b_ptr, out_ptr), beta)
         })?;
     }
-    Ok(new.map(|slice| CudaStorage::wrap_cuda_slice(slice, device)))
+    Ok(match target {
+        Target::New(slice) => Some(CudaStorage::wrap_cuda_slice(slice, device)),
+        Target::Into(..) => None,
+    })
+}
+
+/// [`Output`] as a typed buffer: a new one, or one (from an element offset)
+/// to add onto.
+enum Target<'a, T> {
+    New(CudaSlice<T>),
+    Into(&'a mut CudaSlice<T>, usize),
 }
 
 thread_local! {

@@ -13,18 +13,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 
 /// `x` `[N, C, H, W]` max-pooled with a `kernel`×`kernel` window.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    // A window's maximum is kept as one byte on GPUs: at most 15 × 15.
-    if kernel == 0 || kernel > 15 || stride == 0 || padding >= kernel || h + 2 * padding < kernel {
-        candle_core::bail!(
-            "max pool: window {kernel}, stride {stride}, padding {padding} do not fit {h}×{w}"
-        );
-    }
-    x.contiguous()?.apply_op1(MaxPool {
-        kernel,
-        stride,
-        padding,
-    })
+    let op = MaxPool::new(x, kernel, stride, padding)?;
+    x.contiguous()?.apply_op1(op)
 }
 
 /// The input gradient of [`max_pool2d`] (same `kernel`, `stride` and
@@ -37,11 +27,7 @@ pub fn max_pool2d_backward(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let op = MaxPool {
-        kernel,
-        stride,
-        padding,
-    };
+    let op = MaxPool::new(x, kernel, stride, padding)?;
     x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &op)
 }
 
@@ -66,6 +52,25 @@ struct Geometry {
 }
 
 impl MaxPool {
+    /// The pooling of `x` `[N, C, H, W]`, if the window fits it.
+    fn new(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<MaxPool> {
+        let (_, _, h, w) = x.dims4()?;
+        if kernel == 0 || stride == 0 || padding >= kernel || h + 2 * padding < kernel {
+            candle_core::bail!(
+                "max pool: window {kernel}, stride {stride}, padding {padding} do not fit {h}×{w}"
+            );
+        }
+        // The GPU backward keeps a window's maximum as one byte.
+        if kernel > 15 {
+            candle_core::bail!("max pool: window {kernel} is over 15, the most it serves");
+        }
+        Ok(MaxPool {
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
     /// Planes (N·C) and the sizes, from the input's layout.
     fn geometry(&self, l: &Layout) -> Result<(usize, Geometry)> {
         let (n, c, h, w) = l.shape().dims4()?;
