@@ -202,7 +202,7 @@ pub fn run(args: AccuracyArgs) -> Result<ExitCode> {
     };
     let json = serde_json::to_value(&file).context("serialising the scores")?;
     let text = serde_json::to_string_pretty(&json)? + "\n";
-    loadgen::run::write_atomically(&output, text.as_bytes())
+    atomic_file::write(&output, text.as_bytes())
         .with_context(|| format!("writing {}", output.display()))?;
     println!("scores written to {}", output.display());
     if let Some(dir) = log.parent() {
@@ -305,7 +305,7 @@ fn record_in_result(dir: &Path, scores: &Path, score: serde_json::Value) -> Resu
     // Ends as it ended (joulebench writes no final newline).
     let ending = if text.ends_with('\n') { "\n" } else { "" };
     let text = render(&out, 0)? + ending;
-    loadgen::run::write_atomically(&path, text.as_bytes())
+    atomic_file::write(&path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     println!("score recorded in {}", path.display());
     Ok(())

@@ -64,7 +64,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
             };
             print!("{}", Markdown.render(&only_table));
             let html = Format::Html.renderer().render(&doc);
-            loadgen::run::write_atomically(&args.output, html.as_bytes())
+            atomic_file::write(&args.output, html.as_bytes())
                 .with_context(|| format!("writing {}", args.output.display()))?;
             eprintln!("comparison: {}", args.output.display());
         }

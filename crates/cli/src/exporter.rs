@@ -6,10 +6,9 @@
 //! samples pile up in memory, so it can run for months. (That is why this
 //! does not use the run sampler, which keeps every sample for a run's logs.)
 //!
-//! Energy is accumulated the way the run's energy is computed: counters by
-//! difference with wrap-around undone (a reset adds nothing), power samples
-//! by trapezoids, never across a gap longer than [`GAP_PERIODS`] intervals.
-//! Power from a counter is the energy of its last interval over its length.
+//! Energy is accumulated the way the run's energy is computed, with the
+//! run's gap rule (`power::running`). Power from a counter is the energy of
+//! its last interval over its length.
 //!
 //! Metrics follow Prometheus naming: `joulebench_power_watts` (gauge) and
 //! `joulebench_energy_joules_total` (counter), with labels `host`, `meter`,
@@ -21,15 +20,12 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use power::energy::{counter_step, CounterStep};
-use power::meter::{Meter, MeterInfo, Reading};
+use power::meter::{Meter, MeterInfo};
+use power::running::RunningEnergy;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Power samples further apart than this many intervals are not integrated.
-pub const GAP_PERIODS: u32 = 10;
 
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
@@ -45,62 +41,24 @@ pub struct ExporterArgs {
 #[derive(Debug, Clone)]
 pub struct MeterState {
     pub info: MeterInfo,
-    pub watts: Option<f64>,
-    pub energy_j: f64,
+    pub running: RunningEnergy,
     pub read_errors: u64,
     pub up: bool,
-    last: Option<(Instant, Reading)>,
 }
 
 impl MeterState {
-    pub fn new(info: MeterInfo) -> Self {
+    pub fn new(info: MeterInfo, interval: Duration) -> Self {
         MeterState {
+            running: RunningEnergy::new(&info, interval),
             info,
-            watts: None,
-            energy_j: 0.0,
             read_errors: 0,
             up: false,
-            last: None,
         }
     }
 
-    /// Takes one reading made at `at`; `gap` is the longest interval
-    /// integrated for power samples.
-    pub fn update(&mut self, at: Instant, reading: Reading, gap: Duration) {
+    pub fn read(&mut self, at: Instant, reading: power::meter::Reading) {
         self.up = true;
-        if let Some((t0, prev)) = self.last {
-            let dt = at.saturating_duration_since(t0).as_secs_f64();
-            match (prev, reading) {
-                (
-                    Reading::Energy { counter_uj: a, .. },
-                    Reading::Energy {
-                        counter_uj: b,
-                        wrap_uj,
-                    },
-                ) => match counter_step(a, b, wrap_uj) {
-                    CounterStep::Forward(d) | CounterStep::Wrapped(d) => {
-                        let j = d as f64 * 1e-6;
-                        self.energy_j += j;
-                        if dt > 0.0 {
-                            self.watts = Some(j / dt);
-                        }
-                    }
-                    CounterStep::Reset => {}
-                },
-                (Reading::Power { watts: w0, .. }, Reading::Power { watts: w1, .. })
-                    if dt > 0.0 && dt <= gap.as_secs_f64() && w0.is_finite() && w1.is_finite() =>
-                {
-                    self.energy_j += 0.5 * (w0 + w1) * dt;
-                }
-                _ => {}
-            }
-        }
-        if let Reading::Power { watts, .. } = reading {
-            if watts.is_finite() {
-                self.watts = Some(watts);
-            }
-        }
-        self.last = Some((at, reading));
+        self.running.update(at, reading);
     }
 
     pub fn failed(&mut self) {
@@ -160,13 +118,13 @@ pub fn render(states: &[MeterState], host: &str) -> String {
         "joulebench_power_watts",
         "gauge",
         "Power in watts from the meter's latest reading (a counter's: its last interval).",
-        &|s| s.watts,
+        &|s| s.running.watts,
     );
     family(
         "joulebench_energy_joules_total",
         "counter",
         "Energy in joules since the exporter started.",
-        &|s| Some(s.energy_j),
+        &|s| Some(s.running.energy_j),
     );
     family(
         "joulebench_meter_up",
@@ -184,14 +142,13 @@ pub fn render(states: &[MeterState], host: &str) -> String {
 }
 
 fn sample_forever(mut meter: Box<dyn Meter>, state: Arc<Mutex<MeterState>>, interval: Duration) {
-    let gap = interval * GAP_PERIODS;
     let mut next = Instant::now();
     loop {
         let reading = meter.read();
         let at = Instant::now();
         if let Ok(mut s) = state.lock() {
             match reading {
-                Ok(r) => s.update(at, r, gap),
+                Ok(r) => s.read(at, r),
                 Err(e) => {
                     if s.up || s.read_errors == 0 {
                         tracing::warn!("{}: {e}", s.info.id);
@@ -219,13 +176,10 @@ pub fn run(args: ExporterArgs) -> Result<ExitCode> {
         bail!("no usable meter to export (`joulebench power list` shows what this machine has)");
     }
     let interval = args.power.power_interval;
-    if interval.is_zero() {
-        bail!("--power-interval must be above zero");
-    }
     let host = report::system::SystemDescription::detect().hostname;
     let mut states = Vec::new();
     for meter in selection.meters {
-        let state = Arc::new(Mutex::new(MeterState::new(meter.info().clone())));
+        let state = Arc::new(Mutex::new(MeterState::new(meter.info().clone(), interval)));
         let s = Arc::clone(&state);
         std::thread::Builder::new()
             .name(format!("export-{}", meter.info().id))
@@ -308,40 +262,9 @@ mod tests {
     }
 
     #[test]
-    fn counters_accumulate_across_a_wrap_and_give_watts() {
-        let mut s = MeterState::new(info(ReadingKind::EnergyCounter));
-        let t0 = Instant::now();
-        let e = |uj| Reading::Energy {
-            counter_uj: uj,
-            wrap_uj: Some(1_000_000),
-        };
-        let gap = Duration::from_secs(1);
-        s.update(t0, e(900_000), gap);
-        assert_eq!(s.watts, None, "no power from one reading");
-        s.update(t0 + Duration::from_millis(100), e(100_000), gap);
-        assert!((s.energy_j - 0.2).abs() < 1e-12, "{}", s.energy_j);
-        assert!((s.watts.unwrap() - 2.0).abs() < 1e-9);
-        s.update(t0 + Duration::from_millis(200), e(50), gap);
-        assert!((s.energy_j - 0.2).abs() < 1e-12, "a reset adds nothing");
-    }
-
-    #[test]
-    fn power_samples_integrate_but_not_across_a_gap() {
-        let mut s = MeterState::new(info(ReadingKind::PowerSample));
-        let t0 = Instant::now();
-        let gap = Duration::from_secs(1);
-        s.update(t0, Reading::watts(10.0), gap);
-        s.update(t0 + Duration::from_millis(500), Reading::watts(30.0), gap);
-        assert!((s.energy_j - 10.0).abs() < 1e-9);
-        s.update(t0 + Duration::from_secs(5), Reading::watts(30.0), gap);
-        assert!((s.energy_j - 10.0).abs() < 1e-9, "gap skipped");
-        assert_eq!(s.watts, Some(30.0));
-    }
-
-    #[test]
     fn the_text_format_has_types_labels_and_escapes() {
-        let mut s = MeterState::new(info(ReadingKind::PowerSample));
-        s.update(Instant::now(), Reading::watts(12.5), Duration::from_secs(1));
+        let mut s = MeterState::new(info(ReadingKind::PowerSample), Duration::from_secs(1));
+        s.read(Instant::now(), power::meter::Reading::watts(12.5));
         s.failed();
         let text = render(&[s], "node\"1");
         assert!(text.contains("# TYPE joulebench_power_watts gauge"));

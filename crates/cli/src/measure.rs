@@ -25,12 +25,9 @@ mod marks;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use power::energy::{self, MeterEnergy, Window};
-use power::sampler::{IdleMeasurement, SamplerReport};
-use report::schema::{
-    self, CommandResult, MeasuredCommand, PowerRecord, RunStatus, SlurmContext, TimedWindow,
-    UnusableMeter,
-};
+use power::energy::{self, Window};
+use power::sampler::SamplerReport;
+use report::schema::{self, CommandResult, MeasuredCommand, RunStatus, SlurmContext, TimedWindow};
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -144,69 +141,50 @@ pub fn run(mut args: MeasureArgs) -> Result<ExitCode> {
 fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> Result<ExitCode> {
     use std::os::unix::process::ExitStatusExt;
     let outdir = output_dir(args, slurm.as_ref());
-    std::fs::create_dir_all(&outdir)
-        .with_context(|| format!("creating the output folder {}", outdir.display()))?;
-
-    let selection = args.power.select()?;
-    args.power.check_total(&selection)?;
-    let unusable: Vec<UnusableMeter> = selection
-        .unusable
-        .iter()
-        .map(|u| UnusableMeter {
-            source: u.source.clone(),
-            domain: u.domain.clone(),
-            reason: u.error.to_string(),
-        })
-        .collect();
-    let none_asked = args.power.power.iter().any(|p| p == "none");
-    if selection.meters.is_empty() && !args.quiet && !none_asked {
+    // Signals go to the command (child::run forwards them), not to a handler of ours.
+    let mut session = harness::Session::open(
+        outdir.clone(),
+        &args.power.options(),
+        harness::Interrupt::detached(),
+    )?;
+    let started_at = session.started_at();
+    if !session.has_meters() && !args.quiet && !session.options().none_asked() {
         eprintln!(
             "joulebench measure: no usable meter; measuring wall time only \
              (`joulebench power list` shows what this machine has)"
         );
     }
-    let mut plans = args.power.plans(selection.meters);
-
-    let anchor = Instant::now();
-    let started_at = chrono::Utc::now();
-    let mut idle: Option<IdleMeasurement> = None;
-    if let Some(seconds) = args.power.idle {
-        if !(seconds.is_finite() && seconds > 0.0) {
-            anyhow::bail!("--idle {seconds}: must be a positive number of seconds");
+    session.measure_idle(|seconds| {
+        if !args.quiet {
+            eprintln!("joulebench measure: measuring idle power for {seconds} s");
         }
-        if !plans.is_empty() {
-            if !args.quiet {
-                eprintln!("joulebench measure: measuring idle power for {seconds} s");
+    })?;
+    let measured = session.measure(&outdir, |clock: &harness::session::Clock| {
+        // Without a FIFO (no writable temp folder) the command still runs, unmarked.
+        let marks = match marks::Marks::start(clock.anchor()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("joulebench measure: warning: no phase marks: {e:#}");
+                None
             }
-            let (m, back) = crate::energy::measure_idle(&outdir, anchor, plans, seconds)?;
-            idle = Some(m);
-            plans = back;
+        };
+        let marks_path = marks.as_ref().map(|m| m.path().as_os_str().to_owned());
+        let run_dir = outdir.as_os_str().to_owned();
+        let mut env: Vec<(&str, &OsStr)> = vec![("JOULEBENCH_RUN_DIR", &run_dir)];
+        if let Some(p) = &marks_path {
+            env.push((marks::ENV, p));
         }
-    }
-
-    let sampler = if plans.is_empty() {
-        None
-    } else {
-        Some(crate::energy::start(&outdir, anchor, plans)?)
-    };
-    // Without a FIFO (no writable temp folder) the command still runs, unmarked.
-    let marks = match marks::Marks::start(anchor) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            eprintln!("joulebench measure: warning: no phase marks: {e:#}");
-            None
-        }
-    };
-    let marks_path = marks.as_ref().map(|m| m.path().as_os_str().to_owned());
-    let run_dir = outdir.as_os_str().to_owned();
-    let mut env: Vec<(&str, &OsStr)> = vec![("JOULEBENCH_RUN_DIR", &run_dir)];
-    if let Some(p) = &marks_path {
-        env.push((marks::ENV, p));
-    }
-    let outcome = child::run(program, &args.command[0], &args.command[1..], &env, anchor);
-    let mark_lines = marks.map(marks::Marks::stop).unwrap_or_default();
-    // The sampler stops (one last reading per meter) whatever happened.
-    let report = sampler.map(|s| s.stop());
+        let outcome = child::run(
+            program,
+            &args.command[0],
+            &args.command[1..],
+            &env,
+            clock.anchor(),
+        );
+        (outcome, marks.map(marks::Marks::stop).unwrap_or_default())
+    })?;
+    let report = measured.report;
+    let (outcome, mark_lines) = measured.output;
     let finished = match outcome {
         Ok(f) => f,
         Err(e) => {
@@ -215,7 +193,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
             let code = 126;
             eprintln!("joulebench measure: {e:#}");
             let result = not_started(args, slurm, started_at, format!("{e:#}"), code);
-            write_result(&outdir, &result)?;
+            session.write_json(schema::RESULT_FILE, &result)?;
             return Ok(ExitCode::from(code));
         }
     };
@@ -223,15 +201,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
     let end_ns = finished.end_ns.max(begin_ns + 1);
     let window = Window::new(begin_ns, end_ns)?;
     let power = match &report {
-        Some(r) => Some(power_record(
-            r,
-            window,
-            idle.as_ref(),
-            unusable,
-            args.power.power_interval,
-            &outdir,
-            &args.power.total,
-        )?),
+        Some(r) => Some(session.power_record(r, window, None, None)?),
         None => None,
     };
     let (spans, mark_problems) = report::phases::spans(&mark_lines, begin_ns, end_ns);
@@ -243,8 +213,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
     if let Some(r) = &report {
         for span in &spans {
             let w = Window::new(span.begin_ns, span.end_ns.max(span.begin_ns + 1))?;
-            let meters: Vec<MeterEnergy> = r.energy(w)?;
-            let total = crate::energy::total_of(&meters, &args.power.total)?;
+            let (meters, total) = session.window_energy(r, w)?;
             phases.push(report::phases::record(span, meters, total, idle_total_w));
         }
     } else {
@@ -263,10 +232,6 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
     let interrupted = finished.signals.iter().any(|s| s.is_termination());
     let status = &finished.status;
     let exit_code = finished.exit_code();
-    let to_utc = |ns: u64| {
-        (started_at + chrono::Duration::nanoseconds(i64::try_from(ns).unwrap_or(i64::MAX)))
-            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-    };
     let mut files = vec![schema::RESULT_FILE.to_string()];
     if let Some(p) = &power {
         files.extend(p.logs.iter().map(|l| l.file.clone()));
@@ -302,8 +267,8 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
             begin_ns,
             end_ns,
             duration_s: window.duration_s(),
-            begin_utc: to_utc(begin_ns),
-            end_utc: to_utc(end_ns),
+            begin_utc: session.utc_at(begin_ns),
+            end_utc: session.utc_at(end_ns),
         }),
         phases,
         phase_totals,
@@ -312,7 +277,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         peak_power: peaks,
         files,
     };
-    write_result(&outdir, &result)?;
+    session.write_json(schema::RESULT_FILE, &result)?;
 
     warn_faults(&result);
     if !args.quiet {
@@ -328,13 +293,6 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         let _ = writeln!(out, "{line}");
     }
     Ok(ExitCode::from(exit_code))
-}
-
-fn write_result(outdir: &Path, result: &CommandResult) -> Result<()> {
-    let json = serde_json::to_string_pretty(result).context("serialising result.json")?;
-    let path = outdir.join(schema::RESULT_FILE);
-    loadgen::run::write_atomically(&path, json.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The result of a command that could not be started.
@@ -414,7 +372,12 @@ fn output_dir(args: &MeasureArgs, slurm: Option<&SlurmContext>) -> PathBuf {
                     .map(|x| format!(".{x}"))
                     .unwrap_or_default()
             ),
-            None => chrono::Local::now().format("%Y%m%d-%H%M%S").to_string(),
+            None => {
+                return harness::output::default_folder(
+                    &chrono::Local::now(),
+                    &["measure", &program],
+                )
+            }
         };
         PathBuf::from("joulebench-results").join(format!("{tag}-measure-{program}"))
     });
@@ -422,37 +385,6 @@ fn output_dir(args: &MeasureArgs, slurm: Option<&SlurmContext>) -> PathBuf {
         Some(s) => base.join(&s.node_name),
         None => base,
     }
-}
-
-/// Energy of every meter over the command's window, the total, idle.
-fn power_record(
-    report: &SamplerReport,
-    window: Window,
-    idle: Option<&IdleMeasurement>,
-    unusable: Vec<UnusableMeter>,
-    interval: Duration,
-    outdir: &Path,
-    total_ids: &[String],
-) -> Result<PowerRecord> {
-    let meters = report.energy(window)?;
-    let total = crate::energy::total_of(&meters, total_ids)?;
-    let idle = crate::energy::idle_record(idle, &total, window.duration_s());
-    let logs = crate::energy::meter_logs(report, outdir);
-    let complete = [&total.measured, &total.estimated]
-        .into_iter()
-        .flatten()
-        .all(|part| part.completeness.is_complete());
-    Ok(PowerRecord {
-        interval_s: interval.as_secs_f64(),
-        meters,
-        logs,
-        total,
-        efficiency: None,
-        idle,
-        unusable,
-        ptd: None,
-        complete,
-    })
 }
 
 /// Each meter's highest power inside the window.

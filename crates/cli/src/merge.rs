@@ -129,7 +129,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
     result.files = vec![schema::RESULT_FILE.to_string()];
     let json = serde_json::to_string_pretty(&result).context("serialising result.json")?;
     let path = out.join(schema::RESULT_FILE);
-    loadgen::run::write_atomically(&path, json.as_bytes())
+    atomic_file::write(&path, json.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     if !args.quiet {
         eprint!("{}", node_lines(&result));

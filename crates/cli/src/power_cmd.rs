@@ -9,12 +9,11 @@ use power::discover;
 use power::energy::{self, Window};
 use power::log::Sample;
 use power::meter::Reading;
+use power::sampler::{Sampler, SamplerConfig};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
@@ -57,7 +56,7 @@ pub fn run(cmd: PowerCommand) -> Result<ExitCode> {
 }
 
 fn list(args: ListArgs) -> Result<ExitCode> {
-    let probes = args.power.probe_all()?;
+    let probes = args.power.options().probe_all()?;
     let lines = discover::describe(&probes);
     if args.json {
         for l in &lines {
@@ -90,18 +89,17 @@ fn watch(args: WatchArgs) -> Result<ExitCode> {
             (tmp.clone(), Some(TempDir(tmp)))
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let stop = harness::Interrupt::on_signals("the watch");
     let anchor = Instant::now();
-    let plans = args.power.plans(selection.meters);
-    let sampler = crate::energy::start(&dir, anchor, plans)?;
+    let plans = args.power.options().plans(selection.meters);
+    let sampler = Sampler::start(&SamplerConfig::for_run(&dir, anchor), plans)
+        .context("starting the power sampler")?;
     let deadline = args
         .duration
         .map(|s| anchor + Duration::from_secs_f64(s.max(0.0)));
     let mut previous: HashMap<String, Sample> = HashMap::new();
     let stdout = std::io::stdout();
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+    while !stop.is_set() && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(args.refresh.min(deadline.map_or(args.refresh, |d| {
             d.saturating_duration_since(Instant::now())
         })));
@@ -153,10 +151,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     if args.output.is_some() {
         let json = serde_json::json!({ "window_s": window.duration_s(), "meters": energies, "total": total });
-        loadgen::run::write_atomically(
-            &dir.join("watch.json"),
-            &serde_json::to_vec_pretty(&json)?,
-        )?;
+        atomic_file::write(&dir.join("watch.json"), &serde_json::to_vec_pretty(&json)?)?;
         println!("logs: {}", dir.join("power").display());
     }
     Ok(ExitCode::SUCCESS)

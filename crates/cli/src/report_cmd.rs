@@ -54,7 +54,7 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
     };
     match target {
         Some(path) => {
-            loadgen::run::write_atomically(&path, text.as_bytes())
+            atomic_file::write(&path, text.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("report: {}", path.display());
         }

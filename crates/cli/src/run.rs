@@ -5,12 +5,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use loadgen::conf::{apply_override, Applied, ConfFile};
 use loadgen::{Mode, RunControl, Scenario, SystemUnderTest, TestSettings};
-use report::schema::{self, AppliedSetting, PtdRecord, RunResult, RunStatus, UnusableMeter};
+use report::schema::{self, AppliedSetting, PtdRecord, RunResult, RunStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use workloads::sleep::{ServiceTime, SleepSut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -431,76 +430,52 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // Every input is checked before anything starts.
     let workload = build_workload(&args, performance_samples)?;
     let (settings, applied) = build_settings(&args, &workload, &model)?;
-    let started_at = chrono::Utc::now();
     let outdir = args.output.clone().unwrap_or_else(|| {
-        PathBuf::from("joulebench-results").join(format!(
-            "{}-{workload_name}-{}",
-            started_at.format("%Y%m%d-%H%M%S"),
-            args.scenario.mlperf_name().to_lowercase()
-        ))
+        harness::output::default_folder(
+            &chrono::Local::now(),
+            &[&workload_name, &args.scenario.mlperf_name().to_lowercase()],
+        )
     });
-    std::fs::create_dir_all(&outdir)
-        .with_context(|| format!("creating the output folder {}", outdir.display()))?;
-
-    let selection = args.power.select()?;
-    args.power.check_total(&selection)?;
-    let unusable: Vec<UnusableMeter> = selection
-        .unusable
-        .iter()
-        .map(|u| UnusableMeter {
-            source: u.source.clone(),
-            domain: u.domain.clone(),
-            reason: u.error.to_string(),
-        })
-        .collect();
+    let interrupt = harness::Interrupt::on_signals("the logs");
+    let mut session = harness::Session::open(outdir, &args.power.options(), interrupt.clone())?;
+    let outdir = session.outdir().to_path_buf();
+    let started_at = session.started_at();
     let control = RunControl {
         sut_timeout: Duration::from_secs_f64(args.sut_timeout),
+        interrupt: interrupt.flag(),
         ..Default::default()
     };
-    install_interrupt_handler(Arc::clone(&control.interrupt));
-    // The run's single clock: queries and power samples are timed from here.
-    let anchor = Instant::now();
-    let mut plans = args.power.plans(selection.meters);
-    let mut idle = None;
-    if let (Some(seconds), false) = (args.power.idle, plans.is_empty()) {
-        eprintln!("measuring idle power for {seconds} s");
-        let (measured, back) = crate::energy::measure_idle(&outdir, anchor, plans, seconds)?;
-        idle = Some(measured);
-        plans = back;
-    }
+    session.measure_idle(|s| eprintln!("measuring idle power for {s} s"))?;
     let pass = Pass {
         sut: workload.sut.as_ref(),
         qsl: workload.qsl.as_ref(),
         settings: &settings,
-        anchor,
         control: &control,
         quiet: args.quiet,
     };
     let mut ptd_record = None;
-    if let Some((client, model)) = &selection.ptd {
+    if let Some((client, model)) = session.ptd().cloned() {
         // MLPerf Power: a ranging run with auto ranges, then the testing run
         // with ranges fixed from what ranging saw. Only testing is the result.
-        let session = started_at.format("%Y-%m-%d_%H-%M-%S").to_string();
-        let ranging_dir = outdir.join("ranging");
-        lock(client)?
+        let name = started_at.format("%Y-%m-%d_%H-%M-%S").to_string();
+        lock(&client)?
             .set_auto_ranges()
             .context("PTDaemon: setting auto ranges for the ranging run")?;
-        lock(client)?
-            .go(&format!("{session}_ranging"))
+        lock(&client)?
+            .go(&format!("{name}_ranging"))
             .context("PTDaemon: starting the ranging run")?;
-        let (_, ranging_report, back) = pass.run(&ranging_dir, plans)?;
-        plans = back;
-        lock(client)?
+        let (_, ranging_report) = pass.run(&mut session, &outdir.join("ranging"))?;
+        lock(&client)?
             .stop()
             .context("PTDaemon: stopping the ranging run")?;
         let (max_v, max_a) = electrical_maxima(&ranging_report);
-        let ranges = power::meter::ptd::ranges_from_maxima(max_v, max_a, power::meter::ptd::max_current_range_a(model))
+        let ranges = power::meter::ptd::ranges_from_maxima(max_v, max_a, power::meter::ptd::max_current_range_a(&model))
             .context("PTDaemon: the ranging run recorded no voltage and current; cannot fix the testing ranges")?;
-        lock(client)?
+        lock(&client)?
             .set_testing_ranges(&ranges)
             .context("PTDaemon: setting the testing ranges")?;
-        lock(client)?
-            .go(&format!("{session}_testing"))
+        lock(&client)?
+            .go(&format!("{name}_testing"))
             .context("PTDaemon: starting the testing run")?;
         ptd_record = Some(PtdRecord {
             analyzer_model: model.clone(),
@@ -510,8 +485,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             amps_capped: ranges.amps_capped,
         });
     }
-    let (output, report, _) = pass.run(&outdir, plans)?;
-    if let Some((client, _)) = &selection.ptd {
+    let (output, report) = pass.run(&mut session, &outdir)?;
+    if let Some((client, _)) = session.ptd() {
         let mut client = lock(client)?;
         client
             .stop()
@@ -523,30 +498,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let power = match (&report, &output.power_window) {
         (Some(report), Some(window)) => {
-            let counts = crate::energy::RunCounts {
-                scenario: settings.scenario.mlperf_name(),
+            let counts = harness::efficiency::RunCounts {
+                scenario: settings.scenario,
                 samples: output.performance.as_ref().map_or(0, |p| p.sample_count()),
                 queries: output
                     .performance
                     .as_ref()
                     .map_or(0, |p| p.result.queries_issued),
             };
-            Some(crate::energy::record(
-                report,
-                (window.begin_ns, window.end_ns),
-                &counts,
-                idle.as_ref(),
-                unusable,
-                args.power.power_interval,
-                &outdir,
-                ptd_record,
-                &args.power.total,
-            )?)
+            let window = power::energy::Window::new(
+                window.begin_ns,
+                window.end_ns.max(window.begin_ns + 1),
+            )?;
+            Some(session.power_record(report, window, Some(counts), ptd_record)?)
         }
         _ => None,
     };
 
-    let interrupted = output.interrupted || control.interrupt.load(Ordering::Relaxed);
+    let interrupted = output.interrupted || interrupt.is_set();
     let result = RunResult {
         schema_version: schema::SCHEMA_VERSION,
         joulebench_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -617,8 +586,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         log_warnings: output.log_warnings,
         log_errors: output.log_errors,
     };
-    let json = serde_json::to_vec_pretty(&result)?;
-    loadgen::run::write_atomically(&outdir.join(schema::RESULT_FILE), &json)?;
+    session.write_json(schema::RESULT_FILE, &result)?;
     print!(
         "{}",
         report::text::run_summary(&result, &outdir.display().to_string())
@@ -626,11 +594,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     match &result.power {
         Some(record) => {
             println!("  energy over the timed window:");
-            for line in crate::energy::summary_lines(record) {
+            for line in report::text::power_lines(record) {
                 println!("{line}");
             }
         }
-        None if args.power.power.iter().any(|p| p == "none") => {}
+        None if session.options().none_asked() => {}
         None => println!(
             "  energy      not measured: no usable meter (`joulebench power list` says why; \
              --power estimate --tdp W gives an estimate)"
@@ -645,58 +613,41 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// One load-generator test with the sampler around it.
+/// One load-generator test, measured by the session.
 struct Pass<'a> {
     sut: &'a dyn SystemUnderTest,
     qsl: &'a dyn loadgen::QuerySampleLibrary,
     settings: &'a TestSettings,
-    anchor: Instant,
     control: &'a RunControl,
     quiet: bool,
 }
 
-type PassOutput = (
-    loadgen::TestOutput,
-    Option<power::sampler::SamplerReport>,
-    Vec<power::sampler::MeterPlan>,
-);
-
 impl Pass<'_> {
-    /// Runs the test into `dir`, sampling `plans`; the meters come back.
+    /// Runs the test into `dir`, its meters sampled into `dir/power/`.
     fn run(
         &self,
+        session: &mut harness::Session,
         dir: &std::path::Path,
-        plans: Vec<power::sampler::MeterPlan>,
-    ) -> Result<PassOutput> {
-        let sampler = if plans.is_empty() {
-            None
-        } else {
-            Some(crate::energy::start(dir, self.anchor, plans)?)
-        };
-        let display = (!self.quiet)
-            .then(|| crate::progress::ProgressDisplay::start(Arc::clone(&self.control.progress)));
-        let output = loadgen::start_test(
-            self.sut,
-            self.qsl,
-            self.settings,
-            &loadgen::LogSettings {
-                outdir: dir.to_path_buf(),
-            },
-            self.anchor,
-            self.control,
-        );
-        drop(display);
-        // The sampler stops (and its logs close) whatever the test's outcome.
-        let (report, plans) = match sampler {
-            Some(s) => {
-                let (report, plans) = s.stop_and_keep_meters();
-                (Some(report), plans)
-            }
-            None => (None, Vec::new()),
-        };
-        let output = output
+    ) -> Result<(loadgen::TestOutput, Option<power::sampler::SamplerReport>)> {
+        let measured = session.measure(dir, |clock: &harness::session::Clock| {
+            let _display = (!self.quiet).then(|| {
+                crate::progress::ProgressDisplay::start(Arc::clone(&self.control.progress))
+            });
+            loadgen::start_test(
+                self.sut,
+                self.qsl,
+                self.settings,
+                &loadgen::LogSettings {
+                    outdir: dir.to_path_buf(),
+                },
+                clock.anchor(),
+                self.control,
+            )
+        })?;
+        let output = measured
+            .output
             .with_context(|| format!("the run failed; logs so far are in {}", dir.display()))?;
-        Ok((output, report, plans))
+        Ok((output, measured.report))
     }
 }
 
@@ -750,19 +701,5 @@ impl<Q: loadgen::QuerySampleLibrary> loadgen::QuerySampleLibrary for ArcQsl<Q> {
     }
     fn unload_samples_from_ram(&self, samples: &[loadgen::QuerySampleIndex]) {
         self.0.unload_samples_from_ram(samples)
-    }
-}
-
-/// First Ctrl-C: end the run cleanly (logs written, result marked
-/// interrupted). Second: leave at once.
-fn install_interrupt_handler(flag: Arc<std::sync::atomic::AtomicBool>) {
-    let result = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: finishing the logs (Ctrl-C again to quit at once)");
-    });
-    if let Err(e) = result {
-        tracing::warn!("cannot install the Ctrl-C handler: {e}");
     }
 }

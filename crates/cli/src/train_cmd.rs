@@ -319,7 +319,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&outdir)
         .with_context(|| format!("creating the output folder {}", outdir.display()))?;
     let selection = args.power.select()?;
-    args.power.check_total(&selection)?;
     let unusable: Vec<UnusableMeter> = selection
         .unusable
         .iter()
@@ -338,7 +337,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         .timestamp_nanos_opt()
         .map_or(started_at.timestamp_millis() as f64, |ns| ns as f64 / 1e6);
     let clock = RunClock::new(anchor, anchor_unix_ms);
-    let mut plans = args.power.plans(selection.meters);
+    let mut plans = args.power.options().plans(selection.meters);
     let mut idle = None;
     if let (Some(seconds), false) = (args.power.idle, plans.is_empty()) {
         eprintln!("measuring idle power for {seconds} s");
@@ -619,7 +618,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         },
     };
     let json = serde_json::to_vec_pretty(&result)?;
-    loadgen::run::write_atomically(&outdir.join(schema::RESULT_FILE), &json)?;
+    atomic_file::write(&outdir.join(schema::RESULT_FILE), &json)?;
     print_summary(&result, &outdir);
     Ok(ExitCode::from(exit_code))
 }

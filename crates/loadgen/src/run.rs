@@ -15,7 +15,6 @@ use crate::settings::{Mode, Scenario, SettingsError, TestSettings};
 use crate::stats::PerformanceSummary;
 use crate::sut::SystemUnderTest;
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -259,17 +258,12 @@ pub fn start_test(
     outcome.map(|_| output)
 }
 
-/// Writes via a temporary file and a rename, so a reader never sees half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let io = |source| RunError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+/// Writes a whole log file atomically (`atomic_file`).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    atomic_file::write(path, bytes).map_err(|e| RunError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 impl Test<'_> {

@@ -215,15 +215,10 @@ pub fn write_log(path: &Path, kind: ReadingKind, samples: &[Sample]) -> Result<(
         }
         format_row(&mut text, s);
     }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let io = |source| LogError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    atomic_file::write(path, text.as_bytes()).map_err(|e| LogError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Reads a power log back into samples.

@@ -1,4 +1,5 @@
-//! The short text summary `joulebench run` prints at the end.
+//! The short text summaries `joulebench run`, `train` and `measure` print at
+//! the end.
 
 use crate::schema::RunResult;
 use std::fmt::Write;
@@ -204,4 +205,61 @@ pub fn command_summary(r: &crate::schema::CommandResult, dir: &str) -> String {
     }
     let _ = writeln!(o, "  result      {dir}");
     o
+}
+
+/// Energy lines for a run's or a training's text summary: each meter, the
+/// totals (measured and estimated apart), the efficiency metric and idle.
+pub fn power_lines(record: &crate::schema::PowerRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    for m in &record.meters {
+        let tag = if m.provenance == power::meter::Provenance::Estimated {
+            " (estimated)"
+        } else {
+            ""
+        };
+        let incomplete = if m.completeness.is_complete() {
+            String::new()
+        } else {
+            format!("  INCOMPLETE: {}", m.completeness.reasons().join("; "))
+        };
+        lines.push(format!(
+            "  {:<24} {:>9.2} W {:>12.3} J{tag}{incomplete}",
+            m.meter_id, m.avg_w, m.energy_j
+        ));
+    }
+    for (label, part) in [
+        ("measured total", &record.total.measured),
+        ("estimated total", &record.total.estimated),
+    ] {
+        if let Some(p) = part {
+            lines.push(format!(
+                "  {:<24} {:>9.2} W {:>12.3} J  ({})",
+                label,
+                p.avg_w,
+                p.energy_j,
+                p.meter_ids.join(" + ")
+            ));
+        }
+    }
+    if let Some(e) = &record.efficiency {
+        let tag = if e.provenance == power::meter::Provenance::Estimated {
+            " (estimated)"
+        } else {
+            ""
+        };
+        match e.name.as_str() {
+            "samples_per_joule" => {
+                lines.push(format!("  efficiency  {:.3} samples/J{tag}", e.value))
+            }
+            _ => lines.push(format!("  efficiency  {:.3} mJ/query{tag}", e.value * 1e3)),
+        }
+    }
+    if let Some(idle) = &record.idle {
+        if let (Some(w), Some(j)) = (idle.total_idle_w, idle.energy_above_idle_j) {
+            lines.push(format!(
+                "  idle        {w:.2} W; {j:.3} J above idle in the timed window"
+            ));
+        }
+    }
+    lines
 }
