@@ -28,6 +28,10 @@
 //! `t_ns,watts` file also reads. A last line cut short by a crash (no trailing
 //! newline and unparsable) is dropped and flagged in
 //! [`PowerLog::truncated_tail`] rather than failing the whole log.
+//!
+//! Both layouts replay as meters (`--power replay:FILE`, see
+//! [`crate::meter::replay`]): a counter log as the same counter, wrap range
+//! included, a sample log as the same power samples.
 
 use crate::meter::{Reading, ReadingKind};
 use serde::{Deserialize, Serialize};
@@ -232,6 +236,25 @@ pub fn read_log(path: &Path) -> Result<PowerLog, LogError> {
 
 /// Parses the text of a power log; `path` is used only in error messages.
 pub fn parse_log(text: &str, path: &Path) -> Result<PowerLog, LogError> {
+    let rows = parse_log_rows(text, path)?;
+    Ok(PowerLog {
+        kind: rows.kind,
+        samples: rows.samples.into_iter().map(|(_, s)| s).collect(),
+        truncated_tail: rows.truncated_tail,
+    })
+}
+
+/// A power log's rows with the line each came from (for messages that name
+/// the line, e.g. the replay meter's checks).
+pub(crate) struct NumberedLog {
+    pub kind: ReadingKind,
+    /// `(line number, sample)`, 1-based like an editor's.
+    pub samples: Vec<(usize, Sample)>,
+    pub truncated_tail: bool,
+}
+
+/// [`parse_log`], keeping line numbers.
+pub(crate) fn parse_log_rows(text: &str, path: &Path) -> Result<NumberedLog, LogError> {
     let mut lines = text.lines().enumerate();
     let (_, header_line) = lines.next().ok_or_else(|| LogError::Header {
         path: path.to_path_buf(),
@@ -285,12 +308,12 @@ pub fn parse_log(text: &str, path: &Path) -> Result<PowerLog, LogError> {
         }
         let is_last = i + 1 == all.len();
         match parse_row(raw, line_no, path, &columns, t_col, &layout) {
-            Ok(s) => samples.push(s),
+            Ok(s) => samples.push((line_no, s)),
             Err(_) if is_last && !ends_with_newline => truncated_tail = true,
             Err(e) => return Err(e),
         }
     }
-    Ok(PowerLog {
+    Ok(NumberedLog {
         kind,
         samples,
         truncated_tail,
