@@ -20,11 +20,9 @@
 //! itself failed (the message says why). Whatever was measured is written
 //! even then.
 
-mod child;
-mod marks;
-
 use anyhow::{Context, Result};
 use clap::Args;
+use harness::{child, marks};
 use power::energy::{self, Window};
 use power::sampler::SamplerReport;
 use report::schema::{self, CommandResult, MeasuredCommand, RunStatus, SlurmContext, TimedWindow};

@@ -460,7 +460,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             &crate::energy::RunCounts {
                 // Offline's efficiency metric is samples per joule: here,
                 // training samples processed per joule.
-                scenario: "Offline",
+                scenario: loadgen::Scenario::Offline,
                 samples: rep.samples,
                 queries: 0,
             },

@@ -1,9 +1,9 @@
 //! `joulebench exporter` scraped over loopback, with a RAPL package faked at
 //! the OS boundary (a sysfs tree whose counter rises at a known power).
 
-mod issue5_common;
+mod common;
 
-use issue5_common::{joulebench, FakeRapl};
+use common::{joulebench, FakeRapl};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};

@@ -1,9 +1,9 @@
 //! `joulebench measure` and `joulebench merge` end to end, with a RAPL
 //! package faked at the OS boundary (a sysfs tree) and real child processes.
 
-mod issue5_common;
+mod common;
 
-use issue5_common::{joulebench, read_json, FakeRapl};
+use common::{joulebench, read_json, FakeRapl};
 use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -3,62 +3,19 @@
 //! thread advances at a known rate, and a loopback peer speaking PTDaemon's
 //! protocol.
 
+mod common;
+
+use common::{joulebench, read_json, FakeRapl};
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn joulebench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_joulebench"))
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A RAPL package whose counter rises at `watts` until dropped.
-struct FakeRapl {
-    root: tempfile::TempDir,
-    stop: Arc<AtomicBool>,
-}
-
-impl FakeRapl {
-    fn start(watts: f64) -> FakeRapl {
-        let root = tempfile::tempdir().unwrap();
-        let zone = root.path().join("class/powercap/intel-rapl:0");
-        std::fs::create_dir_all(&zone).unwrap();
-        std::fs::write(zone.join("name"), "package-0\n").unwrap();
-        std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
-        std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                let uj = 1000 + (start.elapsed().as_secs_f64() * watts * 1e6) as u64;
-                // Write then rename, so a reader never sees a half-written value.
-                let tmp = zone.join("energy_uj.tmp");
-                std::fs::write(&tmp, format!("{uj}\n")).unwrap();
-                std::fs::rename(&tmp, zone.join("energy_uj")).unwrap();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        FakeRapl { root, stop }
-    }
-}
-
-impl Drop for FakeRapl {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn run_reports_energy_from_a_rapl_counter_over_the_timed_window() {
-    let rapl = FakeRapl::start(40.0);
+    let rapl_sys = tempfile::tempdir().unwrap();
+    let rapl = FakeRapl::start(rapl_sys.path(), 40.0);
     let out_dir = tempfile::tempdir().unwrap();
     let out = joulebench()
         .args([
@@ -80,7 +37,7 @@ fn run_reports_energy_from_a_rapl_counter_over_the_timed_window() {
             "10ms",
             "--sysfs-root",
         ])
-        .arg(rapl.root.path())
+        .arg(rapl.root.as_path())
         .arg("-o")
         .arg(out_dir.path())
         .output()
@@ -156,10 +113,11 @@ fn a_named_meter_that_is_not_there_fails_before_the_run() {
 
 #[test]
 fn power_list_explains_what_is_missing_and_watch_logs_readings() {
-    let rapl = FakeRapl::start(25.0);
+    let rapl_sys = tempfile::tempdir().unwrap();
+    let rapl = FakeRapl::start(rapl_sys.path(), 25.0);
     let out = joulebench()
         .args(["power", "list", "--sysfs-root"])
-        .arg(rapl.root.path())
+        .arg(rapl.root.as_path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -184,7 +142,7 @@ fn power_list_explains_what_is_missing_and_watch_logs_readings() {
             "300ms",
             "--sysfs-root",
         ])
-        .arg(rapl.root.path())
+        .arg(rapl.root.as_path())
         .arg("-o")
         .arg(dir.path())
         .output()
@@ -331,9 +289,10 @@ fn ptdaemon_runs_ranging_then_testing_with_fixed_ranges() {
 
 #[test]
 fn a_meter_that_vanishes_mid_run_is_reported_and_the_run_goes_on() {
-    let steady = FakeRapl::start(30.0);
+    let steady_sys = tempfile::tempdir().unwrap();
+    let steady = FakeRapl::start(steady_sys.path(), 30.0);
     // A second package whose zone disappears 400 ms into the run.
-    let zone = steady.root.path().join("class/powercap/intel-rapl:1");
+    let zone = steady.root.as_path().join("class/powercap/intel-rapl:1");
     std::fs::create_dir_all(&zone).unwrap();
     std::fs::write(zone.join("name"), "package-1\n").unwrap();
     std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
@@ -366,7 +325,7 @@ fn a_meter_that_vanishes_mid_run_is_reported_and_the_run_goes_on() {
             "rapl-package-0,rapl-package-1",
             "--sysfs-root",
         ])
-        .arg(steady.root.path())
+        .arg(steady.root.as_path())
         .arg("-o")
         .arg(dir.path())
         .output()
@@ -417,7 +376,8 @@ fn a_meter_that_vanishes_mid_run_is_reported_and_the_run_goes_on() {
 
 #[test]
 fn total_must_name_selected_meters() {
-    let rapl = FakeRapl::start(10.0);
+    let rapl_sys = tempfile::tempdir().unwrap();
+    let rapl = FakeRapl::start(rapl_sys.path(), 10.0);
     let out = joulebench()
         .args([
             "run",
@@ -429,9 +389,9 @@ fn total_must_name_selected_meters() {
             "nvml-gpu0",
             "--sysfs-root",
         ])
-        .arg(rapl.root.path())
+        .arg(rapl.root.as_path())
         .arg("-o")
-        .arg(rapl.root.path().join("never"))
+        .arg(rapl.root.as_path().join("never"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -4,9 +4,9 @@
 //! against the series it should show, and the DOM Chromium dumps after that
 //! is what this test reads. Skipped, saying so, where Chromium is absent.
 
-mod issue5_common;
+mod common;
 
-use issue5_common::joulebench;
+use common::joulebench;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,10 +1,7 @@
 //! `joulebench run` end to end: the binary, its files and its exit codes.
 
-use std::process::Command;
-
-fn joulebench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_joulebench"))
-}
+mod common;
+use common::joulebench;
 
 #[test]
 fn the_default_run_is_resnet50_with_random_weights_on_the_cpu() {

@@ -7,9 +7,9 @@
 //! must be their sum. Where the cluster cannot start (not root, no script,
 //! packages not installable), the test prints why it was SKIPPED.
 
-mod issue5_common;
+mod common;
 
-use issue5_common::{read_json, FakeRapl};
+use common::{read_json, FakeRapl};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,7 +100,7 @@ fn srun_measures_each_node_and_merge_sums_them() {
         assert!((w - watts).abs() < 0.1 * watts, "{node}: {w} W");
     }
 
-    let merge = issue5_common::joulebench()
+    let merge = common::joulebench()
         .arg("merge")
         .arg(out.path())
         .output()

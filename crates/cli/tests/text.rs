@@ -4,13 +4,12 @@
 //! and bad input refused before the timed run with the file named.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use workloads::text::decoder::{Gpt2, Gpt2Config};
 use workloads::text::encoder::{minilm_l6_v2_config, BertConfig, SentenceEncoder};
 
-fn joulebench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_joulebench"))
-}
+mod common;
+use common::joulebench;
 
 fn run(args: &[&str], out: &Path) -> Output {
     joulebench()

@@ -11,8 +11,10 @@
 //! `Measurement` trait makes the thing measured a parameter of a harness
 //! written once.
 
+pub mod child;
 pub mod efficiency;
 pub mod interrupt;
+pub mod marks;
 pub mod meters;
 pub mod output;
 pub mod record;

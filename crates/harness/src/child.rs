@@ -14,7 +14,6 @@
 //! for its exit without reaping (`waitid(WNOWAIT)`), close the door to the
 //! forwarder, then reap. A pid the kernel reused can never be hit.
 
-use anyhow::{Context, Result};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
@@ -140,6 +139,23 @@ pub fn exit_code(status: &ExitStatus) -> u8 {
     }
 }
 
+/// Why a command could not be run or waited for.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("{0}: {1}")]
+    Setup(&'static str, #[source] std::io::Error),
+    #[error("starting {}: {source}", program.display())]
+    Start {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("waiting for {}: {source}", program.display())]
+    Wait {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The forwarder's view of the child: its pid while it may be signalled.
 type Door = Arc<Mutex<Option<Pid>>>;
 
@@ -151,10 +167,14 @@ pub fn run(
     args: &[String],
     env: &[(&str, &OsStr)],
     anchor: Instant,
-) -> Result<Finished> {
+) -> Result<Finished, ChildError> {
     // Catch signals before the child exists, so none is lost in between.
-    let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED)
-        .context("installing the signal handlers that forward signals to the command")?;
+    let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED).map_err(|e| {
+        ChildError::Setup(
+            "installing the signal handlers that forward signals to the command",
+            e,
+        )
+    })?;
     let handle = signals.handle();
     let door: Door = Arc::new(Mutex::new(None));
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -165,10 +185,12 @@ pub fn run(
         cmd.env(k, v);
     }
     let begin_ns = power::sampler::ns_since(anchor, Instant::now());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let pid = Pid::from_raw(i32::try_from(child.id()).context("child pid out of range")?);
+    let mut child = cmd.spawn().map_err(|e| ChildError::Start {
+        program: program.to_path_buf(),
+        source: e,
+    })?;
+    // Linux pids fit in an i32 (pid_max is at most 2^22).
+    let pid = Pid::from_raw(child.id() as i32);
     if let Ok(mut d) = door.lock() {
         *d = Some(pid);
     }
@@ -202,7 +224,7 @@ pub fn run(
                     }
                 }
             })
-            .context("starting the signal forwarder")?
+            .map_err(|e| ChildError::Setup("starting the signal forwarder", e))?
     };
 
     // Wait for the exit without reaping, shut the door, then reap.
@@ -220,9 +242,10 @@ pub fn run(
     if let Ok(mut d) = door.lock() {
         *d = None;
     }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for {}", program.display()))?;
+    let status = child.wait().map_err(|e| ChildError::Wait {
+        program: program.to_path_buf(),
+        source: e,
+    })?;
     handle.close();
     let _ = forwarder.join();
     let signals = events.lock().map(|e| e.clone()).unwrap_or_default();

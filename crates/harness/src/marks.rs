@@ -14,13 +14,23 @@
 //! blocking forever. To stop, we write a line carrying a token only we know
 //! through the same FIFO: everything written before it has been read.
 
-use anyhow::{Context, Result};
 use nix::sys::stat::Mode;
 use report::phases::Mark;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// Why phase marks are unavailable (the command then runs unmarked).
+#[derive(Debug, thiserror::Error)]
+pub enum MarksError {
+    #[error("{doing} {}: {source}", path.display())]
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// The environment variable that names the marks FIFO.
 pub const ENV: &str = "JOULEBENCH_MARKS";
@@ -34,7 +44,7 @@ pub struct Marks {
 
 impl Marks {
     /// Creates the FIFO and starts reading it.
-    pub fn start(anchor: Instant) -> Result<Marks> {
+    pub fn start(anchor: Instant) -> Result<Marks, MarksError> {
         let base = std::env::var_os("TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -43,22 +53,36 @@ impl Marks {
             .map_or(0, |d| d.as_nanos());
         let token = format!("{}-{now_ns}", std::process::id());
         let dir = base.join(format!("joulebench-marks-{token}"));
-        std::fs::create_dir(&dir)
-            .with_context(|| format!("creating the marks folder {}", dir.display()))?;
+        std::fs::create_dir(&dir).map_err(|e| MarksError::Io {
+            doing: "creating the marks folder",
+            path: dir.clone(),
+            source: e,
+        })?;
         let path = dir.join("marks");
-        nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR)
-            .with_context(|| format!("creating the marks FIFO {}", path.display()))?;
+        nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR).map_err(|e| MarksError::Io {
+            doing: "creating the marks FIFO",
+            path: path.clone(),
+            source: e.into(),
+        })?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
-            .with_context(|| format!("opening the marks FIFO {}", path.display()))?;
+            .map_err(|e| MarksError::Io {
+                doing: "opening the marks FIFO",
+                path: path.clone(),
+                source: e,
+            })?;
         let stop_line = format!("\u{0}joulebench-stop-{token}");
         let stop = stop_line.clone();
         let reader = std::thread::Builder::new()
             .name("marks".into())
             .spawn(move || read_marks(file, anchor, &stop))
-            .context("starting the marks reader")?;
+            .map_err(|e| MarksError::Io {
+                doing: "starting the marks reader",
+                path: dir.clone(),
+                source: e,
+            })?;
         Ok(Marks {
             dir,
             path,

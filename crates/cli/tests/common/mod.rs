@@ -1,0 +1,21 @@
+//! What the CLI's end-to-end tests share: the binary under test and reading
+//! its JSON. Meters are faked at the OS boundary by `power::testing`.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+#[allow(unused_imports)]
+pub use power::testing::FakeRapl;
+
+/// The `joulebench` binary this test run built.
+pub const BIN: &str = env!("CARGO_BIN_EXE_joulebench");
+
+pub fn joulebench() -> Command {
+    Command::new(BIN)
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
