@@ -166,7 +166,7 @@ fn our_server_answers_power_devs_client_sequence() {
             );
             assert_eq!(cmds[6], format!("Go,1000,0,{id}_ranging"));
             assert_eq!(&cmds[cmds.len() - 2..], ["SR,V,Auto", "SR,A,Auto"]);
-            assert_eq!(v["ptd_config"]["device_type"], 49);
+            assert_ptd_config_is_power_devs(&v["ptd_config"], &wrapper);
         }
         if f.ends_with("spl.txt") {
             let text = String::from_utf8(bytes).unwrap();
@@ -176,6 +176,61 @@ fn our_server_answers_power_devs_client_sequence() {
     }
     assert_eq!(p.cmd(&format!("cleanup,{id}")), "OK");
     assert!(!dir.path().join("server").join(&id).exists());
+}
+
+/// `ptd_config` exactly as power-dev's director writes it and MLPerf's
+/// checker reads it: a **list**, one entry per analyzer.
+///
+/// - power-dev (mlcommons/power-dev, `ptd_client_server/lib/server.py`,
+///   commit c4b3ad8): `ServerConfig` builds `ptd_summary[i] = {"command",
+///   "device_type", "interface_flag", "dc_flag", "device_port", "channel"}`
+///   per `[analyzerN]` (`command` = `[ptd, "-l", log, "-p", port, *(-b N),
+///   *(-c CH,CH), *(dcFlag), *(interfaceFlag), device_type, device_port]`), and
+///   `Server.handle_connection` stores the list of them as
+///   `summary.ptd_config`.
+/// - the checker (mlcommons/inference,
+///   `tools/submission/submission_checker/checks/power/power_checker.py`,
+///   commit b66003e): `check_ptd_config` runs `for analyzer in ptd_config:
+///   dev_num = analyzer["device_type"]` (an object there raises `TypeError:
+///   string indices must be integers`), and for device 77 reads the `-c`
+///   value after `"-c"` in `analyzer["command"]` and `analyzer["channel"]`.
+fn assert_ptd_config_is_power_devs(cfg: &serde_json::Value, ptd: &std::path::Path) {
+    let list = cfg
+        .as_array()
+        .unwrap_or_else(|| panic!("ptd_config is not a list: {cfg}"));
+    assert_eq!(list.len(), 1, "one entry per analyzer: {cfg}");
+    let a = list[0].as_object().unwrap();
+    let mut keys: Vec<&str> = a.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "channel",
+            "command",
+            "dc_flag",
+            "device_port",
+            "device_type",
+            "interface_flag"
+        ]
+    );
+    assert_eq!(a["device_type"], 49);
+    assert_eq!(a["interface_flag"], "");
+    assert_eq!(a["dc_flag"], serde_json::Value::Null);
+    assert_eq!(a["device_port"], "/dev/null");
+    assert_eq!(a["channel"], serde_json::Value::Null);
+    let command: Vec<&str> = a["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(command.len(), 7, "{command:?}");
+    assert_eq!(command[0], ptd.to_str().unwrap());
+    assert_eq!(command[1], "-l");
+    assert!(command[2].ends_with("ptd_logfile_1.log"), "{command:?}");
+    assert_eq!(command[3], "-p");
+    assert!(command[4].parse::<u16>().is_ok(), "{command:?}");
+    assert_eq!(&command[5..], ["49", "/dev/null"]);
 }
 
 #[test]

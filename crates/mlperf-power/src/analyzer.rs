@@ -71,6 +71,22 @@ impl AnalyzerConfig {
     }
 }
 
+/// `server.json`'s `ptd_config`: a list with one [`AnalyzerConfig::summary_json`]
+/// per analyzer, in config order, as power-dev's director writes it
+/// (mlcommons/power-dev `ptd_client_server/lib/server.py`, commit c4b3ad8,
+/// `Server.handle_connection`) and MLPerf's checker iterates it
+/// (mlcommons/inference `tools/submission/submission_checker/checks/power/power_checker.py`,
+/// commit b66003e, `check_ptd_config`). One analyzer is a list of one.
+pub fn ptd_config(analyzers: &[AnalyzerConfig], ptd: &Path, out_dir: &Path) -> Value {
+    Value::Array(
+        analyzers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.summary_json(ptd, &logfile_path(out_dir, i + 1)))
+            .collect(),
+    )
+}
+
 /// The largest current range of a device type, in amperes (power-dev's table).
 pub fn max_current_for_device(device_type: u32) -> Option<f64> {
     match device_type {
@@ -385,5 +401,60 @@ mod tests {
         assert_eq!(max_current_for_device(49), Some(20.0));
         assert_eq!(max_current_for_device(35), Some(40.0));
         assert_eq!(max_current_for_device(1), None);
+    }
+
+    /// The shape MLPerf's checker reads (power_checker.py at mlcommons/inference
+    /// b66003e, `check_ptd_config`): a list, one entry per analyzer; for device
+    /// 77 (WT330 multichannel) the value after `-c` in `command` and `channel`
+    /// must both hold two channels. power-dev's director (lib/server.py at
+    /// mlcommons/power-dev c4b3ad8) writes the entries with these six keys.
+    #[test]
+    fn ptd_config_is_a_list_with_one_entry_per_analyzer() {
+        let one = AnalyzerConfig {
+            device_type: 49,
+            device_port: "/dev/usbtmc0".into(),
+            network_port: 8888,
+            interface_flag: None,
+            channel: None,
+            gpib_board: None,
+            dc_flag: None,
+        };
+        let multi = AnalyzerConfig {
+            device_type: 77,
+            device_port: "192.168.1.5".into(),
+            network_port: 8889,
+            interface_flag: Some("-n".into()),
+            channel: Some(vec![1, 2]),
+            gpib_board: None,
+            dc_flag: None,
+        };
+        let v = ptd_config(
+            &[one.clone(), multi],
+            Path::new("/opt/ptd"),
+            Path::new("/srv"),
+        );
+        assert_eq!(
+            v,
+            json!([
+                {
+                    "command": ["/opt/ptd", "-l", "/srv/ptd_logfile_1.log", "-p", "8888", "49", "/dev/usbtmc0"],
+                    "device_type": 49,
+                    "interface_flag": "",
+                    "dc_flag": null,
+                    "device_port": "/dev/usbtmc0",
+                    "channel": null
+                },
+                {
+                    "command": ["/opt/ptd", "-l", "/srv/ptd_logfile_2.log", "-p", "8889", "-c", "1,2", "-n", "77", "192.168.1.5"],
+                    "device_type": 77,
+                    "interface_flag": "-n",
+                    "dc_flag": null,
+                    "device_port": "192.168.1.5",
+                    "channel": [1, 2]
+                }
+            ])
+        );
+        let single = ptd_config(&[one], Path::new("/opt/ptd"), Path::new("/srv"));
+        assert_eq!(single.as_array().map(Vec::len), Some(1));
     }
 }

@@ -511,18 +511,80 @@ fn ptd_logs_check(_c: &Value, s: &Value, dir: &Path) -> Check {
     Ok(warning)
 }
 
+/// `ptd_config` is a list, one entry per analyzer (power-dev's director
+/// writes it so; MLPerf's `check_ptd_config` iterates it and fails on an
+/// object). Each entry's device type must be supported; device 77 needs two
+/// channels both in `channel` and after `-c` in `command`.
 fn ptd_config_check(s: &Value) -> Check {
-    let cfg = &s["ptd_config"];
-    let dt = cfg["device_type"]
-        .as_u64()
-        .ok_or("server.json: no ptd_config.device_type")?;
-    ensure(
-        SUPPORTED_MODELS.iter().any(|(_, n)| u64::from(*n) == dt),
-        || format!("device type {dt} is not supported"),
-    )?;
-    if dt == 77 {
-        let two = cfg["channel"].as_array().is_some_and(|c| c.len() == 2);
-        ensure(two, || "device type 77 needs two channels".into())?;
+    let list = s["ptd_config"].as_array().ok_or_else(|| {
+        format!(
+            "server.json: ptd_config must be a list, one entry per analyzer; got {}",
+            s["ptd_config"]
+        )
+    })?;
+    ensure(!list.is_empty(), || {
+        "server.json: ptd_config lists no analyzer".into()
+    })?;
+    for (i, cfg) in list.iter().enumerate() {
+        let dt = cfg["device_type"]
+            .as_u64()
+            .ok_or_else(|| format!("server.json: ptd_config[{i}] has no device_type"))?;
+        ensure(
+            SUPPORTED_MODELS.iter().any(|(_, n)| u64::from(*n) == dt),
+            || format!("device type {dt} is not supported"),
+        )?;
+        if dt == 77 {
+            let command: Vec<&str> = cfg["command"]
+                .as_array()
+                .map(|c| c.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let dash_c = command
+                .iter()
+                .position(|a| *a == "-c")
+                .and_then(|p| command.get(p + 1))
+                .copied()
+                .unwrap_or("");
+            let two = cfg["channel"].as_array().is_some_and(|c| c.len() == 2)
+                && dash_c.split(',').count() == 2;
+            ensure(two, || {
+                format!("device type 77 needs two channels (ptd_config[{i}])")
+            })?;
+        }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// MLPerf's `check_ptd_config` (mlcommons/inference,
+    /// `tools/submission/submission_checker/checks/power/power_checker.py`,
+    /// commit b66003e) runs `for analyzer in ptd_config: analyzer["device_type"]`:
+    /// a list passes, an object crashes it (a failed check).
+    #[test]
+    fn ptd_config_must_be_a_list_as_power_devs_director_writes_it() {
+        let entry = json!({"command": ["ptd", "-l", "l", "-p", "8888", "49", "/dev/null"],
+            "device_type": 49, "interface_flag": "", "dc_flag": null,
+            "device_port": "/dev/null", "channel": null});
+        assert_eq!(
+            ptd_config_check(&json!({ "ptd_config": [entry.clone()] })),
+            Ok(None)
+        );
+        let e = ptd_config_check(&json!({ "ptd_config": entry })).unwrap_err();
+        assert!(e.contains("must be a list"), "{e}");
+        let multi = |cmd_ch: &str, ch: Value| {
+            json!({"ptd_config": [{"command": ["ptd", "-l", "l", "-p", "8888", "-c", cmd_ch, "77", "x"],
+                "device_type": 77, "interface_flag": "", "dc_flag": null,
+                "device_port": "x", "channel": ch}]})
+        };
+        assert_eq!(ptd_config_check(&multi("1,2", json!([1, 2]))), Ok(None));
+        assert!(ptd_config_check(&multi("1", json!([1, 2]))).is_err());
+        assert!(ptd_config_check(&multi("1,2", json!([1]))).is_err());
+        let bad = json!({"ptd_config": [entry, {"device_type": 3}]});
+        assert!(ptd_config_check(&bad)
+            .unwrap_err()
+            .contains("device type 3"));
+    }
 }

@@ -8,6 +8,17 @@
 //! (they become the director's `ptd_logs.txt`) and ends cleanly when asked
 //! (SIGTERM: the caller sets the stop flag).
 //!
+//! stdout carries what SPEC's PTDaemon prints on its console, each line
+//! prefixed `MM-DD-YYYY HH:MM:SS.fff: ` (UTC): `Go with mark '…'` and
+//! `Completed test`, `Response to client sent: …` for every reply (the first
+//! line of a multi-line one), `WARNING: Uncertainty …` for each sample above
+//! the limit, and in a rehearsal `Uncertainty checking for Yokogawa… is
+//! activated` at start-up (MLPerf's checker looks for these). On top of
+//! PTDaemon's lines it prints `Sample logged: …`, one line per sample: power-dev's
+//! director tees our stdout into a Python-buffered file (4 KiB) and reads it
+//! back before that buffer is flushed, so the ranging lines reach its
+//! `ptd_logs.txt` only once some 4 KiB more have been printed after them.
+//!
 //! Two threads: the sampler reads the [`PowerSource`] every `read_period`
 //! and, while a measurement runs, turns each interval's mean into one sample
 //! (an analyzer integrates over its interval too, so averaging the samples
@@ -295,6 +306,10 @@ fn serve_connection(
                     let mut s = lock(shared);
                     let r = s.analyzer.handle(&text);
                     s.flush_status();
+                    if let Some(first) = r.first() {
+                        let _ = writeln!(s.out, "{}: Response to client sent: {first}", ptd_now());
+                        let _ = s.out.flush();
+                    }
                     r
                 };
                 let mut bytes = String::new();
@@ -374,11 +389,13 @@ fn sample_loop(
                             amps: sum.2 / n,
                             power_factor: sum.3 / n,
                         };
-                        if let Some(line) = s.analyzer.record(e, ptd_now()) {
+                        let now = ptd_now();
+                        if let Some(line) = s.analyzer.record(e, now) {
                             let path = s.log_path.clone();
                             writeln!(s.log, "{line}")
                                 .and_then(|_| s.log.flush())
                                 .map_err(|source| DaemonError::Log { path, source })?;
+                            let _ = writeln!(s.out, "{now}: Sample logged: {line}");
                         }
                     }
                     sum = (0.0, 0.0, 0.0, 0.0, 0);

@@ -428,23 +428,11 @@ impl Server {
 
     fn new_summary(&self) -> Summary {
         let mut s = Summary::new("server");
-        let cfgs: Vec<serde_json::Value> = self
-            .config
-            .analyzers
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                a.summary_json(
-                    &self.config.ptd_path,
-                    &analyzer::logfile_path(&self.config.out_dir, i + 1),
-                )
-            })
-            .collect();
-        let mut first = cfgs.first().cloned().unwrap_or(json!({}));
-        if cfgs.len() > 1 {
-            first["analyzers"] = json!(cfgs);
-        }
-        s.ptd_config = Some(first);
+        s.ptd_config = Some(analyzer::ptd_config(
+            &self.config.analyzers,
+            &self.config.ptd_path,
+            &self.config.out_dir,
+        ));
         s.joulebench
             .insert("settle_s".into(), json!(self.config.settle.as_secs_f64()));
         s
