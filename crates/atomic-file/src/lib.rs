@@ -17,6 +17,13 @@ pub struct AtomicWriteError {
     pub source: std::io::Error,
 }
 
+impl From<AtomicWriteError> for std::io::Error {
+    /// For callers that report plain I/O errors; the message keeps the path.
+    fn from(e: AtomicWriteError) -> Self {
+        std::io::Error::new(e.source.kind(), e.to_string())
+    }
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     let mut file = AtomicFile::create(path)?;

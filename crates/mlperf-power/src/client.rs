@@ -384,12 +384,12 @@ fn session_body(c: &mut Client, session: &str, dir: &Path) -> Result<(), ClientE
             ),
         );
         saved.save(&client_json).map_err(io(&client_json))?;
-        result_folder::write_atomic(
+        atomic_file::write(
             &dir.join(result_folder::REHEARSAL_FILE),
             b"REHEARSAL: this session ran on joulebench's virtual analyzer in rehearsal mode; \
               it is not a measurement and must not be submitted.\n",
         )
-        .map_err(io(dir))?;
+        .map_err(|e| io(dir)(e.into()))?;
     }
     Ok(())
 }

@@ -207,17 +207,16 @@ impl LineConn {
         }
     }
 
-    /// Receives a file sent by [`Self::send_file`] into `dest` (written to
-    /// `dest.tmp`, renamed when complete). A first line that is not a chunk
+    /// Receives a file sent by [`Self::send_file`] into `dest` (it appears
+    /// there only when complete: `atomic_file`). A first line that is not a chunk
     /// length (a server's `Error...`) is returned as `Err(Malformed)` with
     /// the line, and nothing is written.
     pub fn recv_file(&mut self, dest: &Path) -> Result<u64, ProtocolError> {
-        let tmp = dest.with_extension("tmp");
-        let file_err = |source| ProtocolError::File {
-            path: tmp.clone(),
-            source,
+        let file_err = |e: atomic_file::AtomicWriteError| ProtocolError::File {
+            path: e.path,
+            source: e.source,
         };
-        let mut out: Option<std::fs::File> = None;
+        let mut out: Option<atomic_file::AtomicFile> = None;
         let mut total: u64 = 0;
         loop {
             let line = self.recv()?.ok_or_else(|| ProtocolError::Disconnected {
@@ -235,25 +234,19 @@ impl LineConn {
                     reason: format!("chunk larger than {MAX_CHUNK_BYTES} bytes"),
                 });
             }
-            if out.is_none() {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(file_err)?;
-                }
-                out = Some(std::fs::File::create(&tmp).map_err(file_err)?);
-            }
-            let Some(f) = out.as_mut() else { continue };
+            let f = match out.take() {
+                Some(f) => f,
+                None => atomic_file::AtomicFile::create(dest).map_err(file_err)?,
+            };
             if len == 0 {
-                f.flush().map_err(file_err)?;
-                drop(out);
-                std::fs::rename(&tmp, dest).map_err(|source| ProtocolError::File {
-                    path: dest.to_path_buf(),
-                    source,
-                })?;
+                f.commit().map_err(file_err)?;
                 return Ok(total);
             }
+            let mut f = f;
             let mut chunk = vec![0u8; len];
             self.reader.read_exact(&mut chunk).map_err(|e| self.io(e))?;
-            f.write_all(&chunk).map_err(file_err)?;
+            f.write_all(&chunk).map_err(|e| file_err(f.error(e)))?;
+            out = Some(f);
             total += len as u64;
         }
     }

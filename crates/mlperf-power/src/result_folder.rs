@@ -12,7 +12,6 @@
 //! fails keeps the `.incomplete` name and gets an [`INCOMPLETE_FILE`] saying
 //! why, so neither a person nor a script picks it up as a result.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Files the checker requires (relative to the session folder).
@@ -36,17 +35,6 @@ pub const INCOMPLETE_FILE: &str = "INCOMPLETE.txt";
 /// The file in a rehearsal folder that says it is not a measurement.
 pub const REHEARSAL_FILE: &str = "REHEARSAL.txt";
 
-/// Writes a file through a temp file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("partial");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 /// `{parent}/{name}.incomplete`.
 pub fn incomplete_path(parent: &Path, name: &str) -> PathBuf {
     parent.join(format!("{name}{INCOMPLETE_SUFFIX}"))
@@ -59,7 +47,10 @@ pub fn mark_incomplete(dir: &Path, reason: &str) -> std::io::Result<()> {
          Files here may be partial; MLPerf's checker must not be run on it.\n"
     );
     std::fs::create_dir_all(dir)?;
-    write_atomic(&dir.join(INCOMPLETE_FILE), text.as_bytes())
+    Ok(atomic_file::write(
+        &dir.join(INCOMPLETE_FILE),
+        text.as_bytes(),
+    )?)
 }
 
 /// Renames a finished `{name}.incomplete` folder to `{name}`.

@@ -51,6 +51,6 @@ impl SessionLog {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut text = self.lines.join("\n");
         text.push('\n');
-        crate::result_folder::write_atomic(path, text.as_bytes())
+        Ok(atomic_file::write(path, text.as_bytes())?)
     }
 }

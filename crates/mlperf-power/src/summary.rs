@@ -137,7 +137,7 @@ impl Summary {
     /// Writes the json file (temp file + rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(&self.to_json()).map_err(std::io::Error::other)?;
-        crate::result_folder::write_atomic(path, text.as_bytes())
+        Ok(atomic_file::write(path, text.as_bytes())?)
     }
 }
 
