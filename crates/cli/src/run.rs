@@ -469,10 +469,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             .stop()
             .context("PTDaemon: stopping the ranging run")?;
         let (max_v, max_a) = electrical_maxima(&ranging_report);
-        let ranges = power::meter::ptd::ranges_from_maxima(max_v, max_a, power::meter::ptd::max_current_range_a(&model))
+        let ranges = mlperf_power::ranging::ranges_from_maxima(max_v, max_a, mlperf_power::ranging::max_current_range_a(&model))
             .context("PTDaemon: the ranging run recorded no voltage and current; cannot fix the testing ranges")?;
         lock(&client)?
-            .set_testing_ranges(&ranges)
+            .set_fixed_ranges(ranges.volts_v, ranges.amps_a)
             .context("PTDaemon: setting the testing ranges")?;
         lock(&client)?
             .go(&format!("{name}_testing"))

@@ -84,10 +84,7 @@ fn ptd_serve_speaks_ptdaemon_logs_samples_and_ends_on_sigterm() {
         .lines()
         .find(|l| l.ends_with(": Go with mark 't_ranging'"))
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert!(
-        power::meter::ptd::PtdTime::parse(&go[..23]).is_some(),
-        "{go}"
-    );
+    assert!(mlperf_time::Timestamp::parse(&go[..23]).is_some(), "{go}");
     assert!(stdout.contains(": Completed test"), "{stdout}");
     assert!(
         !stdout.contains("Uncertainty checking for Yokogawa"),
@@ -318,9 +315,9 @@ fn ptd_serve_stdout_fills_power_devs_buffered_ptd_logs_with_the_ranging_lines() 
     // What power-dev's director finds in its file when it reads it.
     let flushed = &at_read[..at_read.len().saturating_sub(PY_BUFFER)];
     let ptd_logs = format!("Analyzer 1\n{}", String::from_utf8_lossy(flushed));
-    let stamped = |line: &str| -> Option<(power::meter::ptd::PtdTime, String)> {
+    let stamped = |line: &str| -> Option<(mlperf_time::Timestamp, String)> {
         let (head, rest) = line.split_at_checked(23)?;
-        let t = power::meter::ptd::PtdTime::parse(head)?;
+        let t = mlperf_time::Timestamp::parse(head)?;
         Some((t, rest.trim().to_string()))
     };
     let go = format!(": Go with mark '{session}_ranging'");

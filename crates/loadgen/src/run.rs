@@ -87,9 +87,7 @@ pub struct LogSettings {
 
 /// LoadGen's `DateTimeStringForPower`: `MM-DD-YYYY HH:MM:SS.mmm`, UTC.
 pub fn power_time_string(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t)
-        .format("%m-%d-%Y %H:%M:%S%.3f")
-        .to_string()
+    mlperf_time::Timestamp::from(t).to_string()
 }
 
 struct Test<'a> {

@@ -321,7 +321,7 @@ pub fn average_watts(spl: &Path, begin: f64, end: f64) -> Result<f64, String> {
         .filter(|l| l.starts_with("Time"))
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            let t = power::meter::ptd::PtdTime::parse(f.get(1)?)?.unix_ms() as f64 / 1000.0;
+            let t = mlperf_time::Timestamp::parse(f.get(1)?)?.unix_ms() as f64 / 1000.0;
             let w: f64 = f.get(3)?.parse().ok()?;
             (t > begin && t < end && w > 0.0).then_some(w)
         })
@@ -461,7 +461,7 @@ fn ptd_logs_check(_c: &Value, s: &Value, dir: &Path) -> Check {
     let mark = format!("{}_ranging", s["session_name"].as_str().unwrap_or_default());
     let stamped = |line: &str| -> Option<(f64, String)> {
         let (head, rest) = line.split_at_checked(23)?;
-        let t = power::meter::ptd::PtdTime::parse(head)?.unix_ms() as f64 / 1000.0 + tz;
+        let t = mlperf_time::Timestamp::parse(head)?.unix_ms() as f64 / 1000.0 + tz;
         Some((t, rest.trim().to_string()))
     };
     let mut start = None;

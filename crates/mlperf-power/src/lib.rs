@@ -30,6 +30,7 @@ pub mod meter_source;
 pub mod ntp;
 pub mod protocol;
 pub mod ptd_daemon;
+pub mod ranging;
 pub mod result_folder;
 pub mod server;
 pub mod session_log;

@@ -26,10 +26,7 @@ pub fn time_in_line(line: &str) -> Option<f64> {
         let candidate = rest[..end].trim_end_matches([' ', '.', ':', '-']);
         // Take the longest prefix that parses.
         for len in (19..=candidate.len()).rev() {
-            if let Some(t) = candidate
-                .get(..len)
-                .and_then(power::meter::ptd::PtdTime::parse)
-            {
+            if let Some(t) = candidate.get(..len).and_then(mlperf_time::Timestamp::parse) {
                 return Some(t.unix_ms() as f64 / 1000.0);
             }
         }

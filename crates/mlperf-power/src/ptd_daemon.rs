@@ -27,7 +27,7 @@
 
 use crate::meter_source::PowerSource;
 use crate::virtual_analyzer::{Electrical, Identity, VirtualAnalyzer};
-use power::meter::ptd::PtdTime;
+use mlperf_time::Timestamp;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -162,24 +162,9 @@ struct Shared {
 impl Shared {
     fn flush_status(&mut self) {
         for s in self.analyzer.take_status() {
-            let _ = writeln!(self.out, "{}: {s}", ptd_now());
+            let _ = writeln!(self.out, "{}: {s}", Timestamp::now());
         }
         let _ = self.out.flush();
-    }
-}
-
-/// Now as PTDaemon prints it: `MM-DD-YYYY HH:MM:SS.fff`, UTC.
-pub fn ptd_now() -> PtdTime {
-    use chrono::{Datelike, Timelike};
-    let now = chrono::Utc::now();
-    PtdTime {
-        year: now.year().clamp(0, 9999) as u16,
-        month: now.month() as u8,
-        day: now.day() as u8,
-        hour: now.hour() as u8,
-        minute: now.minute() as u8,
-        second: now.second().min(59) as u8,
-        millisecond: (now.timestamp_subsec_millis().min(999)) as u16,
     }
 }
 
@@ -233,7 +218,7 @@ pub fn serve(
                 let _ = writeln!(
                     s.out,
                     "{}: note: DEVICE_TYPE {} on the command line, rehearsing {} (type {})",
-                    ptd_now(),
+                    Timestamp::now(),
                     cl.device_type,
                     model.name,
                     model.device_type
@@ -241,7 +226,7 @@ pub fn serve(
             }
         }
         s.flush_status();
-        let _ = writeln!(s.out, "{}: listening on {addr}", ptd_now());
+        let _ = writeln!(s.out, "{}: listening on {addr}", Timestamp::now());
         let _ = s.out.flush();
     }
     let sampler = {
@@ -270,7 +255,7 @@ pub fn serve(
     stop.store(true, Ordering::SeqCst);
     let sampler_result = sampler.join();
     let mut s = lock(&shared);
-    let _ = writeln!(s.out, "{}: stopping (signal)", ptd_now());
+    let _ = writeln!(s.out, "{}: stopping (signal)", Timestamp::now());
     let _ = s.out.flush();
     let path = s.log_path.clone();
     s.log
@@ -307,7 +292,11 @@ fn serve_connection(
                     let r = s.analyzer.handle(&text);
                     s.flush_status();
                     if let Some(first) = r.first() {
-                        let _ = writeln!(s.out, "{}: Response to client sent: {first}", ptd_now());
+                        let _ = writeln!(
+                            s.out,
+                            "{}: Response to client sent: {first}",
+                            Timestamp::now()
+                        );
                         let _ = s.out.flush();
                     }
                     r
@@ -351,7 +340,7 @@ fn sample_loop(
             Err(e) => {
                 if last_error.as_deref() != Some(e.as_str()) {
                     let mut s = lock(shared);
-                    let _ = writeln!(s.out, "{}: ERROR: meter read failed: {e}", ptd_now());
+                    let _ = writeln!(s.out, "{}: ERROR: meter read failed: {e}", Timestamp::now());
                     let _ = s.out.flush();
                 }
                 last_error = Some(e);
@@ -389,7 +378,7 @@ fn sample_loop(
                             amps: sum.2 / n,
                             power_factor: sum.3 / n,
                         };
-                        let now = ptd_now();
+                        let now = Timestamp::now();
                         if let Some(line) = s.analyzer.record(e, now) {
                             let path = s.log_path.clone();
                             writeln!(s.log, "{line}")

@@ -19,7 +19,8 @@
 //! ([`Identity::Rehearsal`]) answers as a supported model, and every line it
 //! writes outside the protocol says it is a rehearsal, not a measurement.
 
-use power::meter::ptd::{format_sample_line, PtdSample, PtdTime, HELLO_REPLY};
+use mlperf_time::Timestamp;
+use power::meter::ptd::{format_sample_line, PtdSample, HELLO_REPLY};
 
 /// A model the virtual analyzer can rehearse as.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -341,7 +342,7 @@ impl VirtualAnalyzer {
 
     /// One interval's reading while measuring: applies the ranges, keeps the
     /// sample for `RL` and returns its log line (None when not measuring).
-    pub fn record(&mut self, reading: Electrical, time: PtdTime) -> Option<String> {
+    pub fn record(&mut self, reading: Electrical, time: Timestamp) -> Option<String> {
         let mark = self.measuring.as_ref()?.mark.clone();
         let (volt_steps, amp_steps) = self.identity.ranges();
         let pick = |range: &mut Range, steps: &[f64], value: f64| -> bool {
@@ -427,8 +428,8 @@ mod tests {
         })
     }
 
-    fn t() -> PtdTime {
-        PtdTime::parse("11-24-2026 10:00:00.000").unwrap()
+    fn t() -> Timestamp {
+        Timestamp::parse("11-24-2026 10:00:00.000").unwrap()
     }
 
     fn reading(watts: f64) -> Electrical {
