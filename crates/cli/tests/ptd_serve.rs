@@ -101,12 +101,14 @@ fn ptd_serve_speaks_ptdaemon_logs_samples_and_ends_on_sigterm() {
     }
 }
 
-#[test]
-fn joulebench_run_measures_through_ptd_serve() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = trace(dir.path(), 180.0, 10.0);
-    let port = free_port();
-    let mut child = Command::new(joulebench())
+/// `ptd-serve` as a rehearsal WT310 replaying `trace`, on `port`.
+fn rehearsal_ptd_serve(
+    dir: &std::path::Path,
+    trace: &std::path::Path,
+    port: u16,
+    stdout: Stdio,
+) -> std::process::Child {
+    Command::new(joulebench())
         .args([
             "ptd-serve",
             "--rehearsal-model",
@@ -117,12 +119,20 @@ fn joulebench_run_measures_through_ptd_serve() {
         ])
         .arg(format!("replay:{}", trace.display()))
         .arg("-l")
-        .arg(dir.path().join("ptd.log"))
+        .arg(dir.join("ptd.log"))
         .args(["-p", &port.to_string(), "49", "/dev/null"])
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn joulebench_run_measures_through_ptd_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = trace(dir.path(), 180.0, 10.0);
+    let port = free_port();
+    let mut child = rehearsal_ptd_serve(dir.path(), &trace, port, Stdio::null());
     wait_for_port(port, Duration::from_secs(20));
     let out = Command::new(joulebench())
         .args([
@@ -210,23 +220,7 @@ fn ptd_serve_stdout_fills_power_devs_buffered_ptd_logs_with_the_ranging_lines() 
     let dir = tempfile::tempdir().unwrap();
     let trace = trace(dir.path(), 250.0, 0.0);
     let port = free_port();
-    let mut child = Command::new(joulebench())
-        .args([
-            "ptd-serve",
-            "--rehearsal-model",
-            "WT310",
-            "--read-period",
-            "50ms",
-            "--power",
-        ])
-        .arg(format!("replay:{}", trace.display()))
-        .arg("-l")
-        .arg(dir.path().join("ptd.log"))
-        .args(["-p", &port.to_string(), "49", "/dev/null"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = rehearsal_ptd_serve(dir.path(), &trace, port, Stdio::piped());
     let printed = Arc::new(Mutex::new(Vec::<u8>::new()));
     let reader = {
         let printed = Arc::clone(&printed);
