@@ -64,8 +64,3 @@ pub fn record(
         ptd,
     })
 }
-
-/// Lines for the run's text summary.
-pub fn summary_lines(record: &PowerRecord) -> Vec<String> {
-    report::text::power_lines(record)
-}

@@ -619,7 +619,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let json = serde_json::to_vec_pretty(&result)?;
     atomic_file::write(&outdir.join(schema::RESULT_FILE), &json)?;
-    print_summary(&result, &outdir);
+    print!(
+        "{}",
+        report::text::training_summary(&result, &outdir.display().to_string())
+    );
     Ok(ExitCode::from(exit_code))
 }
 
@@ -930,92 +933,6 @@ fn save_weights(w: &training::VarMap, path: &Path) -> Result<()> {
         .with_context(|| format!("saving the trained weights to {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
-fn print_summary(r: &TrainingResult, outdir: &Path) {
-    let t = &r.training;
-    println!("joulebench train: {} ({}) on {}", t.task, t.model, t.device);
-    println!("  data        {}", t.data);
-    if let Some(target) = t.target_accuracy {
-        println!(
-            "  target      {:.2}% held-out top-1 accuracy",
-            target * 100.0
-        );
-    }
-    println!("  run  seed  status         epochs  steps   time s   samples/s  accuracy   energy J   avg W");
-    for (i, run) in t.runs.iter().enumerate() {
-        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_string(), f);
-        println!(
-            "  {:>3}  {:>4}  {:<13}  {:>6}  {:>5}  {:>7.3}  {:>10.1}  {:>8}  {:>9}  {:>6}",
-            i + 1,
-            run.seed,
-            run.status,
-            run.epochs,
-            run.steps,
-            run.time_to_train_s,
-            run.samples_per_s,
-            opt(run.final_accuracy, &|a| format!("{:.2}%", a * 100.0)),
-            opt(run.energy_j, &|j| format!("{j:.2}")),
-            opt(run.avg_w, &|w| format!("{w:.2}")),
-        );
-        for p in &run.phase_totals {
-            if let Some(j) = p.measured_j.or(p.estimated_j) {
-                println!(
-                    "        {:<6} {:>8.3} s {:>10.3} J",
-                    p.name, p.duration_s, j
-                );
-            }
-        }
-    }
-    let throughput = t.target_accuracy.is_none();
-    if throughput {
-        let rep = &t.runs[t.representative_run];
-        let j = rep
-            .j_per_sample
-            .map_or_else(|| "-".to_string(), |j| format!("{j:.4} J/sample"));
-        println!(
-            "  throughput  {:.2} samples/s, {j} (median run; synthetic data)",
-            rep.samples_per_s
-        );
-    }
-    match &t.time_to_train_s {
-        _ if throughput => {}
-        Some(s) => println!(
-            "  time to train  {:.3} s ({})",
-            s.value,
-            if s.olympic {
-                format!("olympic average of {} runs", s.counted.len())
-            } else {
-                format!(
-                    "mean of {} runs: fewer than 3, nothing dropped",
-                    s.counted.len()
-                )
-            }
-        ),
-        None => {
-            println!("  time to train  none: too many runs did not converge (MLPerf allows one)")
-        }
-    }
-    if let Some(e) = t.energy_to_train_j.as_ref().filter(|_| !throughput) {
-        let est = if e.provenance == Some(power::meter::Provenance::Estimated) {
-            " (estimated)"
-        } else {
-            ""
-        };
-        println!("  energy to train  {:.3} J{est}", e.value);
-    }
-    if let Some(p) = &r.common.power {
-        println!(
-            "  energy of the median run (run {}):",
-            t.representative_run + 1
-        );
-        for line in crate::energy::summary_lines(p) {
-            println!("{line}");
-        }
-    } else {
-        println!("  energy      not measured: no usable meter (`joulebench power list` says why; --power estimate --tdp W gives an estimate)");
-    }
-    println!("  results     {}", outdir.display());
 }
 
 /// First Ctrl-C: end the current run cleanly (its log gets run_stop aborted,

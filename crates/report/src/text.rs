@@ -263,3 +263,110 @@ pub fn power_lines(record: &crate::schema::PowerRecord) -> Vec<String> {
     }
     lines
 }
+
+/// The summary `joulebench train` prints: the task, each run's status, time,
+/// throughput, accuracy and energy (with its phases), the scores (time and
+/// energy to train, or throughput for a task without a target), the energy
+/// of the median run, and where the result is.
+pub fn training_summary(r: &crate::schema::TrainingResult, dir: &str) -> String {
+    let mut o = String::new();
+    let t = &r.training;
+    let _ = writeln!(
+        o,
+        "joulebench train: {} ({}) on {}",
+        t.task, t.model, t.device
+    );
+    let _ = writeln!(o, "  data        {}", t.data);
+    if let Some(target) = t.target_accuracy {
+        let _ = writeln!(
+            o,
+            "  target      {:.2}% held-out top-1 accuracy",
+            target * 100.0
+        );
+    }
+    let _ = writeln!(o, "  run  seed  status         epochs  steps   time s   samples/s  accuracy   energy J   avg W");
+    for (i, run) in t.runs.iter().enumerate() {
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_string(), f);
+        let _ = writeln!(
+            o,
+            "  {:>3}  {:>4}  {:<13}  {:>6}  {:>5}  {:>7.3}  {:>10.1}  {:>8}  {:>9}  {:>6}",
+            i + 1,
+            run.seed,
+            run.status,
+            run.epochs,
+            run.steps,
+            run.time_to_train_s,
+            run.samples_per_s,
+            opt(run.final_accuracy, &|a| format!("{:.2}%", a * 100.0)),
+            opt(run.energy_j, &|j| format!("{j:.2}")),
+            opt(run.avg_w, &|w| format!("{w:.2}")),
+        );
+        for p in &run.phase_totals {
+            if let Some(j) = p.measured_j.or(p.estimated_j) {
+                let _ = writeln!(
+                    o,
+                    "        {:<6} {:>8.3} s {:>10.3} J",
+                    p.name, p.duration_s, j
+                );
+            }
+        }
+    }
+    let throughput = t.target_accuracy.is_none();
+    if throughput {
+        let rep = &t.runs[t.representative_run];
+        let j = rep
+            .j_per_sample
+            .map_or_else(|| "-".to_string(), |j| format!("{j:.4} J/sample"));
+        let _ = writeln!(
+            o,
+            "  throughput  {:.2} samples/s, {j} (median run; synthetic data)",
+            rep.samples_per_s
+        );
+    }
+    match &t.time_to_train_s {
+        _ if throughput => {}
+        Some(s) => {
+            let _ = writeln!(
+                o,
+                "  time to train  {:.3} s ({})",
+                s.value,
+                if s.olympic {
+                    format!("olympic average of {} runs", s.counted.len())
+                } else {
+                    format!(
+                        "mean of {} runs: fewer than 3, nothing dropped",
+                        s.counted.len()
+                    )
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "  time to train  none: too many runs did not converge (MLPerf allows one)"
+            );
+        }
+    }
+    if let Some(e) = t.energy_to_train_j.as_ref().filter(|_| !throughput) {
+        let est = if e.provenance == Some(power::meter::Provenance::Estimated) {
+            " (estimated)"
+        } else {
+            ""
+        };
+        let _ = writeln!(o, "  energy to train  {:.3} J{est}", e.value);
+    }
+    if let Some(p) = &r.common.power {
+        let _ = writeln!(
+            o,
+            "  energy of the median run (run {}):",
+            t.representative_run + 1
+        );
+        for line in power_lines(p) {
+            let _ = writeln!(o, "{line}");
+        }
+    } else {
+        let _ = writeln!(o, "  energy      not measured: no usable meter (`joulebench power list` says why; --power estimate --tdp W gives an estimate)");
+    }
+    let _ = writeln!(o, "  results     {}", dir);
+    o
+}
