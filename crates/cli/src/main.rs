@@ -9,7 +9,7 @@ mod exporter;
 mod measure;
 mod merge;
 mod meters;
-mod model_workload;
+mod model_args;
 mod power_client;
 mod power_cmd;
 mod power_server;
@@ -17,7 +17,6 @@ mod progress;
 mod ptd_serve;
 mod report_cmd;
 mod run;
-mod text_workload;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use workloads::builtin::text::TextModel;
+use workloads::builtin::{Built, SharedQsl};
 use workloads::sleep::{ServiceTime, SleepSut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,10 +118,10 @@ pub struct RunArgs {
     samples: usize,
 
     #[command(flatten)]
-    model_args: crate::model_workload::ModelArgs,
+    model_args: crate::model_args::ModelArgs,
 
     #[command(flatten)]
-    text_args: crate::text_workload::TextArgs,
+    text_args: crate::model_args::TextArgs,
 
     /// Samples that fit in memory at once (the performance set). Default: all.
     #[arg(long)]
@@ -176,57 +178,16 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 const CALIBRATED_OFFLINE_HEADROOM: f64 = 1.5;
 
 /// The SUT and what it can do (targets that make a sensible default run).
-struct Workload {
-    sut: Box<dyn SystemUnderTest>,
-    qsl: Box<dyn loadgen::QuerySampleLibrary>,
-    parameters: serde_json::Value,
-    capacity_per_s: f64,
-    /// Offline's planning rate: the capacity, or more where several workers
-    /// per device overlap their work (image models).
-    offline_capacity_per_s: f64,
-    latency_ns: f64,
-    /// A batching SUT's handle, read after the run for per-device work and
-    /// inference errors.
-    batching: Option<Arc<workloads::batcher::BatchingSut>>,
-}
-
-impl Workload {
-    /// The parameters, with what each device did and any inference errors
-    /// (printed too: a failed device must not go unnoticed).
-    fn parameters_after_run(&self, quiet: bool) -> serde_json::Value {
-        let mut parameters = self.parameters.clone();
-        let Some(sut) = &self.batching else {
-            return parameters;
-        };
-        let stats = sut.device_stats();
-        let errors = sut.errors();
-        if !quiet && stats.len() > 1 {
-            for s in &stats {
-                eprintln!(
-                    "  {:<10} {:>9} samples  {:>7} batches  busy {:.2} s{}",
-                    s.device,
-                    s.samples,
-                    s.batches,
-                    s.busy_s,
-                    s.failed
-                        .as_deref()
-                        .map(|e| format!("  FAILED: {e}"))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        for e in &errors {
-            eprintln!("inference error: {e}");
-        }
-        if let Some(map) = parameters.as_object_mut() {
-            map.insert("device_work".into(), serde_json::json!(stats));
-            map.insert("inference_errors".into(), serde_json::json!(errors));
-        }
-        parameters
-    }
-}
-
-fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload> {
+fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
+    let accuracy = args
+        .mode
+        .is_some_and(|m| matches!(m, Mode::AccuracyOnly | Mode::SubmissionRun));
+    let scope = crate::model_args::RunScope {
+        seed: args.seed,
+        samples: args.samples,
+        performance_samples,
+        accuracy,
+    };
     let synthetic = || {
         Box::new(workloads::synthetic::SyntheticQsl::new(
             args.samples,
@@ -240,55 +201,23 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
             } else {
                 workloads::vision::Arch::ResNet18
             };
-            if args
-                .mode
-                .is_some_and(|m| matches!(m, Mode::AccuracyOnly | Mode::SubmissionRun))
-                && args.model_args.weights.is_none()
-            {
-                bail!("accuracy mode needs real weights (--weights): random weights make accuracy meaningless");
-            }
-            let w = crate::model_workload::build(
+            workloads::builtin::image::build(
                 arch,
-                &args.model_args,
-                args.seed,
-                args.samples,
-                performance_samples,
-            )?;
-            Workload {
-                sut: Box::new(Arc::clone(&w.sut)),
-                qsl: Box::new(ArcQsl(w.qsl)),
-                parameters: w.parameters,
-                capacity_per_s: w.capacity_per_s,
-                offline_capacity_per_s: w.offline_capacity_per_s,
-                latency_ns: w.latency_ns,
-                batching: Some(w.sut),
-            }
+                &args.model_args.options(&scope),
+                &args.model_args.image_options(),
+            )?
         }
         WorkloadName::Minilm | WorkloadName::Gpt2 => {
             let kind = if args.workload == WorkloadName::Minilm {
-                crate::text_workload::TextModel::MiniLm
+                TextModel::MiniLm
             } else {
-                crate::text_workload::TextModel::Gpt2
+                TextModel::Gpt2
             };
-            let w = crate::text_workload::build(
+            workloads::builtin::text::build(
                 kind,
-                &args.model_args,
-                &args.text_args,
-                args.seed,
-                args.samples,
-                performance_samples,
-                args.mode
-                    .is_some_and(|m| matches!(m, Mode::AccuracyOnly | Mode::SubmissionRun)),
-            )?;
-            Workload {
-                sut: w.sut,
-                qsl: Box::new(ArcQsl(w.qsl)),
-                parameters: w.parameters,
-                capacity_per_s: w.capacity_per_s,
-                offline_capacity_per_s: w.capacity_per_s,
-                latency_ns: w.latency_ns,
-                batching: w.batching,
-            }
+                &args.model_args.options(&scope),
+                &args.text_args.options(),
+            )?
         }
         WorkloadName::Digits => {
             let weights = args.model_args.weights.as_deref().context(
@@ -301,13 +230,13 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 workloads::batcher::BatchPolicy {
                     max_batch: args.model_args.batch_size.max(1),
                     max_wait: args.model_args.max_wait,
-                    workers: args.model_args.workers().max(1),
+                    workers: args.model_args.workers.unwrap_or(1).max(1),
                 },
                 performance_samples,
             )?;
-            Workload {
+            Built {
                 sut: Box::new(w.sut),
-                qsl: Box::new(ArcQsl(w.qsl)),
+                qsl: Box::new(SharedQsl(w.qsl)),
                 parameters: w.parameters,
                 capacity_per_s: w.capacity_per_s,
                 offline_capacity_per_s: w.capacity_per_s,
@@ -315,7 +244,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 batching: None,
             }
         }
-        WorkloadName::Null => Workload {
+        WorkloadName::Null => Built {
             qsl: synthetic(),
             sut: Box::new(workloads::null::NullSut),
             parameters: serde_json::json!({}),
@@ -337,7 +266,7 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
                 },
             };
             let sut = SleepSut::new(service, args.concurrency);
-            Workload {
+            Built {
                 qsl: synthetic(),
                 capacity_per_s: sut.capacity_per_second(),
                 offline_capacity_per_s: sut.capacity_per_second(),
@@ -355,10 +284,37 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Workload
     })
 }
 
+/// What each device did and any inference errors, said on stderr (a failed
+/// device must not go unnoticed).
+fn report_device_work(workload: &Built, quiet: bool) {
+    let Some(sut) = &workload.batching else {
+        return;
+    };
+    let stats = sut.device_stats();
+    if !quiet && stats.len() > 1 {
+        for s in &stats {
+            eprintln!(
+                "  {:<10} {:>9} samples  {:>7} batches  busy {:.2} s{}",
+                s.device,
+                s.samples,
+                s.batches,
+                s.busy_s,
+                s.failed
+                    .as_deref()
+                    .map(|e| format!("  FAILED: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    for e in sut.errors() {
+        eprintln!("inference error: {e}");
+    }
+}
+
 /// Requested settings from every source, in order, with where each came from.
 fn build_settings(
     args: &RunArgs,
-    workload: &Workload,
+    workload: &Built,
     model: &str,
 ) -> Result<(TestSettings, Vec<Applied>)> {
     let mut s = TestSettings {
@@ -533,7 +489,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             sut_name: output.sut_name.clone(),
             qsl_name: output.qsl_name.clone(),
             conf_model: model,
-            parameters: workload.parameters_after_run(args.quiet),
+            parameters: {
+                report_device_work(&workload, args.quiet);
+                workload.parameters_after_run()
+            },
         },
         settings: schema::SettingsRecord {
             scenario: settings.scenario,
@@ -678,28 +637,4 @@ fn electrical_maxima(report: &Option<power::sampler::SamplerReport>) -> (Option<
         }
     }
     (volts, amps)
-}
-
-/// A shared QSL behind the load generator's `&dyn` interface.
-struct ArcQsl<Q>(std::sync::Arc<Q>);
-
-impl<Q: loadgen::QuerySampleLibrary> loadgen::QuerySampleLibrary for ArcQsl<Q> {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn total_sample_count(&self) -> usize {
-        self.0.total_sample_count()
-    }
-    fn performance_sample_count(&self) -> usize {
-        self.0.performance_sample_count()
-    }
-    fn load_samples_to_ram(
-        &self,
-        samples: &[loadgen::QuerySampleIndex],
-    ) -> Result<(), loadgen::qsl::QslError> {
-        self.0.load_samples_to_ram(samples)
-    }
-    fn unload_samples_from_ram(&self, samples: &[loadgen::QuerySampleIndex]) {
-        self.0.unload_samples_from_ram(samples)
-    }
 }

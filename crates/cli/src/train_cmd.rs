@@ -267,7 +267,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let devices = match (&args.devices, args.task) {
         (None, _) => vec![args.device],
-        (Some(list), Task::Resnet50Synthetic) => crate::model_workload::device_list(list)?,
+        (Some(list), Task::Resnet50Synthetic) => workloads::builtin::device_list(list)?,
         (Some(_), Task::Digits) => bail!(
             "--devices: the digits task trains on one device; choose it with --device \
              (data-parallel training is the resnet50-synthetic task's)"

@@ -18,6 +18,7 @@ pub mod adamw;
 pub mod attention;
 pub mod batch_norm;
 pub mod batcher;
+pub mod builtin;
 pub mod conv;
 #[cfg(feature = "cudnn")]
 mod cudnn_conv;
