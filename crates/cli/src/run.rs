@@ -3,9 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use harness::inference::{LoadgenTest, RunDescription};
 use loadgen::conf::{apply_override, Applied, ConfFile};
-use loadgen::{Mode, RunControl, Scenario, SystemUnderTest, TestSettings};
-use report::schema::{self, AppliedSetting, PtdRecord, RunResult, RunStatus};
+use loadgen::{Mode, RunControl, Scenario, TestSettings};
+use report::schema::{self, AppliedSetting, RunStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -373,7 +374,6 @@ fn build_settings(
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let command: Vec<String> = std::env::args().collect();
     let workload_name = format!("{:?}", args.workload).to_lowercase();
     let model = args.model.clone().unwrap_or_else(|| workload_name.clone());
     if !(args.sut_timeout.is_finite() && args.sut_timeout > 0.0) {
@@ -394,161 +394,48 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     });
     let interrupt = harness::Interrupt::on_signals("the logs");
     let mut session = harness::Session::open(outdir, &args.power.options(), interrupt.clone())?;
-    let outdir = session.outdir().to_path_buf();
-    let started_at = session.started_at();
     let control = RunControl {
         sut_timeout: Duration::from_secs_f64(args.sut_timeout),
         interrupt: interrupt.flag(),
         ..Default::default()
     };
     session.measure_idle(|s| eprintln!("measuring idle power for {s} s"))?;
-    let pass = Pass {
+    let test = LoadgenTest {
         sut: workload.sut.as_ref(),
         qsl: workload.qsl.as_ref(),
         settings: &settings,
         control: &control,
-        quiet: args.quiet,
     };
-    let mut ptd_record = None;
-    if let Some((client, model)) = session.ptd().cloned() {
-        // MLPerf Power: a ranging run with auto ranges, then the testing run
-        // with ranges fixed from what ranging saw. Only testing is the result.
-        let name = started_at.format("%Y-%m-%d_%H-%M-%S").to_string();
-        lock(&client)?
-            .set_auto_ranges()
-            .context("PTDaemon: setting auto ranges for the ranging run")?;
-        lock(&client)?
-            .go(&format!("{name}_ranging"))
-            .context("PTDaemon: starting the ranging run")?;
-        let (_, ranging_report) = pass.run(&mut session, &outdir.join("ranging"))?;
-        lock(&client)?
-            .stop()
-            .context("PTDaemon: stopping the ranging run")?;
-        let (max_v, max_a) = electrical_maxima(&ranging_report);
-        let ranges = mlperf_power::ranging::ranges_from_maxima(max_v, max_a, mlperf_power::ranging::max_current_range_a(&model))
-            .context("PTDaemon: the ranging run recorded no voltage and current; cannot fix the testing ranges")?;
-        lock(&client)?
-            .set_fixed_ranges(ranges.volts_v, ranges.amps_a)
-            .context("PTDaemon: setting the testing ranges")?;
-        lock(&client)?
-            .go(&format!("{name}_testing"))
-            .context("PTDaemon: starting the testing run")?;
-        ptd_record = Some(PtdRecord {
-            analyzer_model: model.clone(),
-            ranging_dir: "ranging".into(),
-            testing_volts_v: ranges.volts_v,
-            testing_amps_a: ranges.amps_a,
-            amps_capped: ranges.amps_capped,
-        });
-    }
-    let (output, report) = pass.run(&mut session, &outdir)?;
-    if let Some((client, _)) = session.ptd() {
-        let mut client = lock(client)?;
-        client
-            .stop()
-            .context("PTDaemon: stopping the testing run")?;
-        // Leave the analyzer as we found it.
-        client
-            .set_auto_ranges()
-            .context("PTDaemon: restoring auto ranges")?;
-    }
-    let power = match (&report, &output.power_window) {
-        (Some(report), Some(window)) => {
-            let counts = harness::efficiency::RunCounts {
-                scenario: settings.scenario,
-                samples: output.performance.as_ref().map_or(0, |p| p.sample_count()),
-                queries: output
-                    .performance
-                    .as_ref()
-                    .map_or(0, |p| p.result.queries_issued),
-            };
-            let window = power::energy::Window::new(
-                window.begin_ns,
-                window.end_ns.max(window.begin_ns + 1),
-            )?;
-            Some(session.power_record(report, window, Some(counts), ptd_record)?)
-        }
-        _ => None,
-    };
-
-    let interrupted = output.interrupted || interrupt.is_set();
-    let result = RunResult {
-        schema_version: schema::SCHEMA_VERSION,
-        joulebench_version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: "inference".into(),
-        status: if interrupted {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Completed
-        },
-        started_at: started_at.to_rfc3339(),
-        command,
-        system: report::system::SystemDescription::detect(),
+    let measured = test.measure(&mut session, |control| {
+        (!args.quiet)
+            .then(|| crate::progress::ProgressDisplay::start(Arc::clone(&control.progress)))
+    })?;
+    report_device_work(&workload, args.quiet);
+    let description = RunDescription {
+        command: std::env::args().collect(),
         workload: schema::Workload {
             name: workload_name,
-            sut_name: output.sut_name.clone(),
-            qsl_name: output.qsl_name.clone(),
+            sut_name: String::new(),
+            qsl_name: String::new(),
             conf_model: model,
-            parameters: {
-                report_device_work(&workload, args.quiet);
-                workload.parameters_after_run()
-            },
+            parameters: workload.parameters_after_run(),
         },
-        settings: schema::SettingsRecord {
-            scenario: settings.scenario,
-            mode: output.effective.mode,
-            conf_files: args.conf.iter().map(|p| p.display().to_string()).collect(),
-            applied: applied
-                .iter()
-                .map(|a| AppliedSetting {
-                    field: a.field.to_string(),
-                    value: a.value.clone(),
-                    origin: a.origin.to_string(),
-                })
-                .collect(),
-            requested: serde_json::to_value(&output.requested)?,
-            effective: serde_json::to_value(&output.effective)?,
-        },
-        performance: output
-            .performance
-            .as_ref()
-            .map(schema::Performance::from_summary),
-        accuracy: output.accuracy.as_ref().map(|a| schema::AccuracyRecord {
-            samples_issued: a.samples_issued,
-            samples_logged: a.samples_logged,
-            complete: a.complete,
-            score: None,
-        }),
-        timed_window: output.power_window.as_ref().map(|w| schema::TimedWindow {
-            begin_ns: w.begin_ns,
-            end_ns: w.end_ns,
-            duration_s: (w.end_ns.saturating_sub(w.begin_ns)) as f64 / 1e9,
-            begin_utc: w.begin_utc.clone(),
-            end_utc: w.end_utc.clone(),
-        }),
-        peak_search: output
-            .peak_search
+        conf_files: args.conf.iter().map(|p| p.display().to_string()).collect(),
+        applied: applied
             .iter()
-            .map(|p| schema::PeakStep {
-                target_qps: p.target_qps,
-                perf_constraints_met: p.perf_constraints_met,
-                completed_samples_per_second: p.completed_samples_per_second,
+            .map(|a| AppliedSetting {
+                field: a.field.to_string(),
+                value: a.value.clone(),
+                origin: a.origin.to_string(),
             })
             .collect(),
-        power,
-        files: output
-            .files
-            .iter()
-            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .chain([schema::RESULT_FILE.to_string()])
-            .collect(),
-        log_warnings: output.log_warnings,
-        log_errors: output.log_errors,
     };
+    let result = harness::inference::run_result(&session, description, measured)?;
+    let interrupted = result.status == RunStatus::Interrupted;
     session.write_json(schema::RESULT_FILE, &result)?;
     print!(
         "{}",
-        report::text::run_summary(&result, &outdir.display().to_string())
+        report::text::run_summary(&result, &session.outdir().display().to_string())
     );
     match &result.power {
         Some(record) => {
@@ -570,71 +457,4 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// One load-generator test, measured by the session.
-struct Pass<'a> {
-    sut: &'a dyn SystemUnderTest,
-    qsl: &'a dyn loadgen::QuerySampleLibrary,
-    settings: &'a TestSettings,
-    control: &'a RunControl,
-    quiet: bool,
-}
-
-impl Pass<'_> {
-    /// Runs the test into `dir`, its meters sampled into `dir/power/`.
-    fn run(
-        &self,
-        session: &mut harness::Session,
-        dir: &std::path::Path,
-    ) -> Result<(loadgen::TestOutput, Option<power::sampler::SamplerReport>)> {
-        let measured = session.measure(dir, |clock: &harness::session::Clock| {
-            let _display = (!self.quiet).then(|| {
-                crate::progress::ProgressDisplay::start(Arc::clone(&self.control.progress))
-            });
-            loadgen::start_test(
-                self.sut,
-                self.qsl,
-                self.settings,
-                &loadgen::LogSettings {
-                    outdir: dir.to_path_buf(),
-                },
-                clock.anchor(),
-                self.control,
-            )
-        })?;
-        let output = measured
-            .output
-            .with_context(|| format!("the run failed; logs so far are in {}", dir.display()))?;
-        Ok((output, measured.report))
-    }
-}
-
-fn lock(
-    client: &power::meter::ptd::SharedPtdClient,
-) -> Result<std::sync::MutexGuard<'_, power::meter::ptd::PtdClient>> {
-    client
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the PTDaemon connection was poisoned by a panic"))
-}
-
-/// Largest voltage and current any meter reported (the analyzer's).
-fn electrical_maxima(report: &Option<power::sampler::SamplerReport>) -> (Option<f64>, Option<f64>) {
-    let (mut volts, mut amps) = (None::<f64>, None::<f64>);
-    for meter in report.iter().flat_map(|r| r.meters.iter()) {
-        for sample in &meter.samples {
-            if let power::meter::Reading::Power {
-                volts: v, amps: a, ..
-            } = sample.reading
-            {
-                if let Some(v) = v {
-                    volts = Some(volts.map_or(v, |m| m.max(v)));
-                }
-                if let Some(a) = a {
-                    amps = Some(amps.map_or(a, |m| m.max(a)));
-                }
-            }
-        }
-    }
-    (volts, amps)
 }

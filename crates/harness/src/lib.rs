@@ -13,6 +13,7 @@
 
 pub mod child;
 pub mod efficiency;
+pub mod inference;
 pub mod interrupt;
 pub mod marks;
 pub mod meters;
