@@ -17,12 +17,20 @@
       other's findings (the package lets a later file override an earlier
       one's messages for the same key).
 
+  mlperf_check.py rulesets
+      Prints the MLPerf Training rulesets the installed package ships
+      (its compliance_checker/training_<version> folders), oldest first.
+
   mlperf_check.py summarize [--ruleset R] [--json] DIR
       Reads DIR as an MLPerf benchmark folder (result_N.txt and, when present,
       power/result_N/node_*.txt + sw_*.txt) with the package's result
       summarizer functions: time to train from run_start/run_stop, energy with
       its power integration, and its olympic average. A log that fails `check`
       counts as not converged, as the summarizer counts a failed compliance check.
+
+--ruleset R is a version (5.1.0, 6.1.0, ...) or `newest` (the default): the
+newest training ruleset the installed package ships. `joulebench train
+--ruleset R` writes the keys ruleset R requires (default: the newest it knows).
 
 Exit status: 0 all good; 1 a check failed; 2 usage or the package is missing.
 """
@@ -34,7 +42,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_RULESET = "5.1.0"
+DEFAULT_RULESET = "newest"
 
 
 def _package():
@@ -45,6 +53,30 @@ def _package():
         print(f"mlperf-logging is not installed ({e}); pip install mlperf-logging", file=sys.stderr)
         sys.exit(2)
     return mlp_compliance, mlp_parser, result_summarizer
+
+
+def installed_rulesets():
+    """The training rulesets the installed package ships, oldest first."""
+    mlp_compliance, _, _ = _package()
+    package_dir = os.path.dirname(os.path.abspath(mlp_compliance.__file__))
+    found = []
+    for name in os.listdir(package_dir):
+        version = name[len("training_"):]
+        parts = version.split(".")
+        if (name.startswith("training_") and all(p.isdigit() for p in parts)
+                and os.path.isfile(os.path.join(package_dir, name, "common.yaml"))):
+            found.append((tuple(int(p) for p in parts), version))
+    return [v for _, v in sorted(found)]
+
+
+def resolve_ruleset(ruleset):
+    if ruleset != "newest":
+        return ruleset
+    known = installed_rulesets()
+    if not known:
+        print("the installed mlperf-logging ships no training_<version> rules", file=sys.stderr)
+        sys.exit(2)
+    return known[-1]
 
 
 def _messages(checker):
@@ -109,7 +141,7 @@ def summarize(folder, ruleset):
         else:
             dropped += 1
             run["problems"] = problems
-    out = {"folder": folder, "runs": runs, "dropped": dropped}
+    out = {"folder": folder, "ruleset": ruleset, "runs": runs, "dropped": dropped}
     max_dropped = 1
     if dropped <= max_dropped and scores:
         minutes = rs._compute_olympic_average(list(scores), dropped, max_dropped)
@@ -126,6 +158,7 @@ def summarize(folder, ruleset):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("rulesets")
     c = sub.add_parser("check")
     c.add_argument("--ruleset", default=DEFAULT_RULESET)
     c.add_argument("--rules", default=None, help="benchmark rules file (default: rules/<submission_benchmark>.yaml)")
@@ -136,7 +169,13 @@ def main():
     s.add_argument("folder")
     args = parser.parse_args()
 
+    if args.cmd == "rulesets":
+        print("\n".join(installed_rulesets()))
+        return
+    args.ruleset = resolve_ruleset(args.ruleset)
+
     if args.cmd == "check":
+        print(f"ruleset {args.ruleset}")
         failed = 0
         for log in args.logs:
             ok, problems = check_log(log, args.ruleset, args.rules)

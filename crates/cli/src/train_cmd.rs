@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use training::clock::RunClock;
 use training::digits::Digits;
-use training::mllog::{MlLog, Submission};
+use training::mllog::{MlLog, Ruleset, Submission};
 use training::trainer::{DigitsConfig, Ending, EvalPoint, PhaseSpan};
 use workloads::device::DeviceSpec;
 
@@ -79,7 +79,8 @@ SCORING: with --runs N, run i uses seed --seed + i; time to train is MLPerf's ol
 two such runs leave no score). Energy to train is averaged over the same runs.
 
 OUTPUT (--output): result.json (kind `training`; `joulebench report`/`compare` read it), \
-result_N.txt (MLPerf Training log per run), power/*.csv (meter samples), \
+result_N.txt (MLPerf Training log per run, --ruleset's keys), train_config.json (the run's \
+settings, the logs' config_filename), power/*.csv (meter samples), \
 power/result_N/node_0.txt + sw_0.txt (MLPerf Power logs), model.safetensors (digits: the \
 trained weights; `joulebench run --workload digits --weights DIR/model.safetensors`).
 
@@ -157,6 +158,12 @@ pub struct TrainArgs {
     /// `submission_org` in the MLPerf log.
     #[arg(long, default_value = "joulebench")]
     submission_org: String,
+
+    /// MLPerf Training ruleset the logs follow (what `mlperf-logging`'s checker is given as
+    /// --ruleset): 5.1.0, 6.0.0 or 6.1.0. From 6.0.0 on, each log also says its precisions,
+    /// parallelism, micro batch and config file (train_config.json).
+    #[arg(long, default_value_t = Ruleset::NEWEST, value_name = "VERSION")]
+    ruleset: Ruleset,
 
     /// Folder for result.json and the logs. Default: joulebench-results/<time>-train-<task>.
     #[arg(long, short)]
@@ -318,6 +325,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     });
     std::fs::create_dir_all(&outdir)
         .with_context(|| format!("creating the output folder {}", outdir.display()))?;
+    write_run_config(&args, &devices, &outdir, &command)?;
     let selection = args.power.select()?;
     let unusable: Vec<UnusableMeter> = selection
         .unusable
@@ -410,7 +418,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         run_phases.push(phases);
     }
     // MLPerf Power logs, one node file per run, for the result summarizer.
-    let mut files = vec![schema::RESULT_FILE.to_string()];
+    let mut files = vec![schema::RESULT_FILE.to_string(), CONFIG_FILE.to_string()];
     files.extend(done.iter().map(|r| r.mllog.clone()));
     if let Some(rep) = &report {
         for (i, r) in done.iter().enumerate() {
@@ -626,6 +634,61 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(exit_code))
 }
 
+/// The run's effective configuration, in the output folder; the MLPerf
+/// logs name it as their `config_filename`.
+const CONFIG_FILE: &str = "train_config.json";
+
+/// Writes [`CONFIG_FILE`]: every setting the runs use, defaults filled in.
+fn write_run_config(
+    args: &TrainArgs,
+    devices: &[DeviceSpec],
+    outdir: &Path,
+    command: &[String],
+) -> Result<()> {
+    let task = match args.task {
+        Task::Digits => serde_json::json!({
+            "data": args
+                .data
+                .clone()
+                .unwrap_or_else(training::digits::default_path)
+                .display()
+                .to_string(),
+            "dtype": "f32",
+            "learning_rate": args.learning_rate.unwrap_or(0.003),
+            "weight_decay": 1e-4,
+            "target_accuracy": args.target_accuracy,
+            "max_epochs": args.max_epochs,
+            "eval_every_epochs": args.eval_every,
+        }),
+        Task::Resnet50Synthetic => serde_json::json!({
+            "dtype": format!("{:?}", args.dtype).to_lowercase(),
+            "learning_rate": args.learning_rate.unwrap_or(0.001),
+            "steps": args.steps,
+            "warmup_steps": args.warmup_steps,
+            "image_size": args.image_size,
+        }),
+    };
+    let mut config = serde_json::json!({
+        "joulebench_version": env!("CARGO_PKG_VERSION"),
+        "command": command,
+        "task": args.task.name(),
+        "devices": devices.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "seed": args.seed,
+        "runs": args.runs,
+        "global_batch_size": args.batch_size,
+        "micro_batch_size": args.batch_size / devices.len().max(1),
+        "optimizer": "adamw",
+        "mlperf_ruleset": args.ruleset.as_str(),
+        "submission_org": args.submission_org,
+    });
+    if let (Some(all), Some(more)) = (config.as_object_mut(), task.as_object()) {
+        all.extend(more.clone());
+    }
+    let path = outdir.join(CONFIG_FILE);
+    loadgen::run::write_atomically(&path, &serde_json::to_vec_pretty(&config)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// One run into `log_name`, whatever the task.
 #[allow(clippy::too_many_arguments)]
 fn one_run(
@@ -651,6 +714,11 @@ fn one_run(
         platform: platform.into(),
     }
     .write(&mut log)?;
+    let disclosure = match args.task {
+        Task::Digits => digits_cfg(seed).run_disclosure(CONFIG_FILE),
+        Task::Resnet50Synthetic => throughput_cfg(seed).run_disclosure(CONFIG_FILE),
+    };
+    disclosure.write(&mut log, args.ruleset)?;
     match (args.task, data) {
         (Task::Digits, Some(d)) => {
             let mut progress = Progress {

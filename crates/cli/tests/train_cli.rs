@@ -432,6 +432,23 @@ fn data_parallel_resnet50_on_two_cpu_replicas() {
     assert_eq!(h["batch_per_device"], 2);
     assert_eq!(h["gradient_sync"], "all-reduce through host memory");
     assert_eq!(t["runs"][0]["samples_trained"], 4);
+    // The log says how (ruleset 6.1.0's keys): each replica's batch, the
+    // gradients averaged in f32, no other parallelism.
+    let log = mllog(&dir.join("result_0.txt"));
+    let value = |key: &str| {
+        let found: Vec<&Value> = log.iter().filter(|l| l["key"] == key).collect();
+        assert_eq!(found.len(), 1, "{key}");
+        found[0]["value"].clone()
+    };
+    assert_eq!(value("micro_batch_size"), 2);
+    assert_eq!(value("lowest_numerical_precision_in_linear"), "fp32");
+    assert_eq!(value("lowest_numerical_precision_in_comm"), "fp32");
+    assert_eq!(value("tensor_parallelism"), 1);
+    assert_eq!(value("config_filename"), "train_config.json");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("train_config.json")).unwrap()).unwrap();
+    assert_eq!(config["devices"], serde_json::json!(["cpu", "cpu"]));
+    assert_eq!(config["micro_batch_size"], 2);
 
     let digits = joulebench()
         .args(["train", "--devices", "cpu,cpu", "-o"])
@@ -440,4 +457,22 @@ fn data_parallel_resnet50_on_two_cpu_replicas() {
         .unwrap();
     assert_eq!(digits.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&digits.stderr).contains("digits task trains on one device"));
+}
+
+#[test]
+fn an_unknown_ruleset_is_refused_with_the_known_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let out = joulebench()
+        .args(["train", "--ruleset", "7.0.0", "-o"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("7.0.0") && err.contains("5.1.0, 6.0.0, 6.1.0"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing is written for a bad --ruleset");
 }

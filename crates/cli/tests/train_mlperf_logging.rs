@@ -1,13 +1,15 @@
 //! The peer: MLCommons' `mlperf-logging` package reads what `joulebench
 //! train` writes. Its compliance checker passes our logs (its common rules,
-//! then our benchmark's rules file, through bench/training/mlperf_check.py),
-//! and its result summarizer reads the same time to train, energy and
-//! olympic average as result.json says.
+//! then our benchmark's rules file, through bench/training/mlperf_check.py)
+//! under the newest training ruleset the installed package ships (found at
+//! run time: its `compliance_checker/training_<version>` folders) and, for a
+//! run with `--ruleset 5.1.0`, under 5.1.0; its result summarizer reads the
+//! same time to train, energy and olympic average as result.json says.
 //!
 //! The package is installed into a temporary virtualenv (pip's cache makes a
 //! second time quick); set JOULEBENCH_MLPERF_LOGGING_PYTHON to a Python that
 //! already has it to skip that. Without Python, venv or PyPI, the test skips
-//! and says so.
+//! with a loud banner; with `CI` set in the environment it fails instead.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,18 @@ use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// What cannot be had here: a banner on stderr, or a failure under CI,
+/// where everything this test needs can be installed.
+fn skip(reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason} (CI is set: this test must run, not skip)");
+    }
+    eprintln!(
+        "\n{bar}\nSKIPPED: train_mlperf_logging did NOT run: {reason}\n{bar}\n",
+        bar = "!".repeat(78)
+    );
 }
 
 /// A Python with mlperf-logging, or `None` after saying why not.
@@ -27,7 +41,7 @@ fn python_with_mlperf_logging(venv: &Path) -> Option<PathBuf> {
         .arg(venv)
         .status();
     if !made.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: cannot create a Python virtualenv (python3 -m venv)");
+        skip("cannot create a Python virtualenv (python3 -m venv)");
         return None;
     }
     let python = venv.join("bin/python");
@@ -42,7 +56,7 @@ fn python_with_mlperf_logging(venv: &Path) -> Option<PathBuf> {
         ])
         .status();
     if !installed.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: pip could not install mlperf-logging (no PyPI?)");
+        skip("pip could not install mlperf-logging (no PyPI?)");
         return None;
     }
     Some(python)
@@ -63,11 +77,94 @@ fn digits_file() -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok || !path.is_file() {
-            eprintln!("SKIPPED: the digits data set could not be fetched");
+            skip("the digits data set could not be fetched (bench/data/fetch_digits.sh)");
             return None;
         }
     }
     Some(path)
+}
+
+/// The newest MLPerf Training ruleset the installed package ships: the
+/// highest version among its `compliance_checker/training_<version>`
+/// folders that hold a `common.yaml`.
+fn newest_installed_ruleset(python: &Path) -> String {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import os, mlperf_logging.compliance_checker as c; print(os.path.dirname(c.__file__))",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut versions: Vec<(Vec<u64>, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let version = name.strip_prefix("training_")?.to_string();
+            let parts = version
+                .split('.')
+                .map(|p| p.parse().ok())
+                .collect::<Option<Vec<u64>>>()?;
+            e.path()
+                .join("common.yaml")
+                .is_file()
+                .then_some((parts, version))
+        })
+        .collect();
+    versions.sort();
+    let (_, newest) = versions
+        .pop()
+        .unwrap_or_else(|| panic!("no training_<version>/common.yaml in {}", dir.display()));
+    newest
+}
+
+/// The compliance checker under `ruleset` over `logs`: its output, after
+/// asserting that every log passes.
+fn check_passes(python: &Path, ruleset: &str, logs: &[PathBuf]) -> String {
+    let check = Command::new(python)
+        .arg(repo().join("bench/training/mlperf_check.py"))
+        .args(["check", "--ruleset", ruleset])
+        .args(logs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(
+        check.status.success(),
+        "ruleset {ruleset}:\n{text}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(text.starts_with(&format!("ruleset {ruleset}\n")), "{text}");
+    assert_eq!(text.matches(": PASS").count(), logs.len(), "{text}");
+    text
+}
+
+/// Keys the common rules require from 6.1.0 on, exactly one of each.
+const DISCLOSURE_KEYS: [&str; 9] = [
+    "lowest_numerical_precision_in_linear",
+    "lowest_numerical_precision_in_attn",
+    "lowest_numerical_precision_in_comm",
+    "tensor_parallelism",
+    "pipeline_parallelism",
+    "context_parallelism",
+    "expert_parallelism",
+    "micro_batch_size",
+    "config_filename",
+];
+
+/// Every `:::MLLOG` line of a log, parsed.
+fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix(":::MLLOG "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect()
 }
 
 #[test]
@@ -104,29 +201,47 @@ fn mlperf_loggings_checker_and_summarizer_read_our_training_logs() {
         String::from_utf8_lossy(&out.stderr)
     );
     let script = repo().join("bench/training/mlperf_check.py");
+    let newest = newest_installed_ruleset(&python);
 
-    // The compliance checker: common rules, then ours, for every run's log.
+    // The compliance checker, under the newest ruleset the package ships:
+    // common rules, then ours, for every run's log.
     let logs: Vec<PathBuf> = (0..3)
         .map(|i| dir.join(format!("result_{i}.txt")))
         .collect();
-    let check = Command::new(&python)
-        .arg(&script)
-        .arg("check")
-        .args(&logs)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert_eq!(text.matches(": PASS").count(), 3, "{text}");
+    let text = check_passes(&python, &newest, &logs);
+    eprintln!("{text}");
+
+    // The disclosure the newer rules require, with this run's true values:
+    // f32 on the CPU, no parallelism but data parallelism (here one
+    // replica), the whole batch per step, and the config file written.
+    let lines = log_lines(&logs[0]);
+    let value = |key: &str| {
+        let found: Vec<&Value> = lines.iter().filter(|l| l["key"] == key).collect();
+        assert_eq!(found.len(), 1, "{key} in {}", logs[0].display());
+        found[0]["value"].clone()
+    };
+    for key in DISCLOSURE_KEYS {
+        value(key);
+    }
+    for key in &DISCLOSURE_KEYS[..3] {
+        assert_eq!(value(key), "fp32", "{key}");
+    }
+    for key in &DISCLOSURE_KEYS[3..7] {
+        assert_eq!(value(key), 1, "{key}");
+    }
+    assert_eq!(value("micro_batch_size"), 32);
+    let config_name = value("config_filename");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(config_name.as_str().unwrap())).unwrap())
+            .unwrap();
+    assert_eq!(config["task"], "digits");
+    assert_eq!(config["global_batch_size"], 32);
+    assert_eq!(config["runs"], 3);
 
     // The result summarizer: time to train, energy and olympic average.
     let summary = Command::new(&python)
         .arg(&script)
-        .args(["summarize", "--json"])
+        .args(["summarize", "--json", "--ruleset", &newest])
         .arg(&dir)
         .output()
         .unwrap();
@@ -174,6 +289,36 @@ fn mlperf_loggings_checker_and_summarizer_read_our_training_logs() {
         "olympic {ours_e} J vs {theirs_e} J"
     );
 
+    // An older ruleset on request: 5.1.0's checker passes the log, which
+    // carries none of the keys 5.1.0 does not define.
+    let old = tmp.path().join("ruleset-5.1.0");
+    let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+        .args(["train", "--quiet", "--power", "none", "--ruleset", "5.1.0"])
+        .arg("--data")
+        .arg(&data)
+        .arg("-o")
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old_log = old.join("result_0.txt");
+    eprintln!(
+        "{}",
+        check_passes(&python, "5.1.0", std::slice::from_ref(&old_log))
+    );
+    let lines = log_lines(&old_log);
+    for key in DISCLOSURE_KEYS {
+        assert!(
+            lines.iter().all(|l| l["key"] != key),
+            "{key} in a 5.1.0 log"
+        );
+    }
+
     // A run that never reached the target is no compliant result.
     let hard = tmp.path().join("hard");
     let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
@@ -196,7 +341,7 @@ fn mlperf_loggings_checker_and_summarizer_read_our_training_logs() {
     assert_eq!(out.status.code(), Some(1));
     let check = Command::new(&python)
         .arg(&script)
-        .arg("check")
+        .args(["check", "--ruleset", &newest])
         .arg(hard.join("result_0.txt"))
         .output()
         .unwrap();

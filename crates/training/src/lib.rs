@@ -78,6 +78,9 @@ pub enum TrainingError {
     Weights { path: PathBuf, reason: String },
     #[error("{0}")]
     Config(String),
+    /// An MLPerf Training ruleset whose logs joulebench cannot write.
+    #[error("unknown MLPerf Training ruleset {given:?}: joulebench writes logs for {known}")]
+    UnknownRuleset { given: String, known: String },
     /// A data-parallel rank stopped because another one failed; that
     /// rank's own error is the one to report.
     #[error("stopped: another device failed")]
@@ -111,8 +114,102 @@ impl TrainingError {
     }
 }
 
+/// The lowest precision in which a model's matrix products and
+/// convolutions compute when its weights and activations are `dtype` on
+/// `devices`: bf16 and f16 as themselves; f32 as TF32 where a GPU may use it
+/// (candle's f32 matrix products when reduced precision is switched on, and
+/// [`workloads::conv`]'s cuDNN convolutions when `workloads_conv` says the
+/// model's convolutions are those), else as f32.
+pub fn linear_precision(
+    dtype: DType,
+    devices: &[workloads::device::DeviceSpec],
+    workloads_conv: bool,
+) -> mllog::Precision {
+    use mllog::Precision;
+    match dtype {
+        DType::BF16 => Precision::Bfloat16,
+        DType::F16 => Precision::Fp16,
+        DType::F64 => Precision::Fp64,
+        _ => {
+            let on_gpu = devices
+                .iter()
+                .any(|d| matches!(d, workloads::device::DeviceSpec::Cuda(_)));
+            let tf32 = workloads::conv::candle_f32_matmul_on_cuda_may_run_as_tf32()
+                || (workloads_conv && workloads::conv::F32_ON_CUDA_MAY_RUN_AS_TF32);
+            if on_gpu && tf32 {
+                Precision::Tf32
+            } else {
+                Precision::Fp32
+            }
+        }
+    }
+}
+
 /// Element types and trained weights, so callers need no candle dependency.
 pub use candle_core::{DType, Device, Tensor};
 pub use candle_nn::VarMap;
 /// The classifier on the digits data set: what `joulebench run` can load.
 pub use model::DigitsClassifier;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mllog::Precision;
+    use workloads::device::DeviceSpec;
+
+    #[test]
+    fn the_linear_precision_is_the_dtype_computed_in() {
+        let gpu = [DeviceSpec::Cuda(0)];
+        let cpu = [DeviceSpec::Cpu];
+        assert_eq!(
+            linear_precision(DType::BF16, &gpu, true),
+            Precision::Bfloat16
+        );
+        assert_eq!(linear_precision(DType::F16, &cpu, true), Precision::Fp16);
+        // f32 on a CPU is f32, whatever the build.
+        assert_eq!(linear_precision(DType::F32, &cpu, true), Precision::Fp32);
+        // On a GPU, TF32 only where cuDNN's convolutions may use it (candle's
+        // f32 matrix products are f32 unless switched to reduced precision).
+        assert!(!workloads::conv::candle_f32_matmul_on_cuda_may_run_as_tf32());
+        let conv_tf32 = workloads::conv::F32_ON_CUDA_MAY_RUN_AS_TF32;
+        assert_eq!(
+            linear_precision(DType::F32, &gpu, true),
+            if conv_tf32 {
+                Precision::Tf32
+            } else {
+                Precision::Fp32
+            }
+        );
+        assert_eq!(linear_precision(DType::F32, &gpu, false), Precision::Fp32);
+    }
+
+    #[test]
+    fn runs_disclose_their_micro_batch_and_communication() {
+        let two = throughput::ThroughputConfig {
+            devices: vec![DeviceSpec::Cpu, DeviceSpec::Cpu],
+            dtype: DType::BF16,
+            batch_size: 8,
+            ..Default::default()
+        }
+        .run_disclosure("c.json");
+        assert_eq!(two.linear, Precision::Bfloat16);
+        assert_eq!(two.attention, None);
+        // Gradients are averaged in f32 whatever the dtype.
+        assert_eq!(two.communication, Some(Precision::Fp32));
+        assert_eq!(two.micro_batch_size, 4);
+        assert_eq!(two.config_filename, "c.json");
+        let one = throughput::ThroughputConfig {
+            batch_size: 8,
+            ..Default::default()
+        }
+        .run_disclosure("c.json");
+        assert_eq!((one.communication, one.micro_batch_size), (None, 8));
+        let digits = trainer::DigitsConfig {
+            batch_size: 16,
+            ..Default::default()
+        }
+        .run_disclosure("c.json");
+        assert_eq!(digits.linear, Precision::Fp32);
+        assert_eq!((digits.communication, digits.micro_batch_size), (None, 16));
+    }
+}

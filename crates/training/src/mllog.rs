@@ -54,6 +54,17 @@ pub mod keys {
     pub const OPT_ADAMW_EPSILON: &str = "opt_adamw_epsilon";
     pub const OPT_ADAMW_WEIGHT_DECAY: &str = "opt_adamw_weight_decay";
     pub const MAX_STEPS: &str = "max_steps";
+    /// The run disclosure the common rules require from 6.1.0 on
+    /// ([`super::RunDisclosure`]).
+    pub const LOWEST_NUMERICAL_PRECISION_IN_LINEAR: &str = "lowest_numerical_precision_in_linear";
+    pub const LOWEST_NUMERICAL_PRECISION_IN_ATTN: &str = "lowest_numerical_precision_in_attn";
+    pub const LOWEST_NUMERICAL_PRECISION_IN_COMM: &str = "lowest_numerical_precision_in_comm";
+    pub const TENSOR_PARALLELISM: &str = "tensor_parallelism";
+    pub const PIPELINE_PARALLELISM: &str = "pipeline_parallelism";
+    pub const CONTEXT_PARALLELISM: &str = "context_parallelism";
+    pub const EXPERT_PARALLELISM: &str = "expert_parallelism";
+    pub const MICRO_BATCH_SIZE: &str = "micro_batch_size";
+    pub const CONFIG_FILENAME: &str = "config_filename";
     pub const POWER_MEASUREMENT_START: &str = "power_measurement_start";
     pub const POWER_MEASUREMENT_STOP: &str = "power_measurement_stop";
     pub const POWER_READING: &str = "power_reading";
@@ -204,6 +215,163 @@ impl Submission {
     }
 }
 
+/// An MLPerf Training ruleset whose logs joulebench writes: the version the
+/// `mlperf-logging` compliance checker is run with (`--ruleset`), which
+/// decides which keys its `training_<version>/common.yaml` requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ruleset {
+    V5_1_0,
+    /// The precision, parallelism and config keys exist, all optional.
+    V6_0_0,
+    /// The precision, parallelism and config keys are required, exactly
+    /// one of each.
+    V6_1_0,
+}
+
+impl Ruleset {
+    /// Oldest first.
+    pub const KNOWN: [Ruleset; 3] = [Ruleset::V5_1_0, Ruleset::V6_0_0, Ruleset::V6_1_0];
+    /// What `joulebench train` writes unless told otherwise.
+    pub const NEWEST: Ruleset = Ruleset::V6_1_0;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ruleset::V5_1_0 => "5.1.0",
+            Ruleset::V6_0_0 => "6.0.0",
+            Ruleset::V6_1_0 => "6.1.0",
+        }
+    }
+
+    /// Whether the ruleset defines the [`RunDisclosure`] keys (5.1.0 does
+    /// not: its logs carry none of them).
+    pub fn defines_run_disclosure(self) -> bool {
+        self >= Ruleset::V6_0_0
+    }
+
+    /// The known versions, for messages: `5.1.0, 6.0.0, 6.1.0`.
+    pub fn known_list() -> String {
+        Ruleset::KNOWN
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Ruleset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Ruleset {
+    type Err = TrainingError;
+
+    fn from_str(s: &str) -> Result<Ruleset, TrainingError> {
+        let given = s.trim();
+        Ruleset::KNOWN
+            .into_iter()
+            .find(|r| r.as_str() == given)
+            .ok_or_else(|| TrainingError::UnknownRuleset {
+                given: given.to_string(),
+                known: Ruleset::known_list(),
+            })
+    }
+}
+
+/// A numerical precision as the rulesets spell it (`fp64`, `fp32`,
+/// `tf32`, `bfloat16`, `fp16`: the ones joulebench can compute in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp64,
+    Fp32,
+    /// f32 operands multiplied on tensor cores with a 10-bit mantissa.
+    Tf32,
+    Bfloat16,
+    Fp16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp64 => "fp64",
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bfloat16 => "bfloat16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+/// What a run discloses about how it computed, from ruleset 6.1.0 on
+/// required in every log (`common.yaml`: exactly one of each key):
+/// the lowest precision in linear layers (matrix products and
+/// convolutions), in attention and in communication; tensor, pipeline,
+/// context and expert parallelism (joulebench does none of them: 1); the
+/// micro batch (each data-parallel replica's batch per step); and the file
+/// that holds the run's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDisclosure {
+    pub linear: Precision,
+    /// `None`: the model has no attention layers. The key is still
+    /// required; it then carries `linear`'s value and says so in its
+    /// metadata.
+    pub attention: Option<Precision>,
+    /// `None`: one replica, nothing is communicated. Written like a missing
+    /// `attention`.
+    pub communication: Option<Precision>,
+    pub micro_batch_size: usize,
+    /// A file name in the result folder.
+    pub config_filename: String,
+}
+
+impl RunDisclosure {
+    /// Writes the disclosure keys that `ruleset` defines (none for 5.1.0).
+    pub fn write(&self, log: &mut MlLog, ruleset: Ruleset) -> Result<(), TrainingError> {
+        if !ruleset.defines_run_disclosure() {
+            return Ok(());
+        }
+        let precision = |p: Option<Precision>, absent: &str| match p {
+            Some(p) => (json!(p.as_str()), json!({})),
+            None => (json!(self.linear.as_str()), json!({ "note": absent })),
+        };
+        let (attn, attn_meta) = precision(
+            self.attention,
+            "the model has no attention layers: the value is the linear layers' precision",
+        );
+        let (comm, comm_meta) = precision(
+            self.communication,
+            "one replica: nothing is communicated; the value is the linear layers' precision",
+        );
+        for (key, value, metadata) in [
+            (
+                keys::LOWEST_NUMERICAL_PRECISION_IN_LINEAR,
+                json!(self.linear.as_str()),
+                json!({}),
+            ),
+            (keys::LOWEST_NUMERICAL_PRECISION_IN_ATTN, attn, attn_meta),
+            (keys::LOWEST_NUMERICAL_PRECISION_IN_COMM, comm, comm_meta),
+            (keys::TENSOR_PARALLELISM, json!(1), json!({})),
+            (keys::PIPELINE_PARALLELISM, json!(1), json!({})),
+            (keys::CONTEXT_PARALLELISM, json!(1), json!({})),
+            (keys::EXPERT_PARALLELISM, json!(1), json!({})),
+            (
+                keys::MICRO_BATCH_SIZE,
+                json!(self.micro_batch_size),
+                json!({}),
+            ),
+            (
+                keys::CONFIG_FILENAME,
+                json!(self.config_filename),
+                json!({}),
+            ),
+        ] {
+            log.event(key, value, metadata)?;
+        }
+        Ok(())
+    }
+}
+
 /// Power over a window as MLPerf Power's node log: `readings` are (run-clock
 /// ns at the end of an interval, average watts over that interval), in time
 /// order, covering `start_ns..stop_ns`. The result summarizer integrates
@@ -308,6 +476,84 @@ mod tests {
         assert_eq!(
             parse_line(lines[1]).unwrap()["event_type"],
             "INTERVAL_START"
+        );
+    }
+
+    #[test]
+    fn rulesets_parse_and_an_unknown_one_lists_the_known() {
+        assert_eq!("6.1.0".parse::<Ruleset>().unwrap(), Ruleset::V6_1_0);
+        assert_eq!(" 5.1.0".parse::<Ruleset>().unwrap(), Ruleset::V5_1_0);
+        assert_eq!(Ruleset::NEWEST, *Ruleset::KNOWN.last().unwrap());
+        for r in Ruleset::KNOWN {
+            assert_eq!(r.to_string().parse::<Ruleset>().unwrap(), r);
+        }
+        let e = "6.1".parse::<Ruleset>().unwrap_err().to_string();
+        assert!(
+            e.contains("\"6.1\"") && e.contains("5.1.0, 6.0.0, 6.1.0"),
+            "{e}"
+        );
+    }
+
+    fn disclosure_lines(ruleset: Ruleset, d: &RunDisclosure) -> Vec<Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result_0.txt");
+        let mut log = MlLog::create(&path, RunClock::new(Instant::now(), 0.0)).unwrap();
+        d.write(&mut log, ruleset).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        text.lines().filter_map(parse_line).collect()
+    }
+
+    #[test]
+    fn the_run_disclosure_is_written_only_where_the_ruleset_defines_it() {
+        let d = RunDisclosure {
+            linear: Precision::Bfloat16,
+            attention: None,
+            communication: Some(Precision::Fp32),
+            micro_batch_size: 16,
+            config_filename: "train_config.json".into(),
+        };
+        assert!(disclosure_lines(Ruleset::V5_1_0, &d).is_empty());
+        let lines = disclosure_lines(Ruleset::V6_1_0, &d);
+        let value = |key: &str| {
+            let found: Vec<&Value> = lines.iter().filter(|l| l["key"] == key).collect();
+            assert_eq!(found.len(), 1, "{key}: {lines:?}");
+            found[0].clone()
+        };
+        assert_eq!(lines.len(), 9);
+        assert_eq!(
+            value(keys::LOWEST_NUMERICAL_PRECISION_IN_LINEAR)["value"],
+            "bfloat16"
+        );
+        // No attention: the linear precision, and a note saying why.
+        let attn = value(keys::LOWEST_NUMERICAL_PRECISION_IN_ATTN);
+        assert_eq!(attn["value"], "bfloat16");
+        assert!(attn["metadata"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("no attention"));
+        assert_eq!(
+            value(keys::LOWEST_NUMERICAL_PRECISION_IN_COMM)["value"],
+            "fp32"
+        );
+        for key in [
+            keys::TENSOR_PARALLELISM,
+            keys::PIPELINE_PARALLELISM,
+            keys::CONTEXT_PARALLELISM,
+            keys::EXPERT_PARALLELISM,
+        ] {
+            assert_eq!(value(key)["value"], 1, "{key}");
+        }
+        assert_eq!(value(keys::MICRO_BATCH_SIZE)["value"], 16);
+        assert_eq!(value(keys::CONFIG_FILENAME)["value"], "train_config.json");
+        // 6.0.0 defines the same keys (optional there): written the same.
+        let key_values = |ls: &[Value]| -> Vec<(Value, Value)> {
+            ls.iter()
+                .map(|l| (l["key"].clone(), l["value"].clone()))
+                .collect()
+        };
+        assert_eq!(
+            key_values(&disclosure_lines(Ruleset::V6_0_0, &d)),
+            key_values(&lines)
         );
     }
 

@@ -12,7 +12,7 @@
 
 use crate::data_parallel::{GradientSync, Lockstep, Meeting, Verdict};
 use crate::init::{SeededRng, SeededVarMap};
-use crate::mllog::{keys, MlLog};
+use crate::mllog::{keys, MlLog, Precision, RunDisclosure};
 use crate::resnet::ResNet50;
 use crate::trainer::{Ending, PhaseSpan};
 use crate::TrainingError;
@@ -88,6 +88,20 @@ impl ThroughputConfig {
     /// Each replica's share of the global batch.
     pub fn batch_per_device(&self) -> usize {
         self.batch_size / self.devices.len().max(1)
+    }
+
+    /// What the run's log discloses (rulesets 6.0.0 on): ResNet-50 has no
+    /// attention; its convolutions are [`workloads::conv`]'s; replicas
+    /// average their gradients in f32 ([`crate::data_parallel`]); the micro
+    /// batch is each replica's share.
+    pub fn run_disclosure(&self, config_filename: &str) -> RunDisclosure {
+        RunDisclosure {
+            linear: crate::linear_precision(self.dtype, &self.devices, true),
+            attention: None,
+            communication: (self.devices.len() > 1).then_some(Precision::Fp32),
+            micro_batch_size: self.batch_per_device(),
+            config_filename: config_filename.to_string(),
+        }
     }
 }
 

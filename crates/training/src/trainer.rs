@@ -14,7 +14,7 @@
 
 use crate::digits::Digits;
 use crate::init::{SeededRng, SeededVarMap};
-use crate::mllog::{keys, MlLog};
+use crate::mllog::{keys, MlLog, RunDisclosure};
 use crate::model::{self, DigitsNet};
 use crate::TrainingError;
 use candle_core::{DType, Device, Module};
@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use workloads::device::DeviceSpec;
+
+/// The digits CNN's weights and activations.
+pub const DIGITS_DTYPE: DType = DType::F32;
 
 /// What the run is asked to do.
 #[derive(Debug, Clone)]
@@ -59,6 +62,19 @@ impl Default for DigitsConfig {
 }
 
 impl DigitsConfig {
+    /// What the run's log discloses (rulesets 6.0.0 on): the digits CNN
+    /// trains in f32 on one device with candle's own convolutions and
+    /// matrix products, has no attention, and its micro batch is the batch.
+    pub fn run_disclosure(&self, config_filename: &str) -> RunDisclosure {
+        RunDisclosure {
+            linear: crate::linear_precision(DIGITS_DTYPE, &[self.device], false),
+            attention: None,
+            communication: None,
+            micro_batch_size: self.batch_size,
+            config_filename: config_filename.to_string(),
+        }
+    }
+
     pub fn check(&self) -> Result<(), TrainingError> {
         let bad = |s: String| Err(TrainingError::Config(s));
         if self.batch_size == 0 {
@@ -207,7 +223,7 @@ pub fn train_digits(
     }
     let vars = SeededVarMap::new(cfg.seed);
     let net =
-        DigitsNet::new(vars.var_builder(DType::F32, &device)).map_err(m("building the model"))?;
+        DigitsNet::new(vars.var_builder(DIGITS_DTYPE, &device)).map_err(m("building the model"))?;
     let mut opt = AdamW::new(vars.trainable(), cfg.adamw()).map_err(m("building the optimiser"))?;
     // The held-out set goes to the device once; training batches are built
     // per step from the shuffled order.

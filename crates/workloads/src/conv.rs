@@ -8,6 +8,29 @@
 
 use candle_core::{Result, Tensor};
 
+/// Whether [`conv2d`] and [`conv2d_backward`] on a CUDA device may multiply
+/// f32 operands as TF32: in a build with the `cudnn` feature they are
+/// cuDNN's, with tensor-core math allowed, which for f32 data is TF32 on the
+/// GPUs that have it (compute capability 8.0 and later). candle's own
+/// convolution (every other build, and every CPU) computes f32 as f32.
+pub const F32_ON_CUDA_MAY_RUN_AS_TF32: bool = cfg!(feature = "cudnn");
+
+/// Whether candle's f32 matrix products (and its own convolutions, which
+/// are matrix products) on a CUDA device may run as TF32: only when
+/// candle's reduced-precision switch for f32 is on, which joulebench never
+/// turns on (candle's default is off, as PyTorch's). A build without CUDA
+/// has no such products.
+pub fn candle_f32_matmul_on_cuda_may_run_as_tf32() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        candle_core::cuda::gemm_reduced_precision_f32()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
+}
+
 /// `x` is `[batch, c_in, h, w]`, `weight` `[c_out, c_in, kh, kw]`.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     #[cfg(feature = "cudnn")]
