@@ -685,8 +685,7 @@ fn write_run_config(
         all.extend(more.clone());
     }
     let path = outdir.join(CONFIG_FILE);
-    loadgen::run::write_atomically(&path, &serde_json::to_vec_pretty(&config)?)
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(atomic_file::write(&path, &serde_json::to_vec_pretty(&config)?)?)
 }
 
 /// One run into `log_name`, whatever the task.
