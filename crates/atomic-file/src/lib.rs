@@ -31,6 +31,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     file.commit()
 }
 
+/// Writes `path` atomically through `save`, for libraries that only save to
+/// a path (model weights): `save` writes the temp file at the path it is given.
+pub fn write_with(
+    path: &Path,
+    save: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), AtomicWriteError> {
+    let file = AtomicFile::create(path)?;
+    save(file.tmp.path()).map_err(|e| file.error(e))?;
+    file.commit()
+}
+
 /// A file written in pieces (a streamed transfer) that appears at its path
 /// only when committed.
 pub struct AtomicFile {

@@ -4,7 +4,6 @@
 
 mod accuracy_cmd;
 mod compare;
-mod energy;
 mod exporter;
 mod measure;
 mod merge;

@@ -11,21 +11,15 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use power::energy::{self, SystemTotal, TotalPart, Window};
-use power::sampler::SamplerReport;
-use report::schema::{
-    self, CommandResult, MeasuredCommand, OlympicRecord, PhaseRecord, QualityPoint, RunStatus,
-    TimedWindow, TrainingRecord, TrainingResult, TrainingRunRecord, UnusableMeter,
-};
-use std::path::{Path, PathBuf};
+use report::schema;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use training::campaign::{self, Campaign};
 use training::clock::RunClock;
 use training::digits::Digits;
-use training::mllog::{MlLog, Ruleset, Submission};
-use training::trainer::{DigitsConfig, Ending, EvalPoint, PhaseSpan};
+use training::mllog::Ruleset;
+use training::throughput::ThroughputConfig;
+use training::trainer::DigitsConfig;
 use workloads::device::DeviceSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,23 +29,6 @@ pub enum Task {
     /// Throughput: ResNet-50 training steps on synthetic ImageNet-shaped inputs, no target.
     #[value(name = "resnet50-synthetic")]
     Resnet50Synthetic,
-}
-
-impl Task {
-    fn name(self) -> &'static str {
-        match self {
-            Task::Digits => "digits",
-            Task::Resnet50Synthetic => "resnet50-synthetic",
-        }
-    }
-
-    /// The benchmark name in the MLPerf log (not one of MLPerf's own).
-    fn benchmark(self) -> &'static str {
-        match self {
-            Task::Digits => "joulebench_digits",
-            Task::Resnet50Synthetic => "joulebench_resnet50_synthetic",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,833 +162,150 @@ fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
     s.parse()
 }
 
-/// `cuda:0,cuda:1`: the devices as results and progress lines name them.
-fn device_names(devices: &[DeviceSpec]) -> String {
-    devices
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// One finished run, whatever the task.
-struct RunDone {
-    task: Task,
-    seed: u64,
-    ending: Ending,
-    epochs: usize,
-    steps: u64,
-    samples: u64,
-    init_s: f64,
-    run_start_ns: u64,
-    run_stop_ns: u64,
-    phases: Vec<PhaseSpan>,
-    curve: Vec<EvalPoint>,
-    mllog: String,
-    weights: Option<training::VarMap>,
-    /// Data-parallel runs: how gradients were averaged.
-    gradient_sync: Option<&'static str>,
-}
-
-impl RunDone {
-    fn seconds(&self) -> f64 {
-        self.run_stop_ns.saturating_sub(self.run_start_ns) as f64 / 1e9
-    }
-}
-
-struct Progress {
-    quiet: bool,
-    run: usize,
-    runs: usize,
-}
-
-impl training::trainer::Observer for Progress {
-    fn evaluated(&mut self, p: &EvalPoint, target: f64) {
-        if !self.quiet {
-            eprintln!(
-                "run {}/{} epoch {:>3}: held-out accuracy {:6.2}% (target {:.2}%), train loss {:.4}, {:.2} s",
-                self.run + 1,
-                self.runs,
-                p.epoch,
-                p.accuracy * 100.0,
-                target * 100.0,
-                p.train_loss,
-                p.at_s
-            );
-        }
-    }
-}
+/// The run's configuration file, in the output folder; the MLPerf logs
+/// name it as their `config_filename`.
+const CONFIG_FILE: &str = "train_config.json";
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    // Every input is checked before anything starts.
+    let campaign = campaign(&args)?;
+    let outdir = args.output.clone().unwrap_or_else(|| {
+        harness::output::default_folder(&chrono::Local::now(), &["train", campaign.task.name()])
+    });
+    let interrupt = harness::Interrupt::on_signals("the run's logs");
+    let mut session = harness::Session::open(outdir, &args.power.options(), interrupt.clone())?;
     let command: Vec<String> = std::env::args().collect();
+    session.write_json(CONFIG_FILE, &campaign.settings(&command))?;
+    session.measure_idle(|s| eprintln!("measuring idle power for {s} s"))?;
+    // The session's clock stamps the MLPerf logs, the phases and the power samples.
+    let started_at = session.started_at();
+    let anchor_unix_ms = started_at
+        .timestamp_nanos_opt()
+        .map_or(started_at.timestamp_millis() as f64, |ns| ns as f64 / 1e6);
+    let clock = RunClock::new(session.clock().anchor(), anchor_unix_ms);
+    let outdir = session.outdir().to_path_buf();
+    let stop = interrupt.flag();
+    let measured = session.measure(&outdir, |_: &harness::session::Clock| {
+        campaign.run(&outdir, clock, &stop)
+    })?;
+    let outcome = measured.output;
+    if let Some((i, e)) = outcome.failure {
+        let seed = campaign.seed.wrapping_add(i as u64);
+        return Err(anyhow::Error::new(e).context(format!(
+            "run {} of {} (seed {seed}); its MLPerf log {} ends with run_stop aborted",
+            i + 1,
+            campaign.runs,
+            outdir.join(Campaign::log_name(i)).display()
+        )));
+    }
+    if outcome.done.is_empty() {
+        bail!("interrupted before the first run started; nothing measured");
+    }
+    let files = vec![schema::RESULT_FILE.to_string(), CONFIG_FILE.to_string()];
+    let finished = training::results::finish(
+        &campaign,
+        &outcome.done,
+        &session,
+        measured.report.as_ref(),
+        clock,
+        files,
+    )?;
+    session.write_json(schema::RESULT_FILE, &finished.result)?;
+    print!(
+        "{}",
+        report::text::training_summary(&finished.result, &outdir.display().to_string())
+    );
+    Ok(ExitCode::from(finished.exit_code))
+}
+
+/// The runs the flags ask for, every input read and checked.
+fn campaign(args: &TrainArgs) -> Result<Campaign> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    // Every input is checked before anything starts.
-    let data = match args.task {
+    let task = match args.task {
         Task::Digits => {
-            let path = args
+            if args.devices.is_some() {
+                bail!(
+                    "--devices: the digits task trains on one device; choose it with --device \
+                     (data-parallel training is the resnet50-synthetic task's)"
+                );
+            }
+            let source = args
                 .data
                 .clone()
                 .unwrap_or_else(training::digits::default_path);
-            let d = Digits::load(&path).context("reading the digits data set")?;
+            let data = Digits::load(&source).context("reading the digits data set")?;
             if !args.quiet {
-                let (train, held) = d.split();
+                let (train, held) = data.split();
                 eprintln!(
                     "digits: {} images from {} ({} training, {} held out)",
-                    d.len(),
-                    path.display(),
+                    data.len(),
+                    source.display(),
                     train.len(),
                     held.len()
                 );
             }
-            Some(d)
-        }
-        Task::Resnet50Synthetic => None,
-    };
-    let devices = match (&args.devices, args.task) {
-        (None, _) => vec![args.device],
-        (Some(list), Task::Resnet50Synthetic) => workloads::builtin::device_list(list)?,
-        (Some(_), Task::Digits) => bail!(
-            "--devices: the digits task trains on one device; choose it with --device \
-             (data-parallel training is the resnet50-synthetic task's)"
-        ),
-    };
-    let device_text = device_names(&devices);
-    let digits_cfg = |seed: u64| DigitsConfig {
-        device: args.device,
-        seed,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate.unwrap_or(0.003),
-        weight_decay: 1e-4,
-        target_accuracy: args.target_accuracy,
-        max_epochs: args.max_epochs,
-        eval_every: args.eval_every,
-        inject_nan_at_step: args.inject_nan_at_step,
-    };
-    if args.task == Task::Digits {
-        digits_cfg(args.seed).check()?;
-    }
-    let dtype = match args.dtype {
-        DtypeArg::F32 => training::DType::F32,
-        DtypeArg::Bf16 => training::DType::BF16,
-        DtypeArg::F16 => training::DType::F16,
-    };
-    let throughput_cfg = |seed: u64| training::throughput::ThroughputConfig {
-        devices: devices.clone(),
-        dtype,
-        seed,
-        batch_size: args.batch_size,
-        steps: args.steps,
-        warmup_steps: args.warmup_steps,
-        image_side: args.image_size,
-        learning_rate: args.learning_rate.unwrap_or(0.001),
-    };
-
-    if args.task == Task::Resnet50Synthetic {
-        throughput_cfg(args.seed).check()?;
-    }
-
-    let started_at = chrono::Utc::now();
-    let outdir = args.output.clone().unwrap_or_else(|| {
-        PathBuf::from("joulebench-results").join(format!(
-            "{}-train-{}",
-            started_at.format("%Y%m%d-%H%M%S"),
-            args.task.name()
-        ))
-    });
-    std::fs::create_dir_all(&outdir)
-        .with_context(|| format!("creating the output folder {}", outdir.display()))?;
-    write_run_config(&args, &devices, &outdir, &command)?;
-    let selection = args.power.select()?;
-    let unusable: Vec<UnusableMeter> = selection
-        .unusable
-        .iter()
-        .map(|u| UnusableMeter {
-            source: u.source.clone(),
-            domain: u.domain.clone(),
-            reason: u.error.to_string(),
-        })
-        .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    install_interrupt_handler(Arc::clone(&stop));
-
-    // The run's single clock: MLPerf log times, phases and power samples.
-    let anchor = Instant::now();
-    let anchor_unix_ms = started_at
-        .timestamp_nanos_opt()
-        .map_or(started_at.timestamp_millis() as f64, |ns| ns as f64 / 1e6);
-    let clock = RunClock::new(anchor, anchor_unix_ms);
-    let mut plans = args.power.options().plans(selection.meters);
-    let mut idle = None;
-    if let (Some(seconds), false) = (args.power.idle, plans.is_empty()) {
-        eprintln!("measuring idle power for {seconds} s");
-        let (measured, back) = crate::energy::measure_idle(&outdir, anchor, plans, seconds)?;
-        idle = Some(measured);
-        plans = back;
-    }
-    let sampler = if plans.is_empty() {
-        None
-    } else {
-        Some(crate::energy::start(&outdir, anchor, plans)?)
-    };
-
-    let platform = format!(
-        "{} {device_text}",
-        report::system::SystemDescription::detect().hostname,
-    );
-    let mut done: Vec<RunDone> = Vec::new();
-    let mut failure = None;
-    for i in 0..args.runs {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let seed = args.seed.wrapping_add(i as u64);
-        let log_name = format!("result_{i}.txt");
-        match one_run(
-            &args,
-            i,
-            seed,
-            &log_name,
-            &outdir,
-            clock,
-            &platform,
-            &stop,
-            data.as_ref(),
-            &digits_cfg,
-            &throughput_cfg,
-        ) {
-            Ok(r) => done.push(r),
-            Err(e) => {
-                failure = Some(e.context(format!(
-                    "run {} of {} (seed {seed}); its MLPerf log {} ends with run_stop aborted",
-                    i + 1,
-                    args.runs,
-                    outdir.join(&log_name).display()
-                )));
-                break;
+            let config = DigitsConfig {
+                device: args.device,
+                seed: args.seed,
+                batch_size: args.batch_size,
+                learning_rate: args.learning_rate.unwrap_or(0.003),
+                weight_decay: 1e-4,
+                target_accuracy: args.target_accuracy,
+                max_epochs: args.max_epochs,
+                eval_every: args.eval_every,
+                inject_nan_at_step: args.inject_nan_at_step,
+            };
+            config.check()?;
+            campaign::Task::Digits {
+                data,
+                source,
+                config,
             }
         }
-    }
-    // The sampler stops (its logs close) whatever happened to the runs.
-    let report = sampler.map(|s| s.stop());
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if done.is_empty() {
-        bail!("interrupted before the first run started; nothing measured");
-    }
-
-    let total_ids = &args.power.total;
-    let idle_total_w = idle
-        .as_ref()
-        .and_then(|m| idle_total(report.as_ref(), m, total_ids));
-    // Per run: energy to train, and each phase's energy.
-    let mut run_records = Vec::new();
-    let mut run_phases: Vec<Vec<PhaseRecord>> = Vec::new();
-    for r in &done {
-        let (record, phases) = run_record(r, report.as_ref(), total_ids, idle_total_w)?;
-        run_records.push(record);
-        run_phases.push(phases);
-    }
-    // MLPerf Power logs, one node file per run, for the result summarizer.
-    let mut files = vec![schema::RESULT_FILE.to_string(), CONFIG_FILE.to_string()];
-    files.extend(done.iter().map(|r| r.mllog.clone()));
-    if let Some(rep) = &report {
-        for (i, r) in done.iter().enumerate() {
-            match mlperf_power_logs(
-                &outdir,
-                i,
-                r,
-                rep,
-                total_ids,
-                clock,
-                args.power.power_interval,
-            ) {
-                Ok(mut written) => files.append(&mut written),
-                Err(e) => eprintln!("warning: MLPerf power log of run {}: {e:#}", i + 1),
-            }
+        Task::Resnet50Synthetic => {
+            let devices = match &args.devices {
+                Some(list) => workloads::builtin::device_list(list)?,
+                None => vec![args.device],
+            };
+            let config = ThroughputConfig {
+                devices,
+                dtype: match args.dtype {
+                    DtypeArg::F32 => training::DType::F32,
+                    DtypeArg::Bf16 => training::DType::BF16,
+                    DtypeArg::F16 => training::DType::F16,
+                },
+                seed: args.seed,
+                batch_size: args.batch_size,
+                steps: args.steps,
+                warmup_steps: args.warmup_steps,
+                image_side: args.image_size,
+                learning_rate: args.learning_rate.unwrap_or(0.001),
+            };
+            config.check()?;
+            campaign::Task::Resnet50Synthetic(config)
         }
-    }
-
-    // Scores: olympic average of time to train over converged runs; energy
-    // over the same counted runs.
-    let converged_times: Vec<Option<f64>> = done
-        .iter()
-        .map(|r| (r.ending == Ending::Converged).then(|| r.seconds()))
-        .collect();
-    let time_score = training::olympic::olympic_average(&converged_times);
-    let energy_score = time_score.as_ref().and_then(|s| {
-        let energies: Option<Vec<f64>> =
-            s.counted.iter().map(|&i| run_records[i].energy_j).collect();
-        energies.map(|e| OlympicRecord {
-            value: e.iter().sum::<f64>() / e.len() as f64,
-            counted: s.counted.clone(),
-            dropped: s.dropped.clone(),
-            olympic: s.olympic,
-            provenance: run_records[s.counted[0]].energy_provenance,
-        })
-    });
-    // The representative run: the median time to train.
-    let mut by_time: Vec<usize> = (0..done.len()).collect();
-    by_time.sort_by(|&a, &b| done[a].seconds().total_cmp(&done[b].seconds()));
-    let rep_i = by_time[(by_time.len() - 1) / 2];
-    let rep = &done[rep_i];
-    let window = (rep.run_start_ns, rep.run_stop_ns.max(rep.run_start_ns + 1));
-    let power = match &report {
-        Some(rep_report) => Some(crate::energy::record(
-            rep_report,
-            window,
-            &crate::energy::RunCounts {
-                // Offline's efficiency metric is samples per joule: here,
-                // training samples processed per joule.
-                scenario: loadgen::Scenario::Offline,
-                samples: rep.samples,
-                queries: 0,
-            },
-            idle.as_ref(),
-            unusable,
-            args.power.power_interval,
-            &outdir,
-            None,
-            total_ids,
-        )?),
-        None => None,
     };
-    if let Some(p) = &power {
-        files.extend(p.logs.iter().map(|l| l.file.clone()));
-    }
-    let weights_file = match (&rep.weights, args.task) {
-        (Some(w), Task::Digits) => {
-            let name = "model.safetensors";
-            save_weights(w, &outdir.join(name))?;
-            files.push(name.into());
-            Some(name.to_string())
-        }
-        _ => None,
+    let devices = match &task {
+        campaign::Task::Digits { config, .. } => vec![config.device],
+        campaign::Task::Resnet50Synthetic(config) => config.devices.clone(),
     };
-    let interrupted =
-        stop.load(Ordering::Relaxed) || done.iter().any(|r| r.ending == Ending::Interrupted);
-    let all_converged =
-        done.len() == args.runs && done.iter().all(|r| r.ending == Ending::Converged);
-    let exit_code: u8 = if interrupted {
-        130
-    } else if all_converged {
-        0
-    } else {
-        1
-    };
-    let to_utc = |ns: u64| {
-        (started_at + chrono::Duration::nanoseconds(i64::try_from(ns).unwrap_or(i64::MAX)))
-            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-    };
-    let top_phases: Vec<PhaseRecord> = run_phases[rep_i]
-        .iter()
-        .filter(|p| p.name != "init")
-        .cloned()
-        .collect();
-    let (task_model, data_text, synthetic) = match args.task {
-        Task::Digits => (
-            training::model::MODEL_NAME.to_string(),
-            "scikit-learn digits (UCI optical digits, real): 8×8 images, 1438 training, \
-             359 held out (every fifth image)"
-                .to_string(),
-            false,
-        ),
-        Task::Resnet50Synthetic => (
-            "resnet50".to_string(),
-            format!(
-                "synthetic ImageNet-shaped inputs: 3×{s}×{s} seeded normal pixels, random labels \
-                 of 1000 classes, one batch reused (data loading not measured); throughput only",
-                s = args.image_size
-            ),
-            true,
-        ),
-    };
-    let hyperparameters = match args.task {
-        Task::Digits => serde_json::json!({
-            "optimizer": "adamw",
-            "learning_rate": args.learning_rate.unwrap_or(0.003),
-            "weight_decay": 1e-4,
-            "global_batch_size": args.batch_size,
-            "max_epochs": args.max_epochs,
-            "eval_every_epochs": args.eval_every,
-            "parameters": 38_730,
-        }),
-        Task::Resnet50Synthetic => serde_json::json!({
-            "optimizer": "adamw",
-            "learning_rate": args.learning_rate.unwrap_or(0.001),
-            "global_batch_size": args.batch_size,
-            "timed_steps": args.steps,
-            "warmup_steps": args.warmup_steps,
-            "image_side": args.image_size,
-            "batch_norm": if devices.len() > 1 {
-                "training mode (each replica's own batch statistics)"
-            } else {
-                "training mode (batch statistics)"
-            },
-            "parameters": 25_557_032,
-            "batch_per_device": args.batch_size / devices.len(),
-            "gradient_sync": done.first().and_then(|r| r.gradient_sync),
-        }),
-    };
-    let result = TrainingResult {
-        common: CommandResult {
-            schema_version: schema::SCHEMA_VERSION,
-            joulebench_version: env!("CARGO_PKG_VERSION").into(),
-            kind: schema::KIND_TRAINING.into(),
-            status: if interrupted {
-                RunStatus::Interrupted
-            } else {
-                RunStatus::Completed
-            },
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            command: command.clone(),
-            system: report::system::SystemDescription::detect(),
-            measured_command: MeasuredCommand {
-                argv: command,
-                exit_code: Some(i32::from(exit_code)),
-                signal: None,
-                reported_exit_code: i32::from(exit_code),
-                wall_s: rep.seconds(),
-                start_error: None,
-                forwarded_signals: Vec::new(),
-                mark_problems: Vec::new(),
-                slurm: None,
-            },
-            timed_window: Some(TimedWindow {
-                begin_ns: rep.run_start_ns,
-                end_ns: rep.run_stop_ns,
-                duration_s: rep.seconds(),
-                begin_utc: to_utc(rep.run_start_ns),
-                end_utc: to_utc(rep.run_stop_ns),
-            }),
-            phase_totals: report::phases::phase_totals(&top_phases),
-            phases: top_phases,
-            nodes: Vec::new(),
-            power,
-            peak_power: Vec::new(),
-            files,
-        },
-        training: TrainingRecord {
-            task: args.task.name().into(),
-            model: task_model,
-            data: data_text,
-            synthetic_data: synthetic,
-            device: device_text.clone(),
-            devices: devices.iter().map(|d| d.to_string()).collect(),
-            dtype: match args.task {
-                Task::Digits => "f32".into(),
-                Task::Resnet50Synthetic => format!("{dtype:?}").to_lowercase(),
-            },
-            quality_metric: (args.task == Task::Digits).then(|| "held-out top-1 accuracy".into()),
-            target_accuracy: (args.task == Task::Digits).then_some(args.target_accuracy),
-            hyperparameters,
-            converged: all_converged,
-            runs: run_records,
-            representative_run: rep_i,
-            time_to_train_s: time_score.map(|s| OlympicRecord {
-                value: s.value,
-                counted: s.counted,
-                dropped: s.dropped,
-                olympic: s.olympic,
-                provenance: None,
-            }),
-            energy_to_train_j: energy_score,
-            mllog_files: done.iter().map(|r| r.mllog.clone()).collect(),
-            weights_file,
-        },
-    };
-    let json = serde_json::to_vec_pretty(&result)?;
-    atomic_file::write(&outdir.join(schema::RESULT_FILE), &json)?;
-    print!(
-        "{}",
-        report::text::training_summary(&result, &outdir.display().to_string())
-    );
-    Ok(ExitCode::from(exit_code))
-}
-
-/// The run's effective configuration, in the output folder; the MLPerf
-/// logs name it as their `config_filename`.
-const CONFIG_FILE: &str = "train_config.json";
-
-/// Writes [`CONFIG_FILE`]: every setting the runs use, defaults filled in.
-fn write_run_config(
-    args: &TrainArgs,
-    devices: &[DeviceSpec],
-    outdir: &Path,
-    command: &[String],
-) -> Result<()> {
-    let task = match args.task {
-        Task::Digits => serde_json::json!({
-            "data": args
-                .data
-                .clone()
-                .unwrap_or_else(training::digits::default_path)
-                .display()
-                .to_string(),
-            "dtype": "f32",
-            "learning_rate": args.learning_rate.unwrap_or(0.003),
-            "weight_decay": 1e-4,
-            "target_accuracy": args.target_accuracy,
-            "max_epochs": args.max_epochs,
-            "eval_every_epochs": args.eval_every,
-        }),
-        Task::Resnet50Synthetic => serde_json::json!({
-            "dtype": format!("{:?}", args.dtype).to_lowercase(),
-            "learning_rate": args.learning_rate.unwrap_or(0.001),
-            "steps": args.steps,
-            "warmup_steps": args.warmup_steps,
-            "image_size": args.image_size,
-        }),
-    };
-    let mut config = serde_json::json!({
-        "joulebench_version": env!("CARGO_PKG_VERSION"),
-        "command": command,
-        "task": args.task.name(),
-        "devices": devices.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-        "seed": args.seed,
-        "runs": args.runs,
-        "global_batch_size": args.batch_size,
-        "micro_batch_size": args.batch_size / devices.len().max(1),
-        "optimizer": "adamw",
-        "mlperf_ruleset": args.ruleset.as_str(),
-        "submission_org": args.submission_org,
-    });
-    if let (Some(all), Some(more)) = (config.as_object_mut(), task.as_object()) {
-        all.extend(more.clone());
-    }
-    let path = outdir.join(CONFIG_FILE);
-    Ok(atomic_file::write(&path, &serde_json::to_vec_pretty(&config)?)?)
-}
-
-/// One run into `log_name`, whatever the task.
-#[allow(clippy::too_many_arguments)]
-fn one_run(
-    args: &TrainArgs,
-    i: usize,
-    seed: u64,
-    log_name: &str,
-    outdir: &Path,
-    clock: RunClock,
-    platform: &str,
-    stop: &AtomicBool,
-    data: Option<&Digits>,
-    digits_cfg: &dyn Fn(u64) -> DigitsConfig,
-    throughput_cfg: &dyn Fn(u64) -> training::throughput::ThroughputConfig,
-) -> Result<RunDone> {
-    let mut log = MlLog::create(&outdir.join(log_name), clock)?;
-    Submission {
-        benchmark: args.task.benchmark().into(),
+    Ok(Campaign {
+        task,
+        runs: args.runs,
+        seed: args.seed,
         org: args.submission_org.clone(),
-        // Not one of MLPerf's benchmarks, so never the closed division.
-        division: "open".into(),
-        status: "research".into(),
-        platform: platform.into(),
-    }
-    .write(&mut log)?;
-    let disclosure = match args.task {
-        Task::Digits => digits_cfg(seed).run_disclosure(CONFIG_FILE),
-        Task::Resnet50Synthetic => throughput_cfg(seed).run_disclosure(CONFIG_FILE),
-    };
-    disclosure.write(&mut log, args.ruleset)?;
-    match (args.task, data) {
-        (Task::Digits, Some(d)) => {
-            let mut progress = Progress {
-                quiet: args.quiet,
-                run: i,
-                runs: args.runs,
-            };
-            let o = training::trainer::train_digits(
-                d,
-                &digits_cfg(seed),
-                &mut log,
-                stop,
-                &mut progress,
-            )?;
-            if !args.quiet {
-                eprintln!(
-                    "run {}/{}: {} after {} epochs, {:.3} s to train",
-                    i + 1,
-                    args.runs,
-                    match o.ending {
-                        Ending::Converged => "converged",
-                        Ending::NotConverged => "NOT converged (target not reached)",
-                        Ending::Interrupted => "interrupted",
-                    },
-                    o.epochs,
-                    o.time_to_train_s()
-                );
-            }
-            Ok(RunDone {
-                task: args.task,
-                seed,
-                ending: o.ending,
-                epochs: o.epochs,
-                steps: o.steps,
-                samples: o.samples_trained,
-                init_s: o.run_start_ns.saturating_sub(o.init_start_ns) as f64 / 1e9,
-                run_start_ns: o.run_start_ns,
-                run_stop_ns: o.run_stop_ns,
-                phases: o.phases,
-                curve: o.curve,
-                mllog: log_name.into(),
-                weights: Some(o.weights),
-                gradient_sync: None,
-            })
-        }
-        (Task::Resnet50Synthetic, _) => {
-            let cfg = throughput_cfg(seed);
-            let quiet = args.quiet;
-            let runs = args.runs;
-            let mut progress = |step: u64, steps: u64| {
-                if !quiet && (step == steps || step.is_multiple_of(5)) {
-                    eprintln!("run {}/{runs}: step {step}/{steps}", i + 1);
-                }
-            };
-            if !quiet {
-                eprintln!(
-                    "run {}/{}: ResNet-50 on {}, batch {}, {} warm-up + {} timed steps",
-                    i + 1,
-                    runs,
-                    device_names(&cfg.devices),
-                    cfg.batch_size,
-                    cfg.warmup_steps,
-                    cfg.steps
-                );
-            }
-            let o = training::throughput::train_resnet50_synthetic(
-                &cfg,
-                &mut log,
-                stop,
-                &mut progress,
-            )?;
-            if !quiet {
-                eprintln!(
-                    "run {}/{}: {:.2} samples/s ({} steps in {:.3} s, mean loss {:.3})",
-                    i + 1,
-                    runs,
-                    o.samples_per_s(),
-                    o.steps,
-                    o.seconds(),
-                    o.mean_loss
-                );
-            }
-            let init = o
-                .phases
-                .first()
-                .map_or(0.0, |p| p.end_ns.saturating_sub(p.begin_ns) as f64 / 1e9);
-            Ok(RunDone {
-                task: args.task,
-                seed,
-                ending: o.ending,
-                epochs: 1,
-                steps: o.steps,
-                samples: o.samples,
-                init_s: init,
-                run_start_ns: o.run_start_ns,
-                run_stop_ns: o.run_stop_ns,
-                phases: o.phases,
-                curve: Vec::new(),
-                mllog: log_name.into(),
-                weights: None,
-                gradient_sync: Some(o.gradient_sync),
-            })
-        }
-        (Task::Digits, None) => bail!("the digits data set was not loaded"),
-    }
-}
-
-/// The counted part of a total: measured, else estimated.
-fn counted(total: &SystemTotal) -> Option<&TotalPart> {
-    total.measured.as_ref().or(total.estimated.as_ref())
-}
-
-/// Idle power of the meters in the measured total.
-fn idle_total(
-    report: Option<&SamplerReport>,
-    idle: &power::sampler::IdleMeasurement,
-    ids: &[String],
-) -> Option<f64> {
-    let report = report?;
-    let last = report
-        .meters
-        .iter()
-        .filter_map(|m| m.samples.last())
-        .map(|s| s.t_ns)
-        .max()?;
-    let first = report
-        .meters
-        .iter()
-        .filter_map(|m| m.samples.first())
-        .map(|s| s.t_ns)
-        .min()?;
-    let meters = report.energy(Window::new(first, last).ok()?).ok()?;
-    let total = crate::energy::total_of(&meters, ids).ok()?;
-    let part = total.measured.as_ref()?;
-    Some(
-        idle.energies
-            .iter()
-            .filter(|e| part.meter_ids.contains(&e.meter_id))
-            .map(|e| e.avg_w)
-            .sum(),
-    )
-}
-
-/// A run's record and its phases' energy.
-fn run_record(
-    r: &RunDone,
-    report: Option<&SamplerReport>,
-    ids: &[String],
-    idle_total_w: Option<f64>,
-) -> Result<(TrainingRunRecord, Vec<PhaseRecord>)> {
-    let mut phases = Vec::new();
-    let mut energy_j = None;
-    let mut provenance = None;
-    let mut avg_w = None;
-    for p in &r.phases {
-        let span = report::phases::PhaseSpan {
-            name: p.name.clone(),
-            begin_ns: p.begin_ns,
-            end_ns: p.end_ns,
-        };
-        let (meters, total) = match report {
-            Some(rep) => {
-                let meters = rep.energy(Window::new(p.begin_ns, p.end_ns.max(p.begin_ns + 1))?)?;
-                let total = crate::energy::total_of(&meters, ids)?;
-                (meters, total)
-            }
-            None => (Vec::new(), energy::system_total(&[])),
-        };
-        phases.push(report::phases::record(&span, meters, total, idle_total_w));
-    }
-    if let Some(rep) = report {
-        let meters = rep.energy(Window::new(
-            r.run_start_ns,
-            r.run_stop_ns.max(r.run_start_ns + 1),
-        )?)?;
-        let total = crate::energy::total_of(&meters, ids)?;
-        if let Some(part) = counted(&total) {
-            energy_j = Some(part.energy_j);
-            provenance = Some(part.provenance);
-            avg_w = Some(part.avg_w);
-        }
-    }
-    let seconds = r.seconds();
-    let record = TrainingRunRecord {
-        seed: r.seed,
-        status: match r.ending {
-            // A throughput task has no target: it completes its steps.
-            Ending::Converged if r.task == Task::Resnet50Synthetic => "completed",
-            Ending::Converged => "converged",
-            Ending::NotConverged => "not_converged",
-            Ending::Interrupted => "interrupted",
-        }
-        .into(),
-        converged: r.ending == Ending::Converged,
-        epochs: r.epochs,
-        steps: r.steps,
-        samples_trained: r.samples,
-        time_to_train_s: seconds,
-        init_s: r.init_s,
-        samples_per_s: if seconds > 0.0 {
-            r.samples as f64 / seconds
-        } else {
-            0.0
-        },
-        final_accuracy: r.curve.last().map(|p| p.accuracy),
-        energy_j,
-        energy_provenance: provenance,
-        avg_w,
-        j_per_sample: energy_j
-            .filter(|_| r.samples > 0)
-            .map(|j| j / r.samples as f64),
-        phase_totals: report::phases::phase_totals(&phases),
-        curve: r
-            .curve
-            .iter()
-            .map(|p| QualityPoint {
-                epoch: p.epoch,
-                samples_trained: p.samples_trained,
-                accuracy: p.accuracy,
-                train_loss: p.train_loss,
-                at_s: p.at_s,
-            })
-            .collect(),
-        mllog: r.mllog.clone(),
-    };
-    Ok((record, phases))
-}
-
-/// Most power readings written per run (longer runs get longer intervals).
-const MAX_POWER_READINGS: u64 = 2000;
-
-/// `power/result_N/node_0.txt` (the counted total's power, interval by
-/// interval, over run_start → run_stop) and `sw_0.txt`.
-fn mlperf_power_logs(
-    outdir: &Path,
-    i: usize,
-    r: &RunDone,
-    report: &SamplerReport,
-    ids: &[String],
-    clock: RunClock,
-    interval: std::time::Duration,
-) -> Result<Vec<String>> {
-    let dir_rel = format!("power/result_{i}");
-    let dir = outdir.join(&dir_rel);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (begin, end) = (r.run_start_ns, r.run_stop_ns.max(r.run_start_ns + 1));
-    let span = end - begin;
-    let step = (interval.as_nanos() as u64)
-        .max(span.div_ceil(MAX_POWER_READINGS))
-        .max(1);
-    let mut readings = Vec::new();
-    let mut t = begin;
-    while t < end {
-        let next = (t + step).min(end);
-        let meters = report.energy(Window::new(t, next)?)?;
-        let total = crate::energy::total_of(&meters, ids)?;
-        let part = counted(&total).context("no meter counts in the total")?;
-        readings.push((next, part.energy_j / ((next - t) as f64 / 1e9)));
-        t = next;
-    }
-    training::mllog::write_power_log(
-        &dir.join("node_0.txt"),
-        clock,
-        "node_0",
-        begin,
-        end,
-        &readings,
-    )?;
-    training::mllog::write_single_node_switch_log(&dir.join("sw_0.txt"), clock, begin)?;
-    Ok(vec![
-        format!("{dir_rel}/node_0.txt"),
-        format!("{dir_rel}/sw_0.txt"),
-    ])
-}
-
-/// Writes through a temporary file, so a crash never leaves half a model.
-fn save_weights(w: &training::VarMap, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    w.save(&tmp)
-        .with_context(|| format!("saving the trained weights to {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
-/// First Ctrl-C: end the current run cleanly (its log gets run_stop aborted,
-/// the result is written and marked interrupted). Second: leave at once.
-fn install_interrupt_handler(flag: Arc<AtomicBool>) {
-    let result = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: finishing the run's logs (Ctrl-C again to quit at once)");
-    });
-    if let Err(e) = result {
-        tracing::warn!("cannot install the Ctrl-C handler: {e}");
-    }
+        platform: format!(
+            "{} {}",
+            report::system::SystemDescription::detect().hostname,
+            campaign::device_names(&devices)
+        ),
+        ruleset: args.ruleset,
+        config_file: CONFIG_FILE.into(),
+        progress: !args.quiet,
+    })
 }

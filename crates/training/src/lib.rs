@@ -20,6 +20,7 @@
 //! Nothing here knows about power meters: callers get every phase's window on
 //! the run's one clock ([`clock::RunClock`]) and compute energy over it.
 
+pub mod campaign;
 pub mod clock;
 pub mod data_parallel;
 pub mod digits;
@@ -28,6 +29,7 @@ pub mod mllog;
 pub mod model;
 pub mod olympic;
 pub mod resnet;
+pub mod results;
 pub mod serve;
 pub mod throughput;
 pub mod trainer;
@@ -91,6 +93,18 @@ pub enum TrainingError {
          were not averaged consistently; this is a joulebench bug"
     )]
     ReplicasDiverged(Vec<f64>),
+    /// Energy over a run, a phase or a power-log interval.
+    #[error("energy: {0}")]
+    Energy(#[from] harness::HarnessError),
+    #[error("MLPerf power log: no meter counts in the system total")]
+    NoCountedMeter,
+    #[error(transparent)]
+    Write(#[from] atomic_file::AtomicWriteError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl TrainingError {

@@ -94,6 +94,26 @@ impl ThroughputConfig {
     /// attention; its convolutions are [`workloads::conv`]'s; replicas
     /// average their gradients in f32 ([`crate::data_parallel`]); the micro
     /// batch is each replica's share.
+    /// The settings the run trains with, as `result.json` and
+    /// `train_config.json` record them.
+    pub fn hyperparameters(&self) -> serde_json::Value {
+        serde_json::json!({
+            "optimizer": "adamw",
+            "learning_rate": self.learning_rate,
+            "global_batch_size": self.batch_size,
+            "batch_per_device": self.batch_per_device(),
+            "timed_steps": self.steps,
+            "warmup_steps": self.warmup_steps,
+            "image_side": self.image_side,
+            "dtype": format!("{:?}", self.dtype).to_lowercase(),
+            "batch_norm": if self.devices.len() > 1 {
+                "training mode (each replica's own batch statistics)"
+            } else {
+                "training mode (batch statistics)"
+            },
+        })
+    }
+
     pub fn run_disclosure(&self, config_filename: &str) -> RunDisclosure {
         RunDisclosure {
             linear: crate::linear_precision(self.dtype, &self.devices, true),

@@ -62,6 +62,21 @@ impl Default for DigitsConfig {
 }
 
 impl DigitsConfig {
+    /// The settings the run trains with, as `result.json` and
+    /// `train_config.json` record them.
+    pub fn hyperparameters(&self) -> serde_json::Value {
+        serde_json::json!({
+            "optimizer": "adamw",
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "global_batch_size": self.batch_size,
+            "max_epochs": self.max_epochs,
+            "eval_every_epochs": self.eval_every,
+            "target_accuracy": self.target_accuracy,
+            "dtype": format!("{DIGITS_DTYPE:?}").to_lowercase(),
+        })
+    }
+
     /// What the run's log discloses (rulesets 6.0.0 on): the digits CNN
     /// trains in f32 on one device with candle's own convolutions and
     /// matrix products, has no attention, and its micro batch is the batch.
