@@ -7,9 +7,9 @@
 //! and energy runs; real images come from a folder
 //! ([`crate::datasets::image_folder::ImageFolder`]).
 
+use crate::rng::Mt19937;
 use crate::vision::INPUT_SIDE;
 use candle_core::{Device, Tensor};
-use loadgen::rng::Mt19937;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -32,6 +32,7 @@ pub mod null;
 pub mod onnx;
 mod op_values;
 pub mod resnet;
+mod rng;
 pub mod sleep;
 #[cfg(feature = "cuda")]
 pub mod staging;
