@@ -33,5 +33,5 @@ pub use issue::{Progress, RunControl};
 pub use qsl::QuerySampleLibrary;
 pub use response::{LoggedResponse, QuerySampleResponse, Responder};
 pub use run::{start_test, LogSettings, TestOutput};
-pub use settings::{Mode, Scenario, TestSettings};
+pub use settings::{Mode, Scenario, TestSettings, UnknownMode, UnknownScenario};
 pub use sut::{QuerySample, QuerySampleIndex, ResponseId, SystemUnderTest};

@@ -62,10 +62,14 @@ pub enum EnergyError {
         index: usize,
         watts: f64,
     },
-    #[error("efficiency: {0}")]
-    Efficiency(String),
-    #[error("total: {0}")]
-    Total(String),
+    #[error("efficiency: unknown scenario `{given}` (SingleStream, MultiStream, Server, Offline)")]
+    UnknownScenario { given: String },
+    #[error("efficiency: energy must be positive and finite, got {energy_j} J")]
+    NoEnergy { energy_j: f64 },
+    #[error("efficiency: no queries completed: energy per query undefined")]
+    NoQueries,
+    #[error("total: no meter '{id}' (meters: {})", known.join(", "))]
+    UnknownTotalMeter { id: String, known: Vec<String> },
 }
 
 /// A time window on the run's clock, in nanoseconds since the anchor.
@@ -494,11 +498,10 @@ pub struct SystemTotal {
 pub fn chosen_total(meters: &[MeterEnergy], ids: &[String]) -> Result<SystemTotal, EnergyError> {
     for id in ids {
         if !meters.iter().any(|m| &m.meter_id == id) {
-            let known: Vec<&str> = meters.iter().map(|m| m.meter_id.as_str()).collect();
-            return Err(EnergyError::Total(format!(
-                "no meter '{id}' (meters: {})",
-                known.join(", ")
-            )));
+            return Err(EnergyError::UnknownTotalMeter {
+                id: id.clone(),
+                known: meters.iter().map(|m| m.meter_id.clone()).collect(),
+            });
         }
     }
     let part = |provenance: Provenance| {
@@ -688,9 +691,7 @@ impl std::str::FromStr for Scenario {
             "multistream" => Ok(Scenario::MultiStream),
             "server" => Ok(Scenario::Server),
             "offline" => Ok(Scenario::Offline),
-            _ => Err(EnergyError::Efficiency(format!(
-                "unknown scenario `{s}` (SingleStream, MultiStream, Server, Offline)"
-            ))),
+            _ => Err(EnergyError::UnknownScenario { given: s.into() }),
         }
     }
 }
@@ -725,9 +726,7 @@ pub fn efficiency(
     queries: u64,
 ) -> Result<Efficiency, EnergyError> {
     if !(energy_j.is_finite() && energy_j > 0.0) {
-        return Err(EnergyError::Efficiency(format!(
-            "energy must be positive and finite, got {energy_j} J"
-        )));
+        return Err(EnergyError::NoEnergy { energy_j });
     }
     match scenario {
         Scenario::Offline | Scenario::Server => {
@@ -735,9 +734,7 @@ pub fn efficiency(
         }
         Scenario::SingleStream | Scenario::MultiStream => {
             if queries == 0 {
-                return Err(EnergyError::Efficiency(
-                    "no queries completed: energy per query undefined".into(),
-                ));
+                return Err(EnergyError::NoQueries);
             }
             Ok(Efficiency::JoulesPerQuery(energy_j / queries as f64))
         }

@@ -71,8 +71,14 @@ pub enum PtdError {
     Malformed { line: String, reason: String },
     #[error("connection unusable after an earlier failure ({reason}); reconnect")]
     Broken { reason: String },
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument: range {range} is not a positive number")]
+    InvalidRange { range: f64 },
+    #[error(
+        "invalid argument: mark `{mark}` must be non-empty and use only letters, digits, `_`, `-`, `.`"
+    )]
+    InvalidMark { mark: String },
+    #[error("invalid argument: command {command:?} must be one non-empty line")]
+    InvalidCommand { command: String },
 }
 
 /// How long to wait for the daemon. PTDaemon answers most commands at once,
@@ -313,7 +319,7 @@ pub fn parse_sample_line(line: &str) -> Result<PtdSample, PtdError> {
                 .parse()
                 .map_err(|_| malformed("channel label is not Ch{number}"))?;
             if let Some((ch, group)) = current.take() {
-                channels.push(group.finish(ch).map_err(|r| malformed(&r))?);
+                channels.push(group.finish(ch).map_err(|r| malformed(&r.to_string()))?);
             }
             current = Some((channel, Group::default()));
             i += 1;
@@ -339,12 +345,14 @@ pub fn parse_sample_line(line: &str) -> Result<PtdSample, PtdError> {
                 Some((_, g)) => g,
                 None => &mut total,
             };
-            group.set(key, number).map_err(|r| malformed(&r))?;
+            group
+                .set(key, number)
+                .map_err(|r| malformed(&r.to_string()))?;
         }
         i += 2;
     }
     if let Some((ch, group)) = current.take() {
-        channels.push(group.finish(ch).map_err(|r| malformed(&r))?);
+        channels.push(group.finish(ch).map_err(|r| malformed(&r.to_string()))?);
     }
     let mark = mark.ok_or_else(|| malformed("no `Mark` field"))?;
     let watts = total.watts.ok_or_else(|| malformed("no `Watts` field"))?;
@@ -367,27 +375,40 @@ struct Group {
     pf: Option<f64>,
 }
 
+/// What is wrong with one field group of a sample line.
+#[derive(Debug, thiserror::Error)]
+enum GroupError {
+    #[error("unknown field `{field}`")]
+    UnknownField { field: String },
+    #[error("`{field}` given twice")]
+    Twice { field: String },
+    #[error("channel {channel} has no `Watts`")]
+    NoWatts { channel: u32 },
+}
+
 impl Group {
-    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+    fn set(&mut self, key: &str, value: f64) -> Result<(), GroupError> {
         let slot = match key {
             "Watts" => &mut self.watts,
             "Volts" => &mut self.volts,
             "Amps" => &mut self.amps,
             "PF" => &mut self.pf,
-            other => return Err(format!("unknown field `{other}`")),
+            other => {
+                return Err(GroupError::UnknownField {
+                    field: other.into(),
+                })
+            }
         };
         if slot.replace(value).is_some() {
-            return Err(format!("`{key}` given twice"));
+            return Err(GroupError::Twice { field: key.into() });
         }
         Ok(())
     }
 
-    fn finish(self, channel: u32) -> Result<ChannelSample, String> {
+    fn finish(self, channel: u32) -> Result<ChannelSample, GroupError> {
         Ok(ChannelSample {
             channel,
-            watts: self
-                .watts
-                .ok_or_else(|| format!("channel {channel} has no `Watts`"))?,
+            watts: self.watts.ok_or(GroupError::NoWatts { channel })?,
             volts: self.volts.and_then(known),
             amps: self.amps.and_then(known),
             power_factor: self.pf.and_then(known),
@@ -815,9 +836,7 @@ impl PtdClient {
     ) -> Result<(), PtdError> {
         if let RangeSetting::Fixed(v) = setting {
             if !(v.is_finite() && v > 0.0) {
-                return Err(PtdError::InvalidArgument(format!(
-                    "range {v} is not a positive number"
-                )));
+                return Err(PtdError::InvalidRange { range: v });
             }
         }
         let letter = quantity.letter();
@@ -852,9 +871,7 @@ impl PtdClient {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !mark_ok {
-            return Err(PtdError::InvalidArgument(format!(
-                "mark `{mark}` must be non-empty and use only letters, digits, `_`, `-`, `.`"
-            )));
+            return Err(PtdError::InvalidMark { mark: mark.into() });
         }
         let command = format!("Go,{SAMPLE_INTERVAL_MS},0,{mark}");
         let reply = self.request(&command)?;
@@ -993,9 +1010,9 @@ impl PtdClient {
             });
         }
         if command.is_empty() || command.contains(['\r', '\n']) {
-            return Err(PtdError::InvalidArgument(format!(
-                "command {command:?} must be one non-empty line"
-            )));
+            return Err(PtdError::InvalidCommand {
+                command: command.into(),
+            });
         }
         let deadline = Instant::now() + self.timeouts.reply;
         let line = format!("{command}\r\n");
@@ -1233,7 +1250,9 @@ pub fn to_meter_error(e: PtdError, opening: bool) -> MeterError {
             meter,
             reason: format!("{e}; is PTDaemon running and listening on that port?"),
         },
-        PtdError::InvalidArgument(_) => MeterError::Config {
+        PtdError::InvalidRange { .. }
+        | PtdError::InvalidMark { .. }
+        | PtdError::InvalidCommand { .. } => MeterError::Config {
             meter,
             reason: e.to_string(),
         },
