@@ -10,7 +10,7 @@ use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, DeviceGroup};
+use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, DeviceGroup, ModelError};
 use workloads::datasets::image_folder::ImageFolder;
 use workloads::datasets::preprocess::ImagePreprocess;
 use workloads::device::DeviceSpec;
@@ -129,7 +129,7 @@ impl QuerySampleLibrary for Images {
     }
 }
 
-fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
+fn parse_device(s: &str) -> std::result::Result<DeviceSpec, workloads::device::UnknownDevice> {
     s.parse()
 }
 
@@ -153,7 +153,11 @@ pub fn device_list(list: &str) -> Result<Vec<DeviceSpec>> {
         anyhow::ensure!(
             !found.is_empty(),
             "--devices all: no GPU could be opened ({})",
-            DeviceSpec::Cuda(0).open().err().unwrap_or_default()
+            DeviceSpec::Cuda(0)
+                .open()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         );
         return Ok(found);
     }
@@ -185,20 +189,15 @@ struct ClassifierModel {
 }
 
 impl BatchModel for ClassifierModel {
-    fn infer(&self, samples: &[QuerySampleIndex]) -> std::result::Result<Vec<Vec<u8>>, String> {
-        let classes = self
-            .classifier
-            .classify_samples(&*self.images, samples)
-            .map_err(|e| e.to_string())?;
+    fn infer(&self, samples: &[QuerySampleIndex]) -> std::result::Result<Vec<Vec<u8>>, ModelError> {
+        let classes = self.classifier.classify_samples(&*self.images, samples)?;
         Ok(classes
             .iter()
             .map(|&c| (c as f32).to_le_bytes().to_vec())
             .collect())
     }
-    fn warm_up(&self, max_batch: usize) -> std::result::Result<(), String> {
-        self.classifier
-            .warm_up(max_batch)
-            .map_err(|e| e.to_string())
+    fn warm_up(&self, max_batch: usize) -> std::result::Result<(), ModelError> {
+        Ok(self.classifier.warm_up(max_batch)?)
     }
 }
 

@@ -418,7 +418,7 @@ fn calibrate(
     qsl.load_samples_to_ram(&indices)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let outcome = (|| -> Result<(f64, f64)> {
-        let batch = qsl.batch(&indices).map_err(anyhow::Error::msg)?;
+        let batch = qsl.batch(&indices)?;
         run(&batch).context("warm-up inference")?;
         run(&batch[..1]).context("warm-up inference")?;
         let t = Instant::now();

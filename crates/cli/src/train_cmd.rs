@@ -174,7 +174,7 @@ pub struct TrainArgs {
     power: crate::meters::PowerArgs,
 }
 
-fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
+fn parse_device(s: &str) -> std::result::Result<DeviceSpec, workloads::device::UnknownDevice> {
     s.parse()
 }
 
@@ -648,8 +648,9 @@ fn one_run(
         platform: platform.into(),
     }
     .write(&mut log)?;
-    match (args.task, data) {
-        (Task::Digits, Some(d)) => {
+    // `run` loads the digits data set exactly when the task is digits.
+    match data {
+        Some(d) => {
             let mut progress = Progress {
                 quiet: args.quiet,
                 run: i,
@@ -693,7 +694,7 @@ fn one_run(
                 gradient_sync: None,
             })
         }
-        (Task::Resnet50Synthetic, _) => {
+        None => {
             let cfg = throughput_cfg(seed);
             let quiet = args.quiet;
             let runs = args.runs;
@@ -751,7 +752,6 @@ fn one_run(
                 gradient_sync: Some(o.gradient_sync),
             })
         }
-        (Task::Digits, None) => bail!("the digits data set was not loaded"),
     }
 }
 

@@ -48,10 +48,16 @@ use std::path::PathBuf;
 pub enum WorkloadError {
     #[error("weights {}: {reason}", path.display())]
     Weights { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
     #[error("model {model}: {reason}")]
     Model { model: String, reason: String },
+    /// The model's configuration describes no network we can build.
+    #[error("model {model}: {error}")]
+    Config {
+        model: &'static str,
+        error: text::ModelConfigError,
+    },
     #[error("model {model}: inference failed: {reason}")]
     Inference { model: String, reason: String },
 }
