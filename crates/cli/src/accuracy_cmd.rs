@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use workloads::datasets::accuracy_log::{read_accuracy_log, ACCURACY_LOG};
 use workloads::datasets::generation::{score_perplexity, score_rouge};
 use workloads::datasets::labels::read_val_map;
-use workloads::datasets::references::{read_references, ResponseText};
+use workloads::datasets::references::{read_references, DetokenizeError, ResponseText};
 use workloads::datasets::squad::score_squad;
 use workloads::datasets::top1::{score_top1, ClassEncoding};
 use workloads::datasets::AccuracyReport;
@@ -92,7 +92,9 @@ pub struct AccuracyArgs {
     pub show_wrong: bool,
 }
 
-fn parse_encoding(s: &str) -> std::result::Result<ClassEncoding, String> {
+fn parse_encoding(
+    s: &str,
+) -> std::result::Result<ClassEncoding, workloads::datasets::top1::UnknownEncoding> {
     s.parse()
 }
 
@@ -132,9 +134,9 @@ pub fn run(args: AccuracyArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let decode = |ids: &[u32]| -> std::result::Result<String, String> {
+    let decode = |ids: &[u32]| -> std::result::Result<String, DetokenizeError> {
         match &tokenizer {
-            Some(t) => t.decode(ids).map_err(|e| e.to_string()),
+            Some(t) => Ok(t.decode(ids)?),
             None => Err("no tokenizer".into()),
         }
     };

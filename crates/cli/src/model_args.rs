@@ -82,7 +82,7 @@ impl From<ImagePreprocessing> for Preprocessing {
     }
 }
 
-fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
+fn parse_device(s: &str) -> std::result::Result<DeviceSpec, workloads::device::UnknownDevice> {
     s.parse()
 }
 

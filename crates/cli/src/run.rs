@@ -140,16 +140,16 @@ pub struct RunArgs {
     power: crate::meters::PowerArgs,
 }
 
-fn parse_scenario(s: &str) -> std::result::Result<Scenario, String> {
+fn parse_scenario(s: &str) -> std::result::Result<Scenario, loadgen::UnknownScenario> {
     s.parse()
 }
 
-fn parse_mode(s: &str) -> std::result::Result<Mode, String> {
+fn parse_mode(s: &str) -> std::result::Result<Mode, loadgen::UnknownMode> {
     s.parse()
 }
 
 /// Durations like `1ms`, `250us`, `2.5ms`, `1s`, `500ns`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -157,20 +157,16 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let (number, unit) = t.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("'{s}' is not a duration (try 1ms, 250us, 2s)"))?;
+        .map_err(|_| anyhow::anyhow!("'{s}' is not a duration (try 1ms, 250us, 2s)"))?;
     let seconds = match unit.trim() {
         "s" | "" => value,
         "ms" => value / 1e3,
         "us" | "µs" => value / 1e6,
         "ns" => value / 1e9,
-        other => {
-            return Err(format!(
-                "'{s}': unknown unit '{other}' (use s, ms, us or ns)"
-            ))
-        }
+        other => bail!("'{s}': unknown unit '{other}' (use s, ms, us or ns)"),
     };
     if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(format!("'{s}': a duration must be positive"));
+        bail!("'{s}': a duration must be positive");
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -344,7 +340,7 @@ fn build_settings(
         applied.extend(conf.apply(model, &mut s)?);
     }
     for assignment in &args.set {
-        applied.push(apply_override(&mut s, model, assignment).map_err(anyhow::Error::msg)?);
+        applied.push(apply_override(&mut s, model, assignment)?);
     }
     let origin = |flag: &str| loadgen::conf::Origin {
         file: PathBuf::from(flag),

@@ -158,7 +158,7 @@ pub struct TrainArgs {
     power: crate::meters::PowerArgs,
 }
 
-fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
+fn parse_device(s: &str) -> std::result::Result<DeviceSpec, workloads::device::UnknownDevice> {
     s.parse()
 }
 

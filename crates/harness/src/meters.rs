@@ -58,8 +58,8 @@ impl Default for PowerOptions {
 /// Why the meters asked for cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MeterSelectionError {
-    #[error("--power {0}: unknown meter ({KNOWN_SPECS})")]
-    UnknownSpec(String),
+    #[error("--power {spec}: unknown meter ({KNOWN_SPECS})")]
+    UnknownSpec { spec: String },
     #[error("--power none cannot be combined with other meters")]
     NoneWithOthers,
     #[error("--power estimate needs --tdp WATTS (the CPU's thermal design power)")]
@@ -191,7 +191,7 @@ impl PowerOptions {
                     Err(e) => vec![unusable("replay", e)],
                 }
             }
-            other => return Err(MeterSelectionError::UnknownSpec(other.into())),
+            other => return Err(MeterSelectionError::UnknownSpec { spec: other.into() }),
         })
     }
 

@@ -15,7 +15,7 @@
 //! an error naming the file, the line and the key: a misspelt key in a
 //! submission config is a wrong result, not a warning.
 
-use crate::settings::{Mode, Scenario, TestSettings};
+use crate::settings::{Mode, Scenario, TestSettings, UnknownMode, UnknownScenario};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,44 @@ pub enum ConfError {
     Unreadable { path: PathBuf, reason: String },
     #[error("{origin}: {message}")]
     Line { origin: Origin, message: String },
+}
+
+/// Why a `--set key=value` override cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("--set '{assignment}': expected key=value")]
+    NotAnAssignment { assignment: String },
+    /// A `TestSettings` field given a value of the wrong type.
+    #[error("--set {field}={value}: '{value}' is not a valid {expected}")]
+    FieldValue {
+        field: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("--set {field}={value}: expected true/false or 1/0")]
+    FieldFlag { field: String, value: String },
+    #[error("--set scenario={}: {error}", error.given)]
+    Scenario { error: UnknownScenario },
+    #[error("--set mode={}: {error}", error.given)]
+    Mode { error: UnknownMode },
+    /// Neither a field name nor a conf key that parses: `message` is what
+    /// the conf parser said about the line.
+    #[error(
+        "--set {assignment}: {message}; or use a TestSettings field such as \
+         server_target_qps, min_duration_ms, min_query_count"
+    )]
+    ConfKey { assignment: String, message: String },
+    #[error(transparent)]
+    Conf(#[from] ConfError),
+    #[error(
+        "--set {assignment}: '{key}' does not apply to model '{model}' in scenario {scenario}"
+    )]
+    NotApplicable {
+        assignment: String,
+        key: String,
+        model: String,
+        scenario: Scenario,
+    },
 }
 
 /// The value types conf keys take.
@@ -548,9 +586,11 @@ pub fn apply_override(
     settings: &mut TestSettings,
     model: &str,
     assignment: &str,
-) -> Result<Applied, String> {
+) -> Result<Applied, OverrideError> {
     let Some((key, value)) = assignment.split_once('=') else {
-        return Err(format!("--set '{assignment}': expected key=value"));
+        return Err(OverrideError::NotAnAssignment {
+            assignment: assignment.into(),
+        });
     };
     let (key, value) = (key.trim(), value.trim());
     let origin = Origin {
@@ -571,23 +611,23 @@ pub fn apply_override(
     };
     let conf = ConfFile::parse(Path::new("--set"), &format!("{full_key} = {value}")).map_err(
         |e| match e {
-            ConfError::Line { message, .. } => format!(
-                "--set {assignment}: {message}; or use a TestSettings field such as \
-                 server_target_qps, min_duration_ms, min_query_count"
-            ),
-            other => other.to_string(),
+            ConfError::Line { message, .. } => OverrideError::ConfKey {
+                assignment: assignment.into(),
+                message,
+            },
+            other => OverrideError::Conf(other),
         },
     )?;
-    let applied = conf.apply(model, settings).map_err(|e| e.to_string())?;
+    let applied = conf.apply(model, settings)?;
     applied
         .into_iter()
         .next()
         .map(|a| Applied { origin, ..a })
-        .ok_or_else(|| {
-            format!(
-                "--set {assignment}: '{full_key}' does not apply to model '{model}' in scenario {}",
-                settings.scenario
-            )
+        .ok_or_else(|| OverrideError::NotApplicable {
+            assignment: assignment.into(),
+            key: full_key,
+            model: model.into(),
+            scenario: settings.scenario,
         })
 }
 
@@ -597,28 +637,36 @@ fn set_field(
     s: &mut TestSettings,
     name: &str,
     value: &str,
-) -> Result<Option<&'static str>, String> {
-    fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
-        value.parse::<T>().map_err(|_| {
-            format!(
-                "--set {name}={value}: '{value}' is not a valid {}",
-                std::any::type_name::<T>()
-            )
+) -> Result<Option<&'static str>, OverrideError> {
+    fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, OverrideError> {
+        value.parse::<T>().map_err(|_| OverrideError::FieldValue {
+            field: name.into(),
+            value: value.into(),
+            expected: std::any::type_name::<T>(),
         })
     }
-    fn flag(name: &str, value: &str) -> Result<bool, String> {
+    fn flag(name: &str, value: &str) -> Result<bool, OverrideError> {
         match value {
             "1" | "true" | "yes" => Ok(true),
             "0" | "false" | "no" => Ok(false),
-            _ => Err(format!("--set {name}={value}: expected true/false or 1/0")),
+            _ => Err(OverrideError::FieldFlag {
+                field: name.into(),
+                value: value.into(),
+            }),
         }
     }
     macro_rules! fields {
         ($($field:ident : $kind:ident),* $(,)?) => {
             match name {
                 $(stringify!($field) => { s.$field = fields!(@parse $kind, name, value)?; Ok(Some(stringify!($field))) })*
-                "scenario" => { s.scenario = value.parse()?; Ok(Some("scenario")) }
-                "mode" => { s.mode = value.parse()?; Ok(Some("mode")) }
+                "scenario" => {
+                    s.scenario = value.parse().map_err(|error| OverrideError::Scenario { error })?;
+                    Ok(Some("scenario"))
+                }
+                "mode" => {
+                    s.mode = value.parse().map_err(|error| OverrideError::Mode { error })?;
+                    Ok(Some("mode"))
+                }
                 _ => Ok(None),
             }
         };

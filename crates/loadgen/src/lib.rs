@@ -2,13 +2,15 @@
 //! formats, in Rust.
 //!
 //! - Contracts: [`sut::SystemUnderTest`], [`qsl::QuerySampleLibrary`], and the
-//!   [`response::Responder`] a SUT completes samples through.
+//!   [`Responder`] a SUT completes samples through.
 //! - Settings: [`settings::TestSettings`] (requested, LoadGen's fields),
 //!   [`conf`] (mlperf.conf / user.conf), [`effective::EffectiveSettings`].
-//! - The run: [`schedule`] generates the queries (LoadGen's random streams,
-//!   bit for bit, see [`rng`]), [`issue`] issues them and times completions,
-//!   [`stats`] and [`early_stopping`] judge the result, [`log`] writes the
-//!   files MLPerf tooling reads. [`run::start_test`] ties them together.
+//! - The run: [`run::start_test`] generates the queries (LoadGen's random
+//!   streams, bit for bit), issues them and times completions; [`stats`] and
+//!   [`early_stopping`] judge the result, [`log`] writes the files MLPerf
+//!   tooling reads. How queries are scheduled, issued and recorded is
+//!   internal; what a caller holds is re-exported here ([`RunControl`],
+//!   [`Progress`], [`Responder`], [`QuerySampleResponse`], [`LoggedResponse`]).
 //!
 //! Nothing here knows about power: the caller passes the run clock's anchor
 //! and receives the timed window ([`run::PowerWindow`]) on that clock.
@@ -16,20 +18,20 @@
 pub mod conf;
 pub mod early_stopping;
 pub mod effective;
-pub mod issue;
+mod issue;
 pub mod log;
 pub mod qsl;
-pub mod response;
-pub mod rng;
+mod response;
+mod rng;
 pub mod run;
-pub mod schedule;
+mod schedule;
 pub mod settings;
 pub mod stats;
 pub mod sut;
 
 pub use issue::{Progress, RunControl};
 pub use qsl::QuerySampleLibrary;
-pub use response::{QuerySampleResponse, Responder};
+pub use response::{LoggedResponse, QuerySampleResponse, Responder};
 pub use run::{start_test, LogSettings, TestOutput};
-pub use settings::{Mode, Scenario, TestSettings};
+pub use settings::{Mode, Scenario, TestSettings, UnknownMode, UnknownScenario};
 pub use sut::{QuerySample, QuerySampleIndex, ResponseId, SystemUnderTest};

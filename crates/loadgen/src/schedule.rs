@@ -56,10 +56,9 @@ pub fn loadable_sets(
         .collect()
 }
 
-/// Query and sample sequence numbers, continuing across the runs of one
+/// Sample sequence numbers (response ids), continuing across the runs of one
 /// test (accuracy then performance), as LoadGen's `SequenceGen`.
 pub struct SequenceGen {
-    next_query: u64,
     next_sample: u64,
     /// Per-sample audit draws; LoadGen never seeds this engine, so it runs
     /// from the standard default seed.
@@ -73,15 +72,10 @@ impl SequenceGen {
     /// are only observable then).
     pub fn new(draw_accuracy_log_values: bool) -> Self {
         SequenceGen {
-            next_query: 0,
             next_sample: 0,
             accuracy_log_rng: Mt19937::new(5489),
             draw_accuracy_log_values,
         }
-    }
-
-    pub fn next_sample_id(&self) -> u64 {
-        self.next_sample
     }
 }
 
@@ -100,8 +94,6 @@ pub struct QueryPlan {
     pub samples: Vec<QuerySample>,
     pub query_start: Vec<usize>,
     pub scheduled_delta_ns: Vec<u64>,
-    /// First query's sequence number.
-    pub base_query_seq: u64,
     /// First sample's sequence number (its `ResponseId`).
     pub base_sample_seq: u64,
     /// LoadGen's `generated_samples_per_query`.
@@ -115,10 +107,6 @@ pub struct QueryPlan {
 impl QueryPlan {
     pub fn query_count(&self) -> usize {
         self.scheduled_delta_ns.len()
-    }
-
-    pub fn query(&self, q: usize) -> &[QuerySample] {
-        &self.samples[self.query_start[q]..self.query_start[q + 1]]
     }
 }
 
@@ -238,7 +226,6 @@ pub fn generate_queries(
     let same_sample = settings.performance_issue_same_index as usize;
 
     let mut query_samples: Vec<QuerySampleIndex> = Vec::new();
-    let base_query_seq = seq.next_query;
     let base_sample_seq = seq.next_sample;
     let mut plan = PlanBuilder {
         samples: Vec::new(),
@@ -328,7 +315,6 @@ pub fn generate_queries(
         samples: plan.samples,
         query_start: plan.query_start,
         scheduled_delta_ns: plan.scheduled,
-        base_query_seq,
         base_sample_seq,
         samples_per_query,
         generated_duration_ns: timestamp_ns,
@@ -356,8 +342,152 @@ impl PlanBuilder {
                 values.push(seq.accuracy_log_rng.canonical());
             }
         }
-        seq.next_query += 1;
         self.query_start.push(self.samples.len());
         self.scheduled.push(at_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The schedules against MLPerf LoadGen 6.0.17's own (tests/golden/,
+    //! files its Python package wrote), and the Server arrival process.
+
+    use super::*;
+    use crate::settings::TestSettings;
+
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+
+    /// The settings of the reference runs (shared/reference/loadgen_null_sut.py).
+    fn reference_settings(scenario: Scenario) -> TestSettings {
+        let mut s = TestSettings {
+            scenario,
+            min_duration_ms: 1000,
+            min_query_count: 1,
+            ..Default::default()
+        };
+        match scenario {
+            Scenario::Offline => s.offline_expected_qps = 100_000.0,
+            Scenario::Server => {
+                s.server_target_qps = 20_000.0;
+                s.server_target_latency_ns = 100_000_000;
+            }
+            Scenario::SingleStream => s.single_stream_expected_latency_ns = 10_000.0,
+            Scenario::MultiStream => {
+                s.multi_stream_expected_latency_ns = 10_000.0;
+                s.multi_stream_samples_per_query = 8;
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn loaded_sample_set_is_loadgens() {
+        let want: Vec<usize> = serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{GOLDEN}/loadgen-6.0.17_loaded_qsl_set_seed0_n1024.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        for scenario in [Scenario::Offline, Scenario::Server, Scenario::SingleStream] {
+            let e = EffectiveSettings::new(&reference_settings(scenario), 1024, 1024).unwrap();
+            let sets = loadable_sets(&e, e.performance_sample_count, 1024);
+            assert_eq!(sets.len(), 1);
+            assert_eq!(sets[0].set, want, "{scenario}");
+        }
+        // MultiStream pads with the first samples_per_query - 1 entries.
+        let e =
+            EffectiveSettings::new(&reference_settings(Scenario::MultiStream), 1024, 1024).unwrap();
+        let sets = loadable_sets(&e, 1024, 1024);
+        assert_eq!(sets[0].set.len(), 1031);
+        assert_eq!(&sets[0].set[1024..], &want[..7]);
+        assert_eq!(sets[0].distribution_end, 1024);
+    }
+
+    #[test]
+    fn server_schedule_is_loadgens() {
+        // The reference Server run generated 20127 queries whose schedule ends at
+        // 1000218854 ns: Poisson arrivals at 20000 QPS from schedule seed 0.
+        let e = EffectiveSettings::new(&reference_settings(Scenario::Server), 1024, 1024).unwrap();
+        let set = loadable_sets(&e, 1024, 1024).remove(0);
+        let plan = generate_queries(&e, Purpose::Performance, &set, &mut SequenceGen::new(false));
+        assert_eq!(plan.query_count(), 20127);
+        assert_eq!(plan.generated_duration_ns, 1_000_218_854);
+        assert_eq!(plan.samples_per_query, 1);
+    }
+
+    #[test]
+    fn stream_and_offline_schedules_are_loadgens() {
+        let set_for = |e: &EffectiveSettings| loadable_sets(e, 1024, 1024).remove(0);
+        for (scenario, count, spq, duration) in [
+            (Scenario::SingleStream, 200_001, 1, 2_000_010_000u64),
+            (Scenario::MultiStream, 200_001, 8, 2_000_010_000),
+            (Scenario::Offline, 1, 110_000, 10_000),
+        ] {
+            let e = EffectiveSettings::new(&reference_settings(scenario), 1024, 1024).unwrap();
+            let plan = generate_queries(
+                &e,
+                Purpose::Performance,
+                &set_for(&e),
+                &mut SequenceGen::new(false),
+            );
+            assert_eq!(
+                (
+                    plan.query_count(),
+                    plan.samples_per_query,
+                    plan.generated_duration_ns
+                ),
+                (count, spq, duration),
+                "{scenario}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_arrivals_are_poisson_at_the_target_rate() {
+        // The schedule: for several seeds, the count over 2 s is within 4σ of
+        // λT, gaps have the exponential's coefficient of variation (1) and median
+        // (mean × ln 2).
+        let lambda = 5_000.0;
+        for seed in 1..=5u64 {
+            let s = TestSettings {
+                scenario: Scenario::Server,
+                server_target_qps: lambda,
+                min_duration_ms: 2000,
+                min_query_count: 1,
+                schedule_rng_seed: seed,
+                ..Default::default()
+            };
+            let e = EffectiveSettings::new(&s, 64, 64).unwrap();
+            let set = loadable_sets(&e, 64, 64).remove(0);
+            let plan =
+                generate_queries(&e, Purpose::Performance, &set, &mut SequenceGen::new(false));
+            let n = plan.query_count() as f64;
+            let expected = lambda * 2.0;
+            assert!(
+                (n - expected).abs() < 4.0 * expected.sqrt(),
+                "seed {seed}: {n} arrivals"
+            );
+            let mut gaps: Vec<f64> = plan
+                .scheduled_delta_ns
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as f64)
+                .collect();
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+            let cv = var.sqrt() / mean;
+            assert!(
+                (mean - 1e9 / lambda).abs() < 0.05 * 1e9 / lambda,
+                "seed {seed}: mean gap {mean}"
+            );
+            assert!((cv - 1.0).abs() < 0.05, "seed {seed}: cv {cv}");
+            gaps.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let median = gaps[gaps.len() / 2];
+            assert!(
+                (median / mean - std::f64::consts::LN_2).abs() < 0.05,
+                "seed {seed}: median/mean {}",
+                median / mean
+            );
+        }
     }
 }

@@ -45,8 +45,28 @@ impl fmt::Display for Scenario {
 
 /// Accepts MLPerf names in any case (`Offline`, `singlestream`) and kebab or
 /// snake case (`single-stream`, `multi_stream`).
+/// A scenario name that is none of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scenario '{given}': expected one of SingleStream, MultiStream, Server, Offline \
+     (any case, or kebab-case like single-stream)"
+)]
+pub struct UnknownScenario {
+    pub given: String,
+}
+
+/// A mode name that is none of LoadGen's four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown mode '{given}': expected PerformanceOnly, AccuracyOnly, SubmissionRun or \
+     FindPeakPerformance (or performance, accuracy, submission, find-peak)"
+)]
+pub struct UnknownMode {
+    pub given: String,
+}
+
 impl FromStr for Scenario {
-    type Err = String;
+    type Err = UnknownScenario;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let folded: String = s
             .chars()
@@ -58,10 +78,7 @@ impl FromStr for Scenario {
             "multistream" => Ok(Scenario::MultiStream),
             "server" => Ok(Scenario::Server),
             "offline" => Ok(Scenario::Offline),
-            _ => Err(format!(
-                "unknown scenario '{s}': expected one of SingleStream, MultiStream, Server, Offline \
-                 (any case, or kebab-case like single-stream)"
-            )),
+            _ => Err(UnknownScenario { given: s.into() }),
         }
     }
 }
@@ -110,7 +127,7 @@ impl fmt::Display for Mode {
 /// Accepts MLPerf names in any case and short forms: `performance`,
 /// `accuracy`, `submission`, `find-peak`.
 impl FromStr for Mode {
-    type Err = String;
+    type Err = UnknownMode;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let folded: String = s
             .chars()
@@ -122,10 +139,7 @@ impl FromStr for Mode {
             "accuracyonly" | "accuracy" => Ok(Mode::AccuracyOnly),
             "performanceonly" | "performance" => Ok(Mode::PerformanceOnly),
             "findpeakperformance" | "findpeak" => Ok(Mode::FindPeakPerformance),
-            _ => Err(format!(
-                "unknown mode '{s}': expected PerformanceOnly, AccuracyOnly, SubmissionRun or \
-                 FindPeakPerformance (or performance, accuracy, submission, find-peak)"
-            )),
+            _ => Err(UnknownMode { given: s.into() }),
         }
     }
 }
@@ -390,7 +404,11 @@ mod tests {
             assert_eq!(text.parse::<Scenario>(), Ok(want), "{text}");
         }
         let err = "batch".parse::<Scenario>().unwrap_err();
-        assert!(err.contains("unknown scenario 'batch'"), "{err}");
+        assert_eq!(err.given, "batch");
+        assert!(
+            err.to_string().contains("unknown scenario 'batch'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -207,15 +207,19 @@ fn set_overrides_take_conf_keys_and_field_names() {
     assert!(s.server_coalesce_queries);
     assert!(apply_override(&mut s, "m", "min_duration_ms=soon")
         .unwrap_err()
+        .to_string()
         .contains("min_duration_ms=soon"));
     assert!(apply_override(&mut s, "m", "bogus=1")
         .unwrap_err()
+        .to_string()
         .contains("unknown setting 'bogus'"));
     assert!(apply_override(&mut s, "m", "noequals")
         .unwrap_err()
+        .to_string()
         .contains("expected key=value"));
     // A key for another model does not apply, and says so.
     assert!(apply_override(&mut s, "m", "other.Server.target_qps=1")
         .unwrap_err()
+        .to_string()
         .contains("does not apply"));
 }

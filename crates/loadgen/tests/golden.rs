@@ -4,8 +4,6 @@
 mod common;
 
 use common::{detail_keys, detail_value, Qsl, RecordingNull};
-use loadgen::effective::EffectiveSettings;
-use loadgen::schedule::{generate_queries, loadable_sets, Purpose, SequenceGen};
 use loadgen::{start_test, LogSettings, RunControl, Scenario, TestSettings};
 use std::time::Instant;
 
@@ -37,68 +35,6 @@ fn reference_settings(scenario: Scenario) -> TestSettings {
 fn reference_file(scenario: Scenario, name: &str) -> String {
     let path = format!("{GOLDEN}/loadgen-6.0.17_{scenario}_{name}");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-#[test]
-fn loaded_sample_set_is_loadgens() {
-    let want: Vec<usize> = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{GOLDEN}/loadgen-6.0.17_loaded_qsl_set_seed0_n1024.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    for scenario in [Scenario::Offline, Scenario::Server, Scenario::SingleStream] {
-        let e = EffectiveSettings::new(&reference_settings(scenario), 1024, 1024).unwrap();
-        let sets = loadable_sets(&e, e.performance_sample_count, 1024);
-        assert_eq!(sets.len(), 1);
-        assert_eq!(sets[0].set, want, "{scenario}");
-    }
-    // MultiStream pads with the first samples_per_query - 1 entries.
-    let e = EffectiveSettings::new(&reference_settings(Scenario::MultiStream), 1024, 1024).unwrap();
-    let sets = loadable_sets(&e, 1024, 1024);
-    assert_eq!(sets[0].set.len(), 1031);
-    assert_eq!(&sets[0].set[1024..], &want[..7]);
-    assert_eq!(sets[0].distribution_end, 1024);
-}
-
-#[test]
-fn server_schedule_is_loadgens() {
-    // The reference Server run generated 20127 queries whose schedule ends at
-    // 1000218854 ns: Poisson arrivals at 20000 QPS from schedule seed 0.
-    let e = EffectiveSettings::new(&reference_settings(Scenario::Server), 1024, 1024).unwrap();
-    let set = loadable_sets(&e, 1024, 1024).remove(0);
-    let plan = generate_queries(&e, Purpose::Performance, &set, &mut SequenceGen::new(false));
-    assert_eq!(plan.query_count(), 20127);
-    assert_eq!(plan.generated_duration_ns, 1_000_218_854);
-    assert_eq!(plan.samples_per_query, 1);
-}
-
-#[test]
-fn stream_and_offline_schedules_are_loadgens() {
-    let set_for = |e: &EffectiveSettings| loadable_sets(e, 1024, 1024).remove(0);
-    for (scenario, count, spq, duration) in [
-        (Scenario::SingleStream, 200_001, 1, 2_000_010_000u64),
-        (Scenario::MultiStream, 200_001, 8, 2_000_010_000),
-        (Scenario::Offline, 1, 110_000, 10_000),
-    ] {
-        let e = EffectiveSettings::new(&reference_settings(scenario), 1024, 1024).unwrap();
-        let plan = generate_queries(
-            &e,
-            Purpose::Performance,
-            &set_for(&e),
-            &mut SequenceGen::new(false),
-        );
-        assert_eq!(
-            (
-                plan.query_count(),
-                plan.samples_per_query,
-                plan.generated_duration_ns
-            ),
-            (count, spq, duration),
-            "{scenario}"
-        );
-    }
 }
 
 /// Replaces every number in a summary with `#`, keeping its layout.

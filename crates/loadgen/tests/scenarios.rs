@@ -3,9 +3,11 @@
 mod common;
 
 use common::{Qsl, RecordingNull, Sleeper};
-use loadgen::effective::EffectiveSettings;
-use loadgen::schedule::{generate_queries, loadable_sets, Purpose, SequenceGen};
-use loadgen::{start_test, LogSettings, RunControl, Scenario, TestOutput, TestSettings};
+use loadgen::{
+    start_test, LogSettings, QuerySampleIndex, QuerySampleLibrary, RunControl, Scenario,
+    TestOutput, TestSettings,
+};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 fn run(
@@ -72,13 +74,29 @@ fn multi_stream_queries_are_contiguous_runs_of_the_loaded_set() {
         min_query_count: 100,
         ..Default::default()
     };
-    let qsl = Qsl {
-        total: 256,
-        performance: 256,
+    let qsl = LoadRecording {
+        qsl: Qsl {
+            total: 256,
+            performance: 256,
+        },
+        loaded: Mutex::default(),
     };
-    let (out, _dir) = run(&sut, &settings, &qsl);
-    let e = EffectiveSettings::new(&settings, 256, 256).unwrap();
-    let loaded = loadable_sets(&e, 256, 256).remove(0).set;
+    let dir = tempfile::tempdir().unwrap();
+    let out = start_test(
+        &sut,
+        &qsl,
+        &settings,
+        &LogSettings {
+            outdir: dir.path().to_path_buf(),
+        },
+        Instant::now(),
+        &RunControl::default(),
+    )
+    .unwrap();
+    // The loaded set as LoadGen hands it to the QSL: shuffled, and padded
+    // with its first samples_per_query - 1 entries.
+    let loaded = qsl.loaded.lock().unwrap().clone();
+    assert_eq!(loaded.len(), 256 + 7);
     let issued = sut.issued.lock().unwrap();
     assert!(issued.len() >= 100);
     for (_, query) in issued.iter() {
@@ -94,51 +112,30 @@ fn multi_stream_queries_are_contiguous_runs_of_the_loaded_set() {
     );
 }
 
-#[test]
-fn server_arrivals_are_poisson_at_the_target_rate() {
-    // The schedule: for several seeds, the count over 2 s is within 4σ of
-    // λT, gaps have the exponential's coefficient of variation (1) and median
-    // (mean × ln 2).
-    let lambda = 5_000.0;
-    for seed in 1..=5u64 {
-        let s = TestSettings {
-            scenario: Scenario::Server,
-            server_target_qps: lambda,
-            min_duration_ms: 2000,
-            min_query_count: 1,
-            schedule_rng_seed: seed,
-            ..Default::default()
-        };
-        let e = EffectiveSettings::new(&s, 64, 64).unwrap();
-        let set = loadable_sets(&e, 64, 64).remove(0);
-        let plan = generate_queries(&e, Purpose::Performance, &set, &mut SequenceGen::new(false));
-        let n = plan.query_count() as f64;
-        let expected = lambda * 2.0;
-        assert!(
-            (n - expected).abs() < 4.0 * expected.sqrt(),
-            "seed {seed}: {n} arrivals"
-        );
-        let mut gaps: Vec<f64> = plan
-            .scheduled_delta_ns
-            .windows(2)
-            .map(|w| (w[1] - w[0]) as f64)
-            .collect();
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
-        let cv = var.sqrt() / mean;
-        assert!(
-            (mean - 1e9 / lambda).abs() < 0.05 * 1e9 / lambda,
-            "seed {seed}: mean gap {mean}"
-        );
-        assert!((cv - 1.0).abs() < 0.05, "seed {seed}: cv {cv}");
-        gaps.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let median = gaps[gaps.len() / 2];
-        assert!(
-            (median / mean - std::f64::consts::LN_2).abs() < 0.05,
-            "seed {seed}: median/mean {}",
-            median / mean
-        );
+/// The test QSL, keeping the last set it was asked to load, in its order.
+struct LoadRecording {
+    qsl: Qsl,
+    loaded: Mutex<Vec<QuerySampleIndex>>,
+}
+
+impl QuerySampleLibrary for LoadRecording {
+    fn name(&self) -> &str {
+        self.qsl.name()
     }
+    fn total_sample_count(&self) -> usize {
+        self.qsl.total_sample_count()
+    }
+    fn performance_sample_count(&self) -> usize {
+        self.qsl.performance_sample_count()
+    }
+    fn load_samples_to_ram(
+        &self,
+        samples: &[QuerySampleIndex],
+    ) -> Result<(), loadgen::qsl::QslError> {
+        *self.loaded.lock().unwrap() = samples.to_vec();
+        Ok(())
+    }
+    fn unload_samples_from_ram(&self, _: &[QuerySampleIndex]) {}
 }
 
 #[test]

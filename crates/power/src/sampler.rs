@@ -62,8 +62,8 @@ pub enum SamplerError {
     },
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("two meters share the id `{0}`: their logs would overwrite each other")]
-    DuplicateId(String),
+    #[error("two meters share the id `{id}`: their logs would overwrite each other")]
+    DuplicateId { id: String },
     #[error("{meter}: sampling rate {rate_hz} Hz is outside (0, {MAX_RATE_HZ}]")]
     Rate { meter: String, rate_hz: f64 },
     #[error("cannot start the sampling thread for {meter}: {source}")]
@@ -223,7 +223,7 @@ impl Sampler {
         for p in &plans {
             let id = &p.meter.info().id;
             if !seen.insert(id.clone()) {
-                return Err(SamplerError::DuplicateId(id.clone()));
+                return Err(SamplerError::DuplicateId { id: id.clone() });
             }
             if !(p.rate_hz.is_finite() && p.rate_hz > 0.0 && p.rate_hz <= MAX_RATE_HZ) {
                 return Err(SamplerError::Rate {

@@ -460,11 +460,11 @@ fn daemon_error_reply_to_a_range_change_is_an_error() {
     }
     assert!(matches!(
         c.set_range(RangeQuantity::Volts, RangeSetting::Fixed(f64::NAN)),
-        Err(PtdError::InvalidArgument(_))
+        Err(PtdError::InvalidRange { range }) if range.is_nan()
     ));
     assert!(matches!(
         c.go("bad,mark"),
-        Err(PtdError::InvalidArgument(_))
+        Err(PtdError::InvalidMark { mark }) if mark == "bad,mark"
     ));
     drop(c);
     let cmds = fake.finish();

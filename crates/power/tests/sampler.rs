@@ -234,7 +234,7 @@ fn start_refuses_bad_plans_before_starting_anything() {
         .collect();
     assert!(matches!(
         Sampler::start(&config, twice),
-        Err(SamplerError::DuplicateId(id)) if id == "rapl-package-0"
+        Err(SamplerError::DuplicateId { id }) if id == "rapl-package-0"
     ));
     for rate in [0.0, -1.0, f64::NAN, 1e6] {
         let plans = rapl_meters(&f)

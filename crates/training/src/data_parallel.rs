@@ -136,11 +136,8 @@ impl GradientSync {
             .iter()
             .all(|d| matches!(d, workloads::device::DeviceSpec::Cuda(_)))
         {
-            let id = cudarc::nccl::safe::Id::new().map_err(|e| {
-                TrainingError::Device(format!(
-                    "NCCL: cannot make the run's id ({e:?}); is libnccl.so.2 on LD_LIBRARY_PATH?"
-                ))
-            })?;
+            let id =
+                cudarc::nccl::safe::Id::new().map_err(|error| TrainingError::NcclId { error })?;
             return Ok(GradientSync::Nccl(id));
         }
         Ok(GradientSync::Host(Meeting::new(devices.len())))
@@ -171,17 +168,11 @@ impl GradientSync {
             #[cfg(feature = "nccl")]
             GradientSync::Nccl(id) => {
                 let Device::Cuda(cuda) = device else {
-                    return Err(TrainingError::Device(format!(
-                        "NCCL rank {rank} was given a CPU device"
-                    )));
+                    return Err(TrainingError::NcclOnCpu { rank });
                 };
                 let comm =
                     cudarc::nccl::safe::Comm::from_rank(cuda.cuda_stream(), rank, ranks, *id)
-                        .map_err(|e| {
-                            TrainingError::Device(format!(
-                                "NCCL: rank {rank} of {ranks} cannot join ({e:?})"
-                            ))
-                        })?;
+                        .map_err(|error| TrainingError::NcclJoin { rank, ranks, error })?;
                 RankSync::Nccl(nccl::AllReduceMean(comm))
             }
         })

@@ -64,8 +64,25 @@ pub enum TrainingError {
         what: String,
         detail: String,
     },
-    #[error("{0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] workloads::device::DeviceError),
+    #[cfg(feature = "nccl")]
+    #[error("NCCL: cannot make the run's id ({error:?}); is libnccl.so.2 on LD_LIBRARY_PATH?")]
+    NcclId {
+        error: cudarc::nccl::result::NcclError,
+    },
+    #[cfg(feature = "nccl")]
+    #[error("NCCL rank {rank} was given a CPU device")]
+    NcclOnCpu { rank: usize },
+    #[cfg(feature = "nccl")]
+    #[error("NCCL: rank {rank} of {ranks} cannot join ({error:?})")]
+    NcclJoin {
+        rank: usize,
+        ranks: usize,
+        error: cudarc::nccl::result::NcclError,
+    },
+    #[error("a rank panicked")]
+    RankPanicked,
     #[error("{what}: {source}")]
     Model {
         what: String,
@@ -78,11 +95,32 @@ pub enum TrainingError {
     },
     #[error("weights {}: {reason}", path.display())]
     Weights { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Config(String),
     /// An MLPerf Training ruleset whose logs joulebench cannot write.
     #[error("unknown MLPerf Training ruleset {given:?}: joulebench writes logs for {known}")]
     UnknownRuleset { given: String, known: String },
+    /// A setting below its minimum (`minimum` with its unit, if any).
+    #[error("{flag} must be at least {minimum}")]
+    AtLeast {
+        flag: &'static str,
+        minimum: &'static str,
+    },
+    #[error("--batch-size and --steps must be at least 1, and --image-size at least 32")]
+    ThroughputSizes,
+    #[error("--target-accuracy {value}: give a fraction in (0, 1], e.g. 0.97")]
+    TargetAccuracy { value: f64 },
+    #[error("--learning-rate {value}: must be a positive number")]
+    LearningRate { value: f64 },
+    #[error("no device to train on")]
+    NoDevice,
+    #[error(
+        "--batch-size {batch_size} is the global batch and must split evenly across the \
+         {devices} devices: give a multiple of {devices}, e.g. {}",
+        batch_size.div_ceil(*devices) * devices
+    )]
+    UnevenBatch { batch_size: usize, devices: usize },
+    /// A served sample index beyond the held-out set.
+    #[error("sample {sample} is not in the held-out set")]
+    NotHeldOut { sample: usize },
     /// A data-parallel rank stopped because another one failed; that
     /// rank's own error is the one to report.
     #[error("stopped: another device failed")]

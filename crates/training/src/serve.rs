@@ -15,7 +15,7 @@ use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut};
+use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, ModelError};
 use workloads::device::DeviceSpec;
 
 /// The held-out images; everything is in memory already, so loading is free.
@@ -65,26 +65,30 @@ struct DigitsModel {
 }
 
 impl DigitsModel {
-    fn classify(&self, samples: &[QuerySampleIndex]) -> Result<Vec<u32>, String> {
+    fn classify(&self, samples: &[QuerySampleIndex]) -> Result<Vec<u32>, TrainingError> {
         let indices: Vec<usize> = samples
             .iter()
-            .map(|&s| {
+            .map(|&sample| {
                 self.held_out
-                    .get(s)
+                    .get(sample)
                     .copied()
-                    .ok_or_else(|| format!("sample {s} is not in the held-out set"))
+                    .ok_or(TrainingError::NotHeldOut { sample })
             })
             .collect::<Result<_, _>>()?;
+        let model = |source| TrainingError::Model {
+            what: "classifying digits".into(),
+            source,
+        };
         let (x, _) = self
             .data
             .batch(&indices, &self.classifier.device)
-            .map_err(|e| e.to_string())?;
-        self.classifier.classify(&x).map_err(|e| e.to_string())
+            .map_err(model)?;
+        self.classifier.classify(&x).map_err(model)
     }
 }
 
 impl BatchModel for DigitsModel {
-    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String> {
+    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError> {
         Ok(self
             .classify(samples)?
             .iter()
@@ -111,7 +115,7 @@ pub fn build(
     policy: BatchPolicy,
     performance_samples: usize,
 ) -> Result<DigitsWorkload, TrainingError> {
-    let dev = device.open().map_err(TrainingError::Device)?;
+    let dev = device.open()?;
     let classifier = DigitsClassifier::load(weights, &dev)?;
     let data = Arc::new(Digits::load(data)?);
     let qsl = Arc::new(DigitsQsl::new(Arc::clone(&data), performance_samples));
@@ -122,9 +126,9 @@ pub fn build(
     };
     let calibrate = |n: usize| -> Result<f64, TrainingError> {
         let samples: Vec<usize> = (0..n.min(qsl.held_out.len())).collect();
-        model.classify(&samples).map_err(TrainingError::Config)?;
+        model.classify(&samples)?;
         let t = Instant::now();
-        model.classify(&samples).map_err(TrainingError::Config)?;
+        model.classify(&samples)?;
         Ok(t.elapsed().as_secs_f64())
     };
     let batch = policy.max_batch.max(1).min(qsl.held_out.len());

@@ -64,23 +64,18 @@ impl ThroughputConfig {
     /// Refuses what cannot run (called by [`train_resnet50_synthetic`];
     /// callers may check first, before writing anything).
     pub fn check(&self) -> Result<(), TrainingError> {
-        let bad = |s: String| Err(TrainingError::Config(s));
         if self.batch_size == 0 || self.steps == 0 || self.image_side < 32 {
-            return bad(
-                "--batch-size and --steps must be at least 1, and --image-size at least 32".into(),
-            );
+            return Err(TrainingError::ThroughputSizes);
         }
         let n = self.devices.len();
         if n == 0 {
-            return bad("no device to train on".into());
+            return Err(TrainingError::NoDevice);
         }
         if !self.batch_size.is_multiple_of(n) {
-            return bad(format!(
-                "--batch-size {} is the global batch and must split evenly across the {n} \
-                 devices: give a multiple of {n}, e.g. {}",
-                self.batch_size,
-                self.batch_size.div_ceil(n) * n
-            ));
+            return Err(TrainingError::UnevenBatch {
+                batch_size: self.batch_size,
+                devices: n,
+            });
         }
         Ok(())
     }
@@ -217,7 +212,7 @@ pub fn train_resnet50_synthetic(
                 .into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| Err(TrainingError::Device("a rank panicked".into())))
+                        .unwrap_or_else(|_| Err(TrainingError::RankPanicked))
                 })
                 .collect::<Vec<Result<RankDone, TrainingError>>>()
         };
@@ -359,7 +354,7 @@ impl Replica {
     fn build(cfg: &ThroughputConfig, rank: usize) -> Result<(Replica, Device), TrainingError> {
         let spec = cfg.devices[rank];
         let device_name = spec.to_string();
-        let device: Device = spec.open().map_err(TrainingError::Device)?;
+        let device: Device = spec.open()?;
         let m = |what: &'static str| {
             let dev = device_name.clone();
             move |e: candle_core::Error| TrainingError::model(what, &dev, e)

@@ -91,27 +91,25 @@ impl DigitsConfig {
     }
 
     pub fn check(&self) -> Result<(), TrainingError> {
-        let bad = |s: String| Err(TrainingError::Config(s));
+        let at_least = |flag, minimum| Err(TrainingError::AtLeast { flag, minimum });
         if self.batch_size == 0 {
-            return bad("--batch-size must be at least 1".into());
+            return at_least("--batch-size", "1");
         }
         if self.max_epochs == 0 {
-            return bad("--max-epochs must be at least 1".into());
+            return at_least("--max-epochs", "1");
         }
         if self.eval_every == 0 {
-            return bad("--eval-every must be at least 1 epoch".into());
+            return at_least("--eval-every", "1 epoch");
         }
         if !(self.target_accuracy > 0.0 && self.target_accuracy <= 1.0) {
-            return bad(format!(
-                "--target-accuracy {}: give a fraction in (0, 1], e.g. 0.97",
-                self.target_accuracy
-            ));
+            return Err(TrainingError::TargetAccuracy {
+                value: self.target_accuracy,
+            });
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad(format!(
-                "--learning-rate {}: must be a positive number",
-                self.learning_rate
-            ));
+            return Err(TrainingError::LearningRate {
+                value: self.learning_rate,
+            });
         }
         Ok(())
     }
@@ -206,7 +204,7 @@ pub fn train_digits(
 ) -> Result<RunOutcome, TrainingError> {
     cfg.check()?;
     let device_name = cfg.device.to_string();
-    let device: Device = cfg.device.open().map_err(TrainingError::Device)?;
+    let device: Device = cfg.device.open()?;
     let m = |what: &str| {
         let what = what.to_string();
         let dev = device_name.clone();

@@ -18,15 +18,29 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Why a model could not answer a batch: whatever error its implementation
+/// has (models live in several crates, so the contract takes any), as
+/// loadgen's `QslError` does for data sets. The failure is recorded, with
+/// the device, in the run's errors.
+pub type ModelError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A model that answers a batch of samples with one response each.
 pub trait BatchModel: Send + Sync + 'static {
-    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String>;
+    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError>;
     /// Run by each worker thread before the SUT is handed to the load
     /// generator: whatever a first batch of some size would otherwise pay
     /// inside the timed run (a GPU's per-shape set-up).
-    fn warm_up(&self, _max_batch: usize) -> Result<(), String> {
+    fn warm_up(&self, _max_batch: usize) -> Result<(), ModelError> {
         Ok(())
     }
+}
+
+/// A model that gave a different number of answers than samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{answers} answers for a batch of {batch}")]
+pub struct AnswerCount {
+    pub answers: usize,
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -273,11 +287,11 @@ impl Worker {
                 if outputs.len() == batch.len() {
                     Ok(outputs)
                 } else {
-                    Err(format!(
-                        "{} answers for a batch of {}",
-                        outputs.len(),
-                        batch.len()
-                    ))
+                    Err(AnswerCount {
+                        answers: outputs.len(),
+                        batch: batch.len(),
+                    }
+                    .into())
                 }
             });
             let c = &self.counters;

@@ -14,8 +14,44 @@ pub enum DeviceSpec {
     Cuda(usize),
 }
 
+/// A device name that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device '{given}': use cpu, cuda or cuda:N")]
+pub struct UnknownDevice {
+    pub given: String,
+}
+
+/// Why a device cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "device cuda:{index}: this joulebench was built without GPU support; \
+         build with `cargo build --release -p cli --features cuda` (see README)"
+    )]
+    NoGpuSupport { index: usize },
+    #[error("device cuda:{index}: cannot open the GPU: {error}")]
+    Open {
+        index: usize,
+        error: candle_core::Error,
+    },
+    /// The driver refused a setting the GPU's memory pool needs.
+    #[cfg(feature = "cuda")]
+    #[error("device cuda:{index}: {error}")]
+    Tune { index: usize, error: TuneError },
+}
+
+/// What the driver refused while setting a GPU up for repeated batches.
+#[cfg(feature = "cuda")]
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    #[error("cannot make the GPU's context current: {0}")]
+    Bind(cudarc::driver::DriverError),
+    #[error("cannot keep freed memory in the pool: {0:?}")]
+    Pool(cudarc::driver::sys::CUresult),
+}
+
 impl FromStr for DeviceSpec {
-    type Err = String;
+    type Err = UnknownDevice;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(DeviceSpec::Cpu),
@@ -25,7 +61,7 @@ impl FromStr for DeviceSpec {
                 .or_else(|| other.strip_prefix("gpu:"))
                 .and_then(|n| n.parse().ok())
                 .map(DeviceSpec::Cuda)
-                .ok_or_else(|| format!("unknown device '{s}': use cpu, cuda or cuda:N")),
+                .ok_or_else(|| UnknownDevice { given: s.into() }),
         }
     }
 }
@@ -41,20 +77,18 @@ impl fmt::Display for DeviceSpec {
 
 impl DeviceSpec {
     /// Opens the device; a clear error when this build or machine has no GPU.
-    pub fn open(self) -> Result<Device, String> {
+    pub fn open(self) -> Result<Device, DeviceError> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
-            DeviceSpec::Cuda(n) => {
+            DeviceSpec::Cuda(index) => {
                 if !cfg!(feature = "cuda") {
-                    return Err(format!(
-                        "device cuda:{n}: this joulebench was built without GPU support; \
-                         build with `cargo build --release -p cli --features cuda` (see README)"
-                    ));
+                    return Err(DeviceError::NoGpuSupport { index });
                 }
-                let device = Device::new_cuda(n)
-                    .map_err(|e| format!("device cuda:{n}: cannot open the GPU: {e}"))?;
+                let device =
+                    Device::new_cuda(index).map_err(|error| DeviceError::Open { index, error })?;
                 #[cfg(feature = "cuda")]
-                tune_for_repeated_batches(&device).map_err(|e| format!("device cuda:{n}: {e}"))?;
+                tune_for_repeated_batches(&device)
+                    .map_err(|error| DeviceError::Tune { index, error })?;
                 Ok(device)
             }
         }
@@ -82,7 +116,7 @@ impl DeviceSpec {
 ///   that cross threads are the weights, whose loading ends in a
 ///   synchronisation before any batch runs (the models' `load`).
 #[cfg(feature = "cuda")]
-fn tune_for_repeated_batches(device: &Device) -> Result<(), String> {
+fn tune_for_repeated_batches(device: &Device) -> Result<(), TuneError> {
     use cudarc::driver::sys;
     let Device::Cuda(cuda) = device else {
         return Ok(());
@@ -94,7 +128,7 @@ fn tune_for_repeated_batches(device: &Device) -> Result<(), String> {
     let mut keep_bytes = u64::MAX;
     // SAFETY: plain driver calls on this context's device with valid pointers.
     let status = unsafe {
-        context.bind_to_thread().map_err(|e| e.to_string())?;
+        context.bind_to_thread().map_err(TuneError::Bind)?;
         match sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device()) {
             sys::CUresult::CUDA_SUCCESS => sys::cuMemPoolSetAttribute(
                 pool,
@@ -105,7 +139,7 @@ fn tune_for_repeated_batches(device: &Device) -> Result<(), String> {
         }
     };
     if status != sys::CUresult::CUDA_SUCCESS {
-        return Err(format!("cannot keep freed memory in the pool: {status:?}"));
+        return Err(TuneError::Pool(status));
     }
     Ok(())
 }

@@ -7,23 +7,49 @@
 //! and energy runs; real images come from a folder
 //! ([`crate::datasets::image_folder::ImageFolder`]).
 
+use crate::rng::Mt19937;
 use crate::vision::INPUT_SIDE;
 use candle_core::{Device, Tensor};
-use loadgen::rng::Mt19937;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+/// Why loaded samples cannot be handed to a model.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("sample {index} was not loaded")]
+    NotLoaded { index: QuerySampleIndex },
+    #[error("sample index {index} is outside the library (size {size})")]
+    OutOfRange {
+        index: QuerySampleIndex,
+        size: usize,
+    },
+    /// A thread panicked while it held the loaded samples.
+    #[error("sample store poisoned")]
+    Poisoned,
+    #[error("a loaded sample is not in host memory")]
+    NotOnHost,
+    #[error("a loaded sample is not contiguous")]
+    NotContiguous,
+    #[error("batch buffer of {capacity} values is too small")]
+    BufferTooSmall { capacity: usize },
+    #[error("batch of {values} values for a buffer of {capacity}")]
+    BufferSize { values: usize, capacity: usize },
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
 
 /// A data set of preprocessed images that a classifier can run on: the
 /// synthetic set or a real folder.
 pub trait ImageSource: QuerySampleLibrary {
     /// The loaded samples stacked into one `[n, C, H, W]` f32 batch; an
     /// error when a sample was not loaded.
-    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String>;
+    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, SampleError>;
     /// The same batch written into `out` (`indices.len()` samples of
     /// `3 × 224 × 224` f32 each, in order): the GPU path writes straight
     /// into its page-locked staging buffer.
-    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32]) -> Result<(), String>;
+    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32])
+        -> Result<(), SampleError>;
     /// The sample's class, when the data set has labels.
     fn label(&self, index: QuerySampleIndex) -> Option<u32>;
     /// What the data are, for result parameters (e.g. `synthetic images`).
@@ -41,28 +67,19 @@ impl Loaded {
     fn with<R>(
         &self,
         indices: &[QuerySampleIndex],
-        f: impl FnOnce(&[&Tensor]) -> Result<R, String>,
-    ) -> Result<R, String> {
-        let loaded = self
-            .0
-            .read()
-            .map_err(|_| "sample store poisoned".to_string())?;
+        f: impl FnOnce(&[&Tensor]) -> Result<R, SampleError>,
+    ) -> Result<R, SampleError> {
+        let loaded = self.0.read().map_err(|_| SampleError::Poisoned)?;
         let images: Vec<&Tensor> = indices
             .iter()
-            .map(|i| {
-                loaded
-                    .get(i)
-                    .ok_or_else(|| format!("sample {i} was not loaded"))
-            })
+            .map(|&index| loaded.get(&index).ok_or(SampleError::NotLoaded { index }))
             .collect::<Result<_, _>>()?;
         f(&images)
     }
 
     /// The samples stacked into one `[n, C, H, W]` batch.
-    pub(crate) fn stack(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
-        self.with(indices, |images| {
-            Tensor::stack(images, 0).map_err(|e| e.to_string())
-        })
+    pub(crate) fn stack(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, SampleError> {
+        self.with(indices, |images| Ok(Tensor::stack(images, 0)?))
     }
 
     /// The samples' f32 elements one after another into `out`.
@@ -70,38 +87,38 @@ impl Loaded {
         &self,
         indices: &[QuerySampleIndex],
         out: &mut [f32],
-    ) -> Result<(), String> {
+    ) -> Result<(), SampleError> {
         self.with(indices, |images| {
             let mut at = 0;
             for image in images {
                 let (storage, layout) = image.storage_and_layout();
                 let candle_core::Storage::Cpu(cpu) = &*storage else {
-                    return Err("a loaded sample is not in host memory".into());
+                    return Err(SampleError::NotOnHost);
                 };
-                let values = cpu.as_slice::<f32>().map_err(|e| e.to_string())?;
+                let values = cpu.as_slice::<f32>()?;
                 let values = layout
                     .contiguous_offsets()
                     .map(|(start, end)| &values[start..end])
-                    .ok_or("a loaded sample is not contiguous")?;
+                    .ok_or(SampleError::NotContiguous)?;
                 let end = at + values.len();
                 let capacity = out.len();
                 out.get_mut(at..end)
-                    .ok_or_else(|| format!("batch buffer of {capacity} values is too small"))?
+                    .ok_or(SampleError::BufferTooSmall { capacity })?
                     .copy_from_slice(values);
                 at = end;
             }
             if at != out.len() {
-                return Err(format!(
-                    "batch of {at} values for a buffer of {}",
-                    out.len()
-                ));
+                return Err(SampleError::BufferSize {
+                    values: at,
+                    capacity: out.len(),
+                });
             }
             Ok(())
         })
     }
 
-    pub(crate) fn insert(&self, made: Vec<(QuerySampleIndex, Tensor)>) -> Result<(), String> {
-        let mut loaded = self.0.write().map_err(|_| "sample store poisoned")?;
+    pub(crate) fn insert(&self, made: Vec<(QuerySampleIndex, Tensor)>) -> Result<(), SampleError> {
+        let mut loaded = self.0.write().map_err(|_| SampleError::Poisoned)?;
         loaded.extend(made);
         Ok(())
     }
@@ -146,16 +163,20 @@ impl SyntheticImages {
     }
 
     /// The loaded samples stacked into a `[n, 3, 224, 224]` batch.
-    pub fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
+    pub fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, SampleError> {
         self.loaded.stack(indices)
     }
 }
 
 impl ImageSource for SyntheticImages {
-    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
+    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, SampleError> {
         self.loaded.stack(indices)
     }
-    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32]) -> Result<(), String> {
+    fn write_batch(
+        &self,
+        indices: &[QuerySampleIndex],
+        out: &mut [f32],
+    ) -> Result<(), SampleError> {
         self.loaded.write(indices, out)
     }
     /// Synthetic pixels have no class.
@@ -184,10 +205,10 @@ impl QuerySampleLibrary for SyntheticImages {
         let mut made = Vec::with_capacity(samples.len());
         for &i in samples {
             if i >= self.total {
-                return Err(format!(
-                    "sample index {i} is outside the library (size {})",
-                    self.total
-                )
+                return Err(SampleError::OutOfRange {
+                    index: i,
+                    size: self.total,
+                }
                 .into());
             }
             made.push((i, self.make(i)?));

@@ -33,6 +33,7 @@ pub mod null;
 pub mod onnx;
 mod op_values;
 pub mod resnet;
+mod rng;
 pub mod sleep;
 #[cfg(feature = "cuda")]
 pub mod staging;
@@ -48,10 +49,16 @@ use std::path::PathBuf;
 pub enum WorkloadError {
     #[error("weights {}: {reason}", path.display())]
     Weights { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
     #[error("model {model}: {reason}")]
     Model { model: String, reason: String },
+    /// The model's configuration describes no network we can build.
+    #[error("model {model}: {error}")]
+    Config {
+        model: &'static str,
+        error: text::ModelConfigError,
+    },
     #[error("model {model}: inference failed: {reason}")]
     Inference { model: String, reason: String },
 }

@@ -97,6 +97,52 @@ const FLOAT16: i32 = 10;
 const DOUBLE: i32 = 11;
 const BFLOAT16: i32 = 16;
 
+/// Why one initializer's values cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InitializerError {
+    #[error(
+        "its values are in an external file; save the model with the weights inside \
+         (onnx.save(..., save_as_external_data=False))"
+    )]
+    External,
+    #[error("negative dimension {dim}")]
+    NegativeDimension { dim: i64 },
+    #[error("{bytes} bytes of data for shape {dims:?} ({expected} expected)")]
+    RawSize {
+        bytes: usize,
+        dims: Vec<usize>,
+        expected: usize,
+    },
+    #[error("{values} values for shape {dims:?}")]
+    ValueCount { values: usize, dims: Vec<usize> },
+    #[error("data type {data_type} (float, float16, bfloat16, double and int64 are read)")]
+    DataType { data_type: i32 },
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// Why an exported ResNet's weights cannot be given torchvision's names.
+#[derive(Debug, thiserror::Error)]
+pub enum NamingError {
+    #[error("a {op} node without input {input}")]
+    MissingInput { op: String, input: usize },
+    #[error("{op} input `{name}` is not an initializer (computed weights are not supported)")]
+    NotAnInitializer { op: String, name: String },
+    #[error(
+        "the initializers have no torchvision names and the graph has {convs} Conv nodes: \
+         joulebench maps ONNX graphs by structure for ResNet-18 (20) and ResNet-50 (53) only"
+    )]
+    ConvCount { convs: usize },
+    #[error("batch norm `{norm}` has epsilon {epsilon}; torchvision's ResNet uses 1e-5")]
+    Epsilon { norm: String, epsilon: f32 },
+    #[error("Conv node {conv} has neither a bias nor a batch norm after it")]
+    NoBiasOrNorm { conv: String },
+    #[error("no Gemm node for the classifier (fc)")]
+    NoGemm,
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
 /// Every initializer of the file at `path` as an f32 (or i64) tensor on the
 /// CPU, keyed as the model should name it (see the module notes).
 pub fn load(path: &Path) -> Result<HashMap<String, Tensor>, WorkloadError> {
@@ -128,28 +174,28 @@ pub fn load(path: &Path) -> Result<HashMap<String, Tensor>, WorkloadError> {
         // model asks for its names and a missing one is reported then.
         return Ok(named);
     }
-    torchvision_resnet_names(&graph, &named).map_err(err)
+    torchvision_resnet_names(&graph, &named).map_err(|e| err(e.to_string()))
 }
 
 /// One initializer's values.
-fn tensor(t: &TensorProto) -> Result<Tensor, String> {
+fn tensor(t: &TensorProto) -> Result<Tensor, InitializerError> {
     if t.data_location == 1 {
-        return Err("its values are in an external file; save the model with the weights inside (onnx.save(..., save_as_external_data=False))".into());
+        return Err(InitializerError::External);
     }
     let dims: Vec<usize> = t
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
+        .map(|&dim| usize::try_from(dim).map_err(|_| InitializerError::NegativeDimension { dim }))
         .collect::<Result<_, _>>()?;
     let count: usize = dims.iter().product();
     let raw = &t.raw_data;
-    let from_raw = |width: usize| -> Result<(), String> {
+    let from_raw = |width: usize| -> Result<(), InitializerError> {
         if raw.len() != count * width {
-            return Err(format!(
-                "{} bytes of data for shape {dims:?} ({} expected)",
-                raw.len(),
-                count * width
-            ));
+            return Err(InitializerError::RawSize {
+                bytes: raw.len(),
+                dims: dims.clone(),
+                expected: count * width,
+            });
         }
         Ok(())
     };
@@ -165,7 +211,10 @@ fn tensor(t: &TensorProto) -> Result<Tensor, String> {
         }
         FLOAT => {
             if t.float_data.len() != count {
-                return Err(format!("{} values for shape {dims:?}", t.float_data.len()));
+                return Err(InitializerError::ValueCount {
+                    values: t.float_data.len(),
+                    dims,
+                });
             }
             Tensor::from_vec(t.float_data.clone(), dims, cpu)
         }
@@ -179,7 +228,10 @@ fn tensor(t: &TensorProto) -> Result<Tensor, String> {
                     .collect()
             };
             if bits.len() != count {
-                return Err(format!("{} values for shape {dims:?}", bits.len()));
+                return Err(InitializerError::ValueCount {
+                    values: bits.len(),
+                    dims,
+                });
             }
             let v: Vec<f32> = if t.data_type == FLOAT16 {
                 bits.iter().map(|&b| f16_to_f32(b)).collect()
@@ -212,13 +264,9 @@ fn tensor(t: &TensorProto) -> Result<Tensor, String> {
             };
             Tensor::from_vec(v, dims, cpu)
         }
-        other => {
-            return Err(format!(
-                "data type {other} (float, float16, bfloat16, double and int64 are read)"
-            ))
-        }
+        data_type => return Err(InitializerError::DataType { data_type }),
     };
-    made.map_err(|e| e.to_string())
+    Ok(made?)
 }
 
 /// IEEE half to f32 (subnormals included).
@@ -265,7 +313,7 @@ pub fn resnet_layer_names(convs: usize) -> Option<Vec<(String, String)>> {
 fn torchvision_resnet_names(
     graph: &GraphProto,
     init: &HashMap<String, Tensor>,
-) -> Result<HashMap<String, Tensor>, String> {
+) -> Result<HashMap<String, Tensor>, NamingError> {
     // The exporter shares equal initializers (all-zero biases, say) and
     // hands them out through Identity nodes.
     let alias: HashMap<&str, &str> = graph
@@ -274,29 +322,28 @@ fn torchvision_resnet_names(
         .filter(|n| n.op_type == "Identity" && n.input.len() == 1 && n.output.len() == 1)
         .map(|n| (n.output[0].as_str(), n.input[0].as_str()))
         .collect();
-    let weight = |node: &NodeProto, i: usize| -> Result<Tensor, String> {
+    let weight = |node: &NodeProto, i: usize| -> Result<Tensor, NamingError> {
         let mut name = node
             .input
             .get(i)
-            .ok_or_else(|| format!("a {} node without input {i}", node.op_type))?
+            .ok_or_else(|| NamingError::MissingInput {
+                op: node.op_type.clone(),
+                input: i,
+            })?
             .as_str();
         while let Some(source) = alias.get(name) {
             name = source;
         }
-        init.get(name).cloned().ok_or_else(|| {
-            format!(
-                "{} input `{name}` is not an initializer (computed weights are not supported)",
-                node.op_type
-            )
-        })
+        init.get(name)
+            .cloned()
+            .ok_or_else(|| NamingError::NotAnInitializer {
+                op: node.op_type.clone(),
+                name: name.into(),
+            })
     };
     let convs: Vec<&NodeProto> = graph.node.iter().filter(|n| n.op_type == "Conv").collect();
     let Some(names) = resnet_layer_names(convs.len()) else {
-        return Err(format!(
-            "the initializers have no torchvision names and the graph has {} Conv nodes: \
-             joulebench maps ONNX graphs by structure for ResNet-18 (20) and ResNet-50 (53) only",
-            convs.len()
-        ));
+        return Err(NamingError::ConvCount { convs: convs.len() });
     };
     let mut out = HashMap::new();
     for (node, (conv, bn)) in convs.iter().zip(&names) {
@@ -320,19 +367,16 @@ fn torchvision_resnet_names(
                     .find(|a| a.name == "epsilon")
                     .map(|a| a.f);
                 if let Some(eps) = eps.filter(|&e| (e - 1e-5).abs() > 1e-9) {
-                    return Err(format!(
-                        "batch norm `{bn}` has epsilon {eps}; torchvision's ResNet uses 1e-5"
-                    ));
+                    return Err(NamingError::Epsilon {
+                        norm: bn.clone(),
+                        epsilon: eps,
+                    });
                 }
             }
             None if node.input.len() > 2 => {
                 out.insert(format!("{conv}.bias"), weight(node, 2)?);
             }
-            None => {
-                return Err(format!(
-                    "Conv node {conv} has neither a bias nor a batch norm after it"
-                ))
-            }
+            None => return Err(NamingError::NoBiasOrNorm { conv: conv.clone() }),
         }
     }
     let fc = graph
@@ -340,7 +384,7 @@ fn torchvision_resnet_names(
         .iter()
         .rev()
         .find(|n| n.op_type == "Gemm")
-        .ok_or("no Gemm node for the classifier (fc)")?;
+        .ok_or(NamingError::NoGemm)?;
     let trans_b = fc.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
     let w = weight(fc, 1)?;
     out.insert(
@@ -348,9 +392,7 @@ fn torchvision_resnet_names(
         if trans_b {
             w
         } else {
-            w.t()
-                .and_then(|t| t.contiguous())
-                .map_err(|e| e.to_string())?
+            w.t().and_then(|t| t.contiguous())?
         },
     );
     out.insert("fc.bias".into(), weight(fc, 2)?);

@@ -27,7 +27,7 @@ thread_local! {
 pub fn upload_f32(
     device: &CudaDevice,
     shape: impl Into<Shape>,
-    fill: impl FnOnce(&mut [f32]) -> std::result::Result<(), String>,
+    fill: impl FnOnce(&mut [f32]) -> std::result::Result<(), crate::image_qsl::SampleError>,
 ) -> Result<Tensor> {
     let shape = shape.into();
     let len = shape.elem_count();
@@ -49,7 +49,7 @@ pub fn upload_f32(
             .expect("inserted above")
             .as_mut_slice()
             .map_err(candle_core::Error::wrap)?[..len];
-        fill(host).map_err(candle_core::Error::msg)?;
+        fill(host).map_err(candle_core::Error::wrap)?;
         // SAFETY: the copy below writes every element.
         let mut on_device = unsafe { device.alloc::<f32>(len)? };
         // A plain slice to cudarc: it waits for the copy before returning,

@@ -21,15 +21,20 @@ pub enum Arch {
     ResNet50,
 }
 
+/// An image classifier name that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown image classifier '{given}' (resnet18, resnet50)")]
+pub struct UnknownArch {
+    pub given: String,
+}
+
 impl FromStr for Arch {
-    type Err = String;
+    type Err = UnknownArch;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "resnet18" => Ok(Arch::ResNet18),
             "resnet50" => Ok(Arch::ResNet50),
-            _ => Err(format!(
-                "unknown image classifier '{s}' (resnet18, resnet50)"
-            )),
+            _ => Err(UnknownArch { given: s.into() }),
         }
     }
 }
@@ -39,14 +44,6 @@ impl Arch {
         match self {
             Arch::ResNet18 => "resnet18",
             Arch::ResNet50 => "resnet50",
-        }
-    }
-
-    /// Multiply-adds per 224×224 image, ×2 for FLOPs (for utilisation figures).
-    pub fn flops_per_sample(self) -> f64 {
-        match self {
-            Arch::ResNet18 => 2.0 * 1.82e9,
-            Arch::ResNet50 => 2.0 * 4.09e9,
         }
     }
 }
@@ -68,7 +65,7 @@ impl ImageClassifier {
         device_spec: DeviceSpec,
         dtype: DType,
     ) -> Result<Self, WorkloadError> {
-        let device = device_spec.open().map_err(WorkloadError::Device)?;
+        let device = device_spec.open()?;
         let vb = weights.var_builder(dtype, &device)?;
         let depth = match arch {
             Arch::ResNet18 => Depth::R18,
@@ -170,7 +167,7 @@ impl ImageClassifier {
             let shape = (indices.len(), 3, INPUT_SIDE, INPUT_SIDE);
             return crate::staging::upload_f32(cuda, shape, |out| images.write_batch(indices, out));
         }
-        images.batch(indices).map_err(candle_core::Error::msg)
+        images.batch(indices).map_err(candle_core::Error::wrap)
     }
 
     /// Top-1 class per image.

@@ -7,11 +7,11 @@
 //! generator seeded by the run's seed and the tensor's name, so the same
 //! seed gives the same network whatever order the model asks in.
 
+use crate::rng::Mt19937;
 use crate::WorkloadError;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
-use loadgen::rng::Mt19937;
 use std::path::{Path, PathBuf};
 
 /// What a run says about its weights (in result.json).
@@ -253,5 +253,67 @@ impl SimpleBackend for SeededWeights {
 
     fn contains_tensor(&self, _: &str) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded weights as they were drawn before the engine came from
+    /// `rand_mt` (pinned then): uniform, normal and He initialisations.
+    #[test]
+    fn seeded_weights_are_the_pinned_ones() {
+        use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+        let weights = SeededWeights { seed: 7 };
+        let kaiming = Init::Kaiming {
+            dist: NormalOrUniform::Normal,
+            fan: FanInOut::FanIn,
+            non_linearity: NonLinearity::ReLU,
+        };
+        for (name, init, want) in [
+            (
+                "conv1.weight",
+                Init::Uniform { lo: -0.5, up: 0.5 },
+                [
+                    0x3c8b0aa8u32,
+                    0xbe4173ac,
+                    0x3d1dbb03,
+                    0x3e1b0135,
+                    0x3e41118b,
+                    0xbdb4bd6c,
+                ],
+            ),
+            (
+                "layer1.0.bn.weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+                [
+                    0xb9111864, 0xbc8bb3b9, 0xbcc96640, 0xbaae0cac, 0xbc3d67b4, 0xbcab0f3c,
+                ],
+            ),
+            (
+                "fc.weight",
+                kaiming,
+                [
+                    0xbe6d27b6, 0x3f5b2117, 0x3f17682f, 0xbed2494f, 0xbcf1ed8a, 0xbf16b0bf,
+                ],
+            ),
+        ] {
+            let t = weights
+                .get(Shape::from((2, 3)), name, init, DType::F32, &Device::Cpu)
+                .unwrap();
+            let bits: Vec<u32> = t
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            assert_eq!(bits, want, "{name}");
+        }
     }
 }

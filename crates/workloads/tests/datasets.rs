@@ -71,7 +71,11 @@ fn folder_loads_and_preprocesses_to_hand_computed_values() {
     assert!((values[12 + 4 + 1] - norm(255.0, 1)).abs() < 1e-6);
 
     folder.unload_samples_from_ram(&[0]);
-    assert!(folder.batch(&[0]).unwrap_err().contains("not loaded"));
+    assert!(folder
+        .batch(&[0])
+        .unwrap_err()
+        .to_string()
+        .contains("not loaded"));
     assert!(folder.describe().contains("2 images"));
 }
 

@@ -6,7 +6,7 @@
 //! without the file the test says so and passes.
 
 use loadgen::log::accuracy;
-use loadgen::response::LoggedResponse;
+use loadgen::LoggedResponse;
 use loadgen::QuerySampleLibrary;
 use workloads::datasets::accuracy_log::read_accuracy_log;
 use workloads::datasets::digits::{cached_digits_csv, read_digits_csv, write_image_folder};

@@ -8,7 +8,7 @@ use loadgen::{
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, DeviceGroup};
+use workloads::batcher::{BatchModel, BatchPolicy, BatchingSut, DeviceGroup, ModelError};
 use workloads::synthetic::SyntheticQsl;
 
 /// A fake device: each batch takes `per_batch`; after `fail_after` batches
@@ -46,7 +46,7 @@ impl FakeDevice {
 }
 
 impl BatchModel for FakeDevice {
-    fn warm_up(&self, max_batch: usize) -> Result<(), String> {
+    fn warm_up(&self, max_batch: usize) -> Result<(), ModelError> {
         assert_eq!(max_batch, policy().max_batch);
         std::thread::sleep(self.warm_up);
         if self.warm_up_fails {
@@ -55,7 +55,7 @@ impl BatchModel for FakeDevice {
         self.warmed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String> {
+    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         if self.fail_after.is_some_and(|k| n >= k) {
             return Err("Xid 79: GPU has fallen off the bus".into());

@@ -4,6 +4,7 @@
 
 use loadgen::QuerySampleLibrary;
 use std::path::{Path, PathBuf};
+use workloads::image_qsl::SampleError;
 use workloads::text::dataset::{read_text_dataset, Framing, TextInput, TextQsl};
 use workloads::text::tokens::{synthetic_tokens, Cut, TextTokenizer};
 
@@ -324,7 +325,10 @@ fn text_library_tokenizes_at_build_and_serves_loaded_samples() {
     );
     assert_eq!(enc.max_tokens(), 6, "the pair is cut to --seq-len");
     assert!(enc.max_token_id().unwrap() < 15);
-    assert!(enc.batch(&[0]).unwrap_err().contains("not loaded"));
+    assert!(matches!(
+        enc.batch(&[0]),
+        Err(SampleError::NotLoaded { index: 0 })
+    ));
     enc.load_samples_to_ram(&[0, 1]).unwrap();
     let batch = enc.batch(&[1, 0]).unwrap();
     assert_eq!(&batch[1][..], [1, 3, 6, 2]);

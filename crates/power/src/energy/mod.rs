@@ -66,10 +66,8 @@ pub enum EnergyError {
         index: usize,
         watts: f64,
     },
-    #[error("efficiency: {0}")]
-    Efficiency(String),
-    #[error("total: {0}")]
-    Total(String),
+    #[error("total: no meter '{id}' (meters: {})", known.join(", "))]
+    UnknownTotalMeter { id: String, known: Vec<String> },
 }
 
 /// A time window on the run's clock, in nanoseconds since the anchor.

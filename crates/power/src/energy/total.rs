@@ -53,11 +53,10 @@ pub struct SystemTotal {
 pub fn chosen_total(meters: &[MeterEnergy], ids: &[String]) -> Result<SystemTotal, EnergyError> {
     for id in ids {
         if !meters.iter().any(|m| &m.meter_id == id) {
-            let known: Vec<&str> = meters.iter().map(|m| m.meter_id.as_str()).collect();
-            return Err(EnergyError::Total(format!(
-                "no meter '{id}' (meters: {})",
-                known.join(", ")
-            )));
+            return Err(EnergyError::UnknownTotalMeter {
+                id: id.clone(),
+                known: meters.iter().map(|m| m.meter_id.clone()).collect(),
+            });
         }
     }
     let part = |provenance: Provenance| {

@@ -94,7 +94,18 @@ struct CpuTimes {
     cpus: u64,
 }
 
-fn parse_stat(text: &str) -> Result<CpuTimes, String> {
+/// Why a `/proc/stat` text gives no CPU times.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum StatError {
+    #[error("`{field}` in the `cpu` line is not a tick count")]
+    NotTicks { field: String },
+    #[error("the `cpu` line has {fields} fields, at least 4 expected")]
+    TooFewFields { fields: usize },
+    #[error("no aggregate `cpu` line")]
+    NoCpuLine,
+}
+
+fn parse_stat(text: &str) -> Result<CpuTimes, StatError> {
     let mut aggregate = None;
     let mut cpus = 0u64;
     for line in text.lines() {
@@ -104,14 +115,11 @@ fn parse_stat(text: &str) -> Result<CpuTimes, String> {
                 let v: Vec<u64> = fields
                     .map(|f| {
                         f.parse::<u64>()
-                            .map_err(|_| format!("`{f}` in the `cpu` line is not a tick count"))
+                            .map_err(|_| StatError::NotTicks { field: f.into() })
                     })
                     .collect::<Result<_, _>>()?;
                 if v.len() < 4 {
-                    return Err(format!(
-                        "the `cpu` line has {} fields, at least 4 expected",
-                        v.len()
-                    ));
+                    return Err(StatError::TooFewFields { fields: v.len() });
                 }
                 let total: u64 = v.iter().take(8).sum();
                 let idle = v[3] + v.get(4).copied().unwrap_or(0);
@@ -121,7 +129,7 @@ fn parse_stat(text: &str) -> Result<CpuTimes, String> {
             _ => {}
         }
     }
-    let (total, busy) = aggregate.ok_or("no aggregate `cpu` line")?;
+    let (total, busy) = aggregate.ok_or(StatError::NoCpuLine)?;
     Ok(CpuTimes {
         total,
         busy,

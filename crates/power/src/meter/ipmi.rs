@@ -183,11 +183,26 @@ pub struct DcmiPowerReading {
     pub active: Option<bool>,
 }
 
+/// Why ipmitool's `dcmi power reading` output gives no reading.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DcmiParseError {
+    #[error("`{label}` value `{value}` is not in Watts")]
+    NotWatts { label: String, value: String },
+    #[error("`{label}` value `{value}` is not a number of watts")]
+    NotANumber { label: String, value: String },
+    /// `said`: the output's first non-empty line, which usually says why.
+    #[error(
+        "no `Instantaneous power reading` in ipmitool's output{}",
+        said.as_ref().map(|l| format!(" (it said: {l})")).unwrap_or_default()
+    )]
+    NoReading { said: Option<String> },
+}
+
 /// Parses `ipmitool dcmi power reading` output. Fields are found by their
 /// labels anywhere in the text, because some ipmitool versions print the
 /// timestamp without a line break before `Sampling period:`.
-pub fn parse_dcmi_power_reading(text: &str) -> Result<DcmiPowerReading, String> {
-    let watts = |label: &str| -> Result<Option<f64>, String> {
+pub fn parse_dcmi_power_reading(text: &str) -> Result<DcmiPowerReading, DcmiParseError> {
+    let watts = |label: &str| -> Result<Option<f64>, DcmiParseError> {
         let Some(value) = field(text, label) else {
             return Ok(None);
         };
@@ -195,24 +210,29 @@ pub fn parse_dcmi_power_reading(text: &str) -> Result<DcmiPowerReading, String> 
         let number = words.next().unwrap_or_default();
         let unit = words.next().unwrap_or_default();
         if unit != "Watts" {
-            return Err(format!("`{label}` value `{value}` is not in Watts"));
+            return Err(DcmiParseError::NotWatts {
+                label: label.into(),
+                value: value.into(),
+            });
         }
         number
             .parse::<f64>()
             .ok()
             .filter(|w| w.is_finite() && *w >= 0.0)
             .map(Some)
-            .ok_or_else(|| format!("`{label}` value `{number}` is not a number of watts"))
+            .ok_or_else(|| DcmiParseError::NotANumber {
+                label: label.into(),
+                value: number.into(),
+            })
     };
-    let instantaneous_w = watts("Instantaneous power reading:")?.ok_or_else(|| {
-        let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-        format!(
-            "no `Instantaneous power reading` in ipmitool's output{}",
-            first
-                .map(|l| format!(" (it said: {l})"))
-                .unwrap_or_default()
-        )
-    })?;
+    let instantaneous_w =
+        watts("Instantaneous power reading:")?.ok_or_else(|| DcmiParseError::NoReading {
+            said: text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(String::from),
+        })?;
     let timestamp = field(text, "IPMI timestamp:").map(|t| {
         let t = t.split("Sampling period:").next().unwrap_or(t);
         t.trim().to_string()
@@ -332,7 +352,7 @@ impl IpmiMeter {
             } else {
                 MeterError::Read {
                     meter: METER.into(),
-                    reason,
+                    reason: reason.to_string(),
                 }
             }
         })?;
@@ -585,12 +605,12 @@ mod tests {
             "\n    DCMI request failed because: Invalid data field in request (cc)\n",
         )
         .unwrap_err();
-        assert!(err.contains("DCMI request failed"), "{err}");
+        assert!(err.to_string().contains("DCMI request failed"), "{err}");
         let err =
             parse_dcmi_power_reading("Instantaneous power reading:  lots Watts\n").unwrap_err();
-        assert!(err.contains("not a number"), "{err}");
+        assert!(err.to_string().contains("not a number"), "{err}");
         let err = parse_dcmi_power_reading("Instantaneous power reading:  12 mW\n").unwrap_err();
-        assert!(err.contains("not in Watts"), "{err}");
+        assert!(err.to_string().contains("not in Watts"), "{err}");
     }
 
     #[test]

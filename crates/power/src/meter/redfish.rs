@@ -84,18 +84,16 @@ impl Credentials {
         })
     }
 
-    fn parse_file_text(text: &str) -> Result<Credentials, String> {
+    fn parse_file_text(text: &str) -> Result<Credentials, CredentialsFileError> {
         let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
         let first = lines.next().unwrap_or_default();
         let second = lines.next().filter(|l| !l.is_empty());
         let (user, password) = match second {
             Some(password) => (first, password),
-            None => first.split_once(':').ok_or(
-                "expected `USER:PASSWORD` on one line, or the user and the password on two lines",
-            )?,
+            None => first.split_once(':').ok_or(CredentialsFileError::Layout)?,
         };
         if user.is_empty() || password.is_empty() {
-            return Err("user and password must not be empty".into());
+            return Err(CredentialsFileError::Empty);
         }
         Ok(Credentials::new(user, password))
     }
@@ -106,6 +104,16 @@ impl Credentials {
             base64_encode(format!("{}:{}", self.user, self.password).as_bytes())
         )
     }
+}
+
+/// What is wrong with a credentials file's text (never its contents: they
+/// hold a password).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum CredentialsFileError {
+    #[error("expected `USER:PASSWORD` on one line, or the user and the password on two lines")]
+    Layout,
+    #[error("user and password must not be empty")]
+    Empty,
 }
 
 #[cfg(unix)]

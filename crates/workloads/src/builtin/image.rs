@@ -3,7 +3,7 @@
 //! folder in ImageNet validation layout.
 
 use super::{calibrate, BuildError, Built, ModelOptions};
-use crate::batcher::{BatchModel, BatchingSut, DeviceGroup};
+use crate::batcher::{BatchModel, BatchingSut, DeviceGroup, ModelError};
 use crate::datasets::image_folder::ImageFolder;
 use crate::datasets::preprocess::ImagePreprocess;
 use crate::device::DeviceSpec;
@@ -74,20 +74,15 @@ struct ClassifierModel {
 }
 
 impl BatchModel for ClassifierModel {
-    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String> {
-        let classes = self
-            .classifier
-            .classify_samples(&*self.images, samples)
-            .map_err(|e| e.to_string())?;
+    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError> {
+        let classes = self.classifier.classify_samples(&*self.images, samples)?;
         Ok(classes
             .iter()
             .map(|&c| (c as f32).to_le_bytes().to_vec())
             .collect())
     }
-    fn warm_up(&self, max_batch: usize) -> Result<(), String> {
-        self.classifier
-            .warm_up(max_batch)
-            .map_err(|e| e.to_string())
+    fn warm_up(&self, max_batch: usize) -> Result<(), ModelError> {
+        Ok(self.classifier.warm_up(max_batch)?)
     }
 }
 

@@ -90,7 +90,11 @@ pub fn device_list(list: &str) -> Result<Vec<DeviceSpec>, BuildError> {
             .collect();
         if found.is_empty() {
             return Err(BuildError::NoGpu(
-                DeviceSpec::Cuda(0).open().err().unwrap_or_default(),
+                DeviceSpec::Cuda(0)
+                    .open()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
             ));
         }
         return Ok(found);
@@ -103,10 +107,10 @@ pub fn device_list(list: &str) -> Result<Vec<DeviceSpec>, BuildError> {
                 Ok(n) => Ok(DeviceSpec::Cuda(n)),
                 Err(_) => item.parse::<DeviceSpec>(),
             }
-            .map_err(|reason| BuildError::Device {
+            .map_err(|source| BuildError::Device {
                 list: list.into(),
                 item: item.into(),
-                reason,
+                source,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -169,11 +173,11 @@ pub enum BuildError {
     SyntheticDataForAccuracy,
     #[error("--devices all: no GPU could be opened ({0})")]
     NoGpu(String),
-    #[error("--devices {list}: '{item}': {reason}")]
+    #[error("--devices {list}: '{item}': {source}")]
     Device {
         list: String,
         item: String,
-        reason: String,
+        source: crate::device::UnknownDevice,
     },
     #[error("--devices: no device given")]
     NoDevice,

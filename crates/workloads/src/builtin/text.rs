@@ -176,7 +176,7 @@ fn tokens(qsl: &TextQsl, indices: &[QuerySampleIndex]) -> Result<Vec<Arc<[u32]>>
     qsl.batch(indices)
         .map_err(|reason| WorkloadError::Inference {
             model: qsl.name().to_string(),
-            reason,
+            reason: reason.to_string(),
         })
 }
 

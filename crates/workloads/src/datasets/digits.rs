@@ -107,8 +107,13 @@ pub fn write_image_folder(digits: &[Digit], out: &Path) -> Result<(), DatasetErr
         let name = format!("digit_{i:05}.png");
         let path = out.join(&name);
         let side = DIGIT_SIDE_PX as u32;
-        let image = image::GrayImage::from_raw(side, side, digit.grey_levels().to_vec())
-            .ok_or_else(|| DatasetError::Invalid("digit buffer size".into()))?;
+        let image = image::GrayImage::from_raw(side, side, digit.grey_levels().to_vec()).ok_or(
+            DatasetError::DigitSize {
+                index: i,
+                levels: digit.grey_levels().len(),
+                side: DIGIT_SIDE_PX,
+            },
+        )?;
         image
             .save_with_format(&path, image::ImageFormat::Png)
             .map_err(|e| DatasetError::file(&path, e))?;

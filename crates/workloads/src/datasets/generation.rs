@@ -25,7 +25,7 @@
 
 use super::accuracy_log::{first_per_sample, LoggedSample};
 use super::references::{decode_response, ResponseText};
-use super::{AccuracyReport, DatasetError};
+use super::{AccuracyReport, DatasetError, ResponseProblem};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -180,9 +180,7 @@ pub fn score_rouge(
 ) -> Result<AccuracyReport, DatasetError> {
     let (first, coverage) = first_per_sample(entries, references.len(), references_path)?;
     if first.is_empty() {
-        return Err(DatasetError::Invalid(
-            "the accuracy log has no responses (was the run in accuracy mode?)".into(),
-        ));
+        return Err(DatasetError::NoResponses);
     }
     let mut sums = [0.0f64; 4];
     let mut generated_tokens = 0usize;
@@ -248,28 +246,27 @@ pub fn score_perplexity(
     let (mut nll_sum, mut tokens) = (0.0f64, 0usize);
     for entry in &first {
         if !entry.data.len().is_multiple_of(4) {
-            return Err(DatasetError::Invalid(format!(
-                "sample {}: {} bytes are not a whole number of f32 log-likelihoods",
-                entry.qsl_idx,
-                entry.data.len()
-            )));
+            return Err(DatasetError::Response {
+                sample: entry.qsl_idx,
+                problem: ResponseProblem::LikelihoodWidth {
+                    len: entry.data.len(),
+                },
+            });
         }
         for b in entry.data.chunks_exact(4) {
             let nll = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             if !(nll.is_finite() && nll >= 0.0) {
-                return Err(DatasetError::Invalid(format!(
-                    "sample {}: token negative log-likelihood {nll} is not a finite non-negative number",
-                    entry.qsl_idx
-                )));
+                return Err(DatasetError::Response {
+                    sample: entry.qsl_idx,
+                    problem: ResponseProblem::Likelihood { nll },
+                });
             }
             nll_sum += f64::from(nll);
             tokens += 1;
         }
     }
     if tokens == 0 {
-        return Err(DatasetError::Invalid(
-            "the accuracy log has no token log-likelihoods (was the run in accuracy mode?)".into(),
-        ));
+        return Err(DatasetError::NoTokenLikelihoods);
     }
     let mean_nll = nll_sum / tokens as f64;
     let perplexity = mean_nll.exp();
@@ -292,6 +289,7 @@ pub fn score_perplexity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::references::DetokenizeError;
 
     fn t(s: &str) -> Vec<String> {
         rouge_tokens(s)
@@ -357,15 +355,15 @@ mod tests {
             vec!["a dog ran".to_string(), "the dog ran far".to_string()],
         ];
         let vocab = ["the", "cat", "sat", "a", "dog", "ran", "far"];
-        let decode = |ids: &[u32]| -> Result<String, String> {
+        let decode = |ids: &[u32]| -> Result<String, DetokenizeError> {
             ids.iter()
                 .map(|&i| {
                     vocab
                         .get(i as usize)
                         .copied()
-                        .ok_or(format!("no token {i}"))
+                        .ok_or_else(|| format!("no token {i}").into())
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, DetokenizeError>>()
                 .map(|w| w.join(" "))
         };
         let ids = |v: &[u32]| v.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>();

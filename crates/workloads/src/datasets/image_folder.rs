@@ -18,7 +18,7 @@
 use super::labels::{read_val_map, LabelEntry, VAL_MAP};
 use super::preprocess::ImagePreprocess;
 use super::DatasetError;
-use crate::image_qsl::{ImageSource, Loaded};
+use crate::image_qsl::{ImageSource, Loaded, SampleError};
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, ImageFormat, ImageReader};
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
@@ -108,12 +108,10 @@ impl ImageFolder {
 
     /// Decodes and preprocesses one sample: CHW `f32`, the preprocessing's shape.
     pub fn load_image(&self, index: QuerySampleIndex) -> Result<Vec<f32>, DatasetError> {
-        let path = self.path(index).ok_or_else(|| {
-            DatasetError::Invalid(format!(
-                "sample index {index} is outside the data set ({} images in {})",
-                self.entries.len(),
-                self.labels_path.display()
-            ))
+        let path = self.path(index).ok_or_else(|| DatasetError::OutOfRange {
+            index,
+            size: self.entries.len(),
+            labels: self.labels_path.clone(),
         })?;
         let image = decode(&path).map_err(|reason| DatasetError::file(&path, reason))?;
         Ok(self.preprocess.apply(&image))
@@ -122,51 +120,67 @@ impl ImageFolder {
     fn load_tensor(&self, index: QuerySampleIndex) -> Result<Tensor, DatasetError> {
         let values = self.load_image(index)?;
         Tensor::from_vec(values, self.preprocess.shape(), &Device::Cpu)
-            .map_err(|e| DatasetError::Invalid(format!("sample {index}: {e}")))
+            .map_err(|error| DatasetError::Tensor { index, error })
     }
 }
 
+/// What is wrong with one image file (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+enum ImageFileError {
+    #[error("image file is missing")]
+    Missing,
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("{0:?} images are not supported (JPEG and PNG are)")]
+    Format(ImageFormat),
+    #[error("not a JPEG or PNG image")]
+    NotAnImage,
+    #[error("cannot read the image header: {0}")]
+    Header(image::ImageError),
+    #[error("image is {width}×{height} px")]
+    Empty { width: u32, height: u32 },
+    #[error("does not decode: {0}")]
+    Decode(image::ImageError),
+}
+
 /// Reads just enough of a file to know it is a JPEG or PNG with a size.
-fn check_header(path: &Path) -> Result<(), String> {
+fn check_header(path: &Path) -> Result<(), ImageFileError> {
     let reader = open_reader(path)?;
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| format!("cannot read the image header: {e}"))?;
+    let (width, height) = reader.into_dimensions().map_err(ImageFileError::Header)?;
     if width == 0 || height == 0 {
-        return Err(format!("image is {width}×{height} px"));
+        return Err(ImageFileError::Empty { width, height });
     }
     Ok(())
 }
 
-fn open_reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, String> {
+fn open_reader(
+    path: &Path,
+) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, ImageFileError> {
     let reader = ImageReader::open(path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "image file is missing".to_string(),
-            _ => format!("cannot open: {e}"),
+            std::io::ErrorKind::NotFound => ImageFileError::Missing,
+            _ => ImageFileError::Open(e),
         })?
         .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(ImageFileError::Read)?;
     match reader.format() {
         Some(ImageFormat::Jpeg | ImageFormat::Png) => Ok(reader),
-        Some(other) => Err(format!(
-            "{other:?} images are not supported (JPEG and PNG are)"
-        )),
-        None => Err("not a JPEG or PNG image".into()),
+        Some(other) => Err(ImageFileError::Format(other)),
+        None => Err(ImageFileError::NotAnImage),
     }
 }
 
 /// Decodes a whole image, turned upright by its EXIF orientation as
 /// OpenCV's `imread` (MLPerf's reader) does.
-fn decode(path: &Path) -> Result<DynamicImage, String> {
+fn decode(path: &Path) -> Result<DynamicImage, ImageFileError> {
     use image::ImageDecoder;
     let mut decoder = open_reader(path)?
         .into_decoder()
-        .map_err(|e| format!("does not decode: {e}"))?;
-    let orientation = decoder
-        .orientation()
-        .map_err(|e| format!("does not decode: {e}"))?;
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("does not decode: {e}"))?;
+        .map_err(ImageFileError::Decode)?;
+    let orientation = decoder.orientation().map_err(ImageFileError::Decode)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(ImageFileError::Decode)?;
     image.apply_orientation(orientation);
     Ok(image)
 }
@@ -215,10 +229,14 @@ impl QuerySampleLibrary for ImageFolder {
 }
 
 impl ImageSource for ImageFolder {
-    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, String> {
+    fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Tensor, SampleError> {
         self.loaded.stack(indices)
     }
-    fn write_batch(&self, indices: &[QuerySampleIndex], out: &mut [f32]) -> Result<(), String> {
+    fn write_batch(
+        &self,
+        indices: &[QuerySampleIndex],
+        out: &mut [f32],
+    ) -> Result<(), SampleError> {
         self.loaded.write(indices, out)
     }
     fn label(&self, index: QuerySampleIndex) -> Option<u32> {

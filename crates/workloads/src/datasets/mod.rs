@@ -40,9 +40,62 @@ pub enum DatasetError {
     /// A file is missing, unreadable, undecodable or malformed as a whole.
     #[error("{}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
-    /// A setting that cannot work (e.g. a crop larger than the resize).
-    #[error("{0}")]
-    Invalid(String),
+    /// Preprocessing settings that cannot produce an image.
+    #[error("preprocessing: {0}")]
+    Preprocess(preprocess::PreprocessError),
+    /// The accuracy log holds no response to score.
+    #[error("the accuracy log has no responses (was the run in accuracy mode?)")]
+    NoResponses,
+    #[error("the accuracy log has no token log-likelihoods (was the run in accuracy mode?)")]
+    NoTokenLikelihoods,
+    /// One logged response cannot be read as the scorer expects.
+    #[error("sample {sample}: {problem}")]
+    Response {
+        sample: usize,
+        problem: ResponseProblem,
+    },
+    #[error("sample index {index} is outside the data set ({size} images in {})", labels.display())]
+    OutOfRange {
+        index: usize,
+        size: usize,
+        labels: PathBuf,
+    },
+    /// A decoded sample does not make a tensor of the preprocessing's shape.
+    #[error("sample {index}: {error}")]
+    Tensor {
+        index: usize,
+        error: candle_core::Error,
+    },
+    /// A digit's grey levels do not fill its 8×8 image.
+    #[error("digit {index}: {levels} grey levels do not make a {side}×{side} image")]
+    DigitSize {
+        index: usize,
+        levels: usize,
+        side: usize,
+    },
+}
+
+/// Why one logged response cannot be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseProblem {
+    #[error("the response has NUL bytes, so it is not text (token ids? give the tokenizer)")]
+    NulBytes,
+    #[error(transparent)]
+    TokenIds(#[from] references::TokenIdBytes),
+    /// The tokenizer refused the ids.
+    #[error("cannot decode tokens: {0}")]
+    Detokenize(references::DetokenizeError),
+    #[error(
+        "{len} response bytes are not a whole number of {encoding:?} values (try another --dtype)"
+    )]
+    ClassWidth {
+        len: usize,
+        encoding: top1::ClassEncoding,
+    },
+    #[error("{len} bytes are not a whole number of f32 log-likelihoods")]
+    LikelihoodWidth { len: usize },
+    #[error("token negative log-likelihood {nll} is not a finite non-negative number")]
+    Likelihood { nll: f32 },
 }
 
 impl DatasetError {
@@ -107,18 +160,31 @@ pub struct AccuracyReport {
     pub mismatch_examples: Vec<String>,
 }
 
-/// Upper-case hex text of bytes → bytes; `what` names the entry in errors.
-pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+/// Why a response's hex text is not bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HexError {
+    #[error("odd number of hex digits ({digits})")]
+    OddLength { digits: usize },
+    #[error("'{found}' is not a hex digit")]
+    NotHex { found: char },
+}
+
+/// Upper-case hex text of bytes → bytes.
+pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, HexError> {
     let bytes = text.as_bytes();
     if !bytes.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits ({})", bytes.len()));
+        return Err(HexError::OddLength {
+            digits: bytes.len(),
+        });
     }
-    let digit = |c: u8| -> Result<u8, String> {
+    let digit = |c: u8| -> Result<u8, HexError> {
         match c {
             b'0'..=b'9' => Ok(c - b'0'),
             b'a'..=b'f' => Ok(c - b'a' + 10),
             b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(format!("'{}' is not a hex digit", char::from(c))),
+            _ => Err(HexError::NotHex {
+                found: char::from(c),
+            }),
         }
     };
     bytes
@@ -135,7 +201,13 @@ mod tests {
     fn hex_decodes_both_cases_and_rejects_junk() {
         assert_eq!(decode_hex("00ff7Fa0").unwrap(), vec![0, 255, 127, 160]);
         assert_eq!(decode_hex("").unwrap(), Vec::<u8>::new());
-        assert!(decode_hex("abc").unwrap_err().contains("odd"));
-        assert!(decode_hex("zz").unwrap_err().contains("not a hex digit"));
+        assert_eq!(
+            decode_hex("abc").unwrap_err(),
+            HexError::OddLength { digits: 3 }
+        );
+        assert!(decode_hex("zz")
+            .unwrap_err()
+            .to_string()
+            .contains("not a hex digit"));
     }
 }

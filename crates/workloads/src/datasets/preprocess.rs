@@ -67,6 +67,28 @@ impl ColorMode {
     }
 }
 
+/// Why preprocessing settings cannot produce an image.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("resize and crop must be at least 1 px")]
+    ZeroSize,
+    #[error("crop {crop_px} px is larger than the resized shorter side {resize_shorter_px} px")]
+    CropLargerThanResize {
+        crop_px: usize,
+        resize_shorter_px: usize,
+    },
+    #[error("{channels} channel(s) need {channels} means and stds, got {means} and {stds}")]
+    Channels {
+        channels: usize,
+        means: usize,
+        stds: usize,
+    },
+    #[error("pixel divisor {divisor} must be positive")]
+    PixelDivisor { divisor: f32 },
+    #[error("std {std} must be finite and non-zero")]
+    Std { std: f32 },
+}
+
 /// Preprocessing parameters: `out = (pixel / pixel_divisor - mean[c]) / std[c]`
 /// on the resized, centre-cropped 8-bit image.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,32 +164,34 @@ impl ImagePreprocess {
 
     /// Refuses parameters that cannot produce an image.
     pub fn validate(&self) -> Result<(), DatasetError> {
-        let bad = |reason: String| Err(DatasetError::Invalid(format!("preprocessing: {reason}")));
+        self.check().map_err(DatasetError::Preprocess)
+    }
+
+    fn check(&self) -> Result<(), PreprocessError> {
         if self.resize_shorter_px == 0 || self.crop_px == 0 {
-            return bad("resize and crop must be at least 1 px".into());
+            return Err(PreprocessError::ZeroSize);
         }
         if self.crop_px > self.resize_shorter_px {
-            return bad(format!(
-                "crop {} px is larger than the resized shorter side {} px",
-                self.crop_px, self.resize_shorter_px
-            ));
+            return Err(PreprocessError::CropLargerThanResize {
+                crop_px: self.crop_px,
+                resize_shorter_px: self.resize_shorter_px,
+            });
         }
         let channels = self.channels();
         if self.mean.len() != channels || self.std.len() != channels {
-            return bad(format!(
-                "{channels} channel(s) need {channels} means and stds, got {} and {}",
-                self.mean.len(),
-                self.std.len()
-            ));
+            return Err(PreprocessError::Channels {
+                channels,
+                means: self.mean.len(),
+                stds: self.std.len(),
+            });
         }
         if !(self.pixel_divisor.is_finite() && self.pixel_divisor > 0.0) {
-            return bad(format!(
-                "pixel divisor {} must be positive",
-                self.pixel_divisor
-            ));
+            return Err(PreprocessError::PixelDivisor {
+                divisor: self.pixel_divisor,
+            });
         }
-        if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
-            return bad(format!("std {s} must be finite and non-zero"));
+        if let Some(&std) = self.std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
+            return Err(PreprocessError::Std { std });
         }
         Ok(())
     }

@@ -17,7 +17,7 @@
 //! file is its own reference file.
 
 use super::accuracy_log::LoggedSample;
-use super::DatasetError;
+use super::{DatasetError, ResponseProblem};
 use serde_json::Value;
 use std::path::Path;
 
@@ -93,7 +93,7 @@ fn squad_references(
 }
 
 /// `answers` in any of its layouts.
-fn answer_texts(answers: &Value) -> Result<Vec<String>, String> {
+fn answer_texts(answers: &Value) -> Result<Vec<String>, ReferenceError> {
     let text_of = |v: &Value| -> Option<String> {
         v.as_str()
             .or_else(|| v.get("text").and_then(Value::as_str))
@@ -109,21 +109,34 @@ fn answer_texts(answers: &Value) -> Result<Vec<String>, String> {
         }),
         _ => None,
     }
-    .ok_or_else(|| "`answers` must be a string, a list of strings or of {\"text\": …}".into())
+    .ok_or(ReferenceError::Answers)
 }
 
 /// The field names a reference object may use.
 const FIELDS: &str = "answers, references, reference, answer, target, output";
 
+/// Why one item of a reference file gives no reference texts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("`answers` must be a string, a list of strings or of {{\"text\": …}}")]
+    Answers,
+    #[error("expected a string or an object with one of {FIELDS}")]
+    NotAnObject,
+    #[error("`references` must be a list of strings")]
+    References,
+    #[error("`{field}` must be a string")]
+    NotAString { field: &'static str },
+    #[error("no reference: expected one of {FIELDS}")]
+    Missing,
+}
+
 /// The references of one item (a string or an object).
-fn texts_of(item: &Value) -> Result<Vec<String>, String> {
+fn texts_of(item: &Value) -> Result<Vec<String>, ReferenceError> {
     if let Some(s) = item.as_str() {
         return Ok(vec![s.to_string()]);
     }
     let Some(object) = item.as_object() else {
-        return Err(format!(
-            "expected a string or an object with one of {FIELDS}"
-        ));
+        return Err(ReferenceError::NotAnObject);
     };
     let mut found = false;
     let mut texts = Vec::new();
@@ -136,7 +149,7 @@ fn texts_of(item: &Value) -> Result<Vec<String>, String> {
         let list = list
             .as_array()
             .and_then(|l| l.iter().map(|v| v.as_str().map(str::to_string)).collect())
-            .ok_or("`references` must be a list of strings")?;
+            .ok_or(ReferenceError::References)?;
         texts.extend::<Vec<String>>(list);
     }
     for field in ["reference", "answer", "target", "output"] {
@@ -144,13 +157,13 @@ fn texts_of(item: &Value) -> Result<Vec<String>, String> {
             found = true;
             texts.push(
                 v.as_str()
-                    .ok_or_else(|| format!("`{field}` must be a string"))?
+                    .ok_or(ReferenceError::NotAString { field })?
                     .to_string(),
             );
         }
     }
     if !found {
-        return Err(format!("no reference: expected one of {FIELDS}"));
+        return Err(ReferenceError::Missing);
     }
     if texts.is_empty() {
         // An empty answer list: unanswerable, as in SQuAD v2.0.
@@ -159,8 +172,12 @@ fn texts_of(item: &Value) -> Result<Vec<String>, String> {
     Ok(texts)
 }
 
+/// Why token ids did not turn into text: the tokenizer's own error, or the
+/// caller's reason (no tokenizer given).
+pub type DetokenizeError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Turns token ids into text (the model's tokenizer).
-pub type Detokenize<'a> = &'a dyn Fn(&[u32]) -> Result<String, String>;
+pub type Detokenize<'a> = &'a dyn Fn(&[u32]) -> Result<String, DetokenizeError>;
 
 /// How text responses are encoded in the accuracy log.
 pub enum ResponseText<'a> {
@@ -179,13 +196,17 @@ pub(crate) struct Decoded {
     pub replaced: bool,
 }
 
+/// Response bytes that are not whole `u32` token ids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{len} bytes are not a whole number of u32 token ids")]
+pub struct TokenIdBytes {
+    pub len: usize,
+}
+
 /// Token ids from response bytes (`u32` little endian).
-pub fn token_ids(data: &[u8]) -> Result<Vec<u32>, String> {
+pub fn token_ids(data: &[u8]) -> Result<Vec<u32>, TokenIdBytes> {
     if !data.len().is_multiple_of(4) {
-        return Err(format!(
-            "{} bytes are not a whole number of u32 token ids",
-            data.len()
-        ));
+        return Err(TokenIdBytes { len: data.len() });
     }
     Ok(data
         .chunks_exact(4)
@@ -204,10 +225,10 @@ pub(crate) fn decode_response(
     match how {
         ResponseText::Utf8 => {
             if entry.data.contains(&0) {
-                return Err(DatasetError::Invalid(format!(
-                    "sample {sample}: the response has NUL bytes, so it is not text \
-                     (token ids? give the tokenizer)"
-                )));
+                return Err(DatasetError::Response {
+                    sample,
+                    problem: ResponseProblem::NulBytes,
+                });
             }
             Ok(Decoded {
                 text: String::from_utf8_lossy(&entry.data).into_owned(),
@@ -216,10 +237,13 @@ pub(crate) fn decode_response(
             })
         }
         ResponseText::TokenIds(decode) => {
-            let ids = token_ids(&entry.data)
-                .map_err(|r| DatasetError::Invalid(format!("sample {sample}: {r}")))?;
-            let text = decode(&ids).map_err(|r| {
-                DatasetError::Invalid(format!("sample {sample}: cannot decode tokens: {r}"))
+            let ids = token_ids(&entry.data).map_err(|e| DatasetError::Response {
+                sample,
+                problem: e.into(),
+            })?;
+            let text = decode(&ids).map_err(|e| DatasetError::Response {
+                sample,
+                problem: ResponseProblem::Detokenize(e),
             })?;
             Ok(Decoded {
                 text,

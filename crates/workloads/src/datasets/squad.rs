@@ -100,9 +100,7 @@ pub fn score_squad(
 ) -> Result<AccuracyReport, DatasetError> {
     let (first, coverage) = first_per_sample(entries, references.len(), references_path)?;
     if first.is_empty() {
-        return Err(DatasetError::Invalid(
-            "the accuracy log has no responses (was the run in accuracy mode?)".into(),
-        ));
+        return Err(DatasetError::NoResponses);
     }
     let (mut exact, mut f1, mut not_utf8) = (0.0f64, 0.0f64, 0usize);
     let mut mismatch_examples = Vec::new();

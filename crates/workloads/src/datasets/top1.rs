@@ -11,7 +11,7 @@
 
 use super::accuracy_log::{first_per_sample, LoggedSample};
 use super::labels::LabelEntry;
-use super::{AccuracyReport, DatasetError};
+use super::{AccuracyReport, DatasetError, ResponseProblem};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -47,16 +47,21 @@ impl ClassEncoding {
     }
 }
 
+/// A class encoding name that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown class encoding '{given}' (float32, int32, int64)")]
+pub struct UnknownEncoding {
+    pub given: String,
+}
+
 impl FromStr for ClassEncoding {
-    type Err = String;
+    type Err = UnknownEncoding;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "float32" | "f32" => Ok(ClassEncoding::Float32),
             "int32" | "i32" => Ok(ClassEncoding::Int32),
             "int64" | "i64" => Ok(ClassEncoding::Int64),
-            _ => Err(format!(
-                "unknown class encoding '{s}' (float32, int32, int64)"
-            )),
+            _ => Err(UnknownEncoding { given: s.into() }),
         }
     }
 }
@@ -73,9 +78,7 @@ pub fn score_top1(
 ) -> Result<AccuracyReport, DatasetError> {
     let (first, coverage) = first_per_sample(entries, labels.len(), labels_path)?;
     if first.is_empty() {
-        return Err(DatasetError::Invalid(
-            "the accuracy log has no responses (was the run in accuracy mode?)".into(),
-        ));
+        return Err(DatasetError::NoResponses);
     }
     let width = encoding.width_bytes();
     let mut good = 0usize;
@@ -87,12 +90,13 @@ pub fn score_top1(
             continue;
         }
         if !entry.data.len().is_multiple_of(width) {
-            return Err(DatasetError::Invalid(format!(
-                "sample {}: {} response bytes are not a whole number of {encoding:?} values \
-                 (try another --dtype)",
-                entry.qsl_idx,
-                entry.data.len()
-            )));
+            return Err(DatasetError::Response {
+                sample: entry.qsl_idx,
+                problem: ResponseProblem::ClassWidth {
+                    len: entry.data.len(),
+                    encoding,
+                },
+            });
         }
         let expected = labels[entry.qsl_idx].label;
         match encoding.first_class(&entry.data) {

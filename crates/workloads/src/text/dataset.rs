@@ -14,6 +14,7 @@
 
 use super::tokens::{synthetic_tokens, TextTokenizer};
 use super::TextError;
+use crate::image_qsl::SampleError;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -423,18 +424,15 @@ impl TextQsl {
     }
 
     /// The tokens of loaded samples, in order.
-    pub fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Vec<Arc<[u32]>>, String> {
-        let loaded = self
-            .loaded
-            .read()
-            .map_err(|_| "sample store poisoned".to_string())?;
+    pub fn batch(&self, indices: &[QuerySampleIndex]) -> Result<Vec<Arc<[u32]>>, SampleError> {
+        let loaded = self.loaded.read().map_err(|_| SampleError::Poisoned)?;
         indices
             .iter()
-            .map(|i| {
+            .map(|&index| {
                 loaded
-                    .get(i)
+                    .get(&index)
                     .cloned()
-                    .ok_or_else(|| format!("sample {i} was not loaded"))
+                    .ok_or(SampleError::NotLoaded { index })
             })
             .collect()
     }
@@ -454,13 +452,11 @@ impl QuerySampleLibrary for TextQsl {
         &self,
         samples: &[QuerySampleIndex],
     ) -> Result<(), loadgen::qsl::QslError> {
-        let mut loaded = self.loaded.write().map_err(|_| "sample store poisoned")?;
+        let mut loaded = self.loaded.write().map_err(|_| SampleError::Poisoned)?;
         for &i in samples {
-            let tokens = self.tokens.get(i).ok_or_else(|| {
-                format!(
-                    "sample index {i} is outside the library (size {})",
-                    self.tokens.len()
-                )
+            let tokens = self.tokens.get(i).ok_or(SampleError::OutOfRange {
+                index: i,
+                size: self.tokens.len(),
             })?;
             loaded.insert(i, Arc::clone(tokens));
         }

@@ -8,7 +8,7 @@
 //! Batches of prompts of different lengths are padded on the left and
 //! masked, and rows leave the batch as soon as they finish.
 
-use super::{model_type, read_config, TextError};
+use super::{model_type, read_config, ModelConfigError, TextError};
 use crate::device::DeviceSpec;
 use crate::weights::WeightSource;
 use crate::WorkloadError;
@@ -69,7 +69,7 @@ impl Gpt2Config {
         }
     }
 
-    fn check(&self) -> Result<Activation, String> {
+    fn check(&self) -> Result<Activation, ModelConfigError> {
         if self.vocab_size == 0
             || self.n_positions == 0
             || self.n_embd == 0
@@ -77,13 +77,15 @@ impl Gpt2Config {
             || self.n_head == 0
             || self.n_inner == Some(0)
         {
-            return Err("sizes, layer and head counts must be positive".into());
+            return Err(ModelConfigError::ZeroSize);
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(format!(
-                "n_embd {} is not a multiple of n_head {}",
-                self.n_embd, self.n_head
-            ));
+            return Err(ModelConfigError::HeadsDoNotDivide {
+                width_key: "n_embd",
+                width: self.n_embd,
+                heads_key: "n_head",
+                heads: self.n_head,
+            });
         }
         Activation::parse(&self.activation_function)
     }
@@ -112,7 +114,10 @@ pub fn read_gpt2_config(path: &Path) -> Result<Gpt2Config, TextError> {
         }
     }
     let config: Gpt2Config = read_config(path)?;
-    config.check().map_err(err)?;
+    config.check().map_err(|error| TextError::Unbuildable {
+        path: path.to_path_buf(),
+        error,
+    })?;
     Ok(config)
 }
 
@@ -125,14 +130,12 @@ enum Activation {
 }
 
 impl Activation {
-    fn parse(name: &str) -> Result<Activation, String> {
+    fn parse(name: &str) -> Result<Activation, ModelConfigError> {
         match name {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "gelu" => Ok(Activation::Gelu),
             "relu" => Ok(Activation::Relu),
-            other => Err(format!(
-                "activation_function \"{other}\" is not supported (gelu_new, gelu, relu)"
-            )),
+            other => Err(ModelConfigError::Activation { name: other.into() }),
         }
     }
 
@@ -274,9 +277,9 @@ impl Gpt2 {
         device_spec: DeviceSpec,
         dtype: DType,
     ) -> Result<Gpt2, TextError> {
-        let activation = config.check().map_err(|reason| WorkloadError::Model {
-            model: "gpt2".into(),
-            reason,
+        let activation = config.check().map_err(|error| WorkloadError::Config {
+            model: "gpt2",
+            error,
         })?;
         let device = device_spec.open().map_err(WorkloadError::Device)?;
         let vb = weights.var_builder(dtype, &device)?;

@@ -13,7 +13,7 @@
 //! batch has padding, and on GPUs the whole attention is one kernel of ours
 //! (`crate::attention`; candle's ops elsewhere).
 
-use super::{model_type, read_config, TextError};
+use super::{model_type, read_config, ModelConfigError, TextError};
 use crate::device::DeviceSpec;
 use crate::epilogue::{linear_bias_residual_act, Activation};
 use crate::weights::WeightSource;
@@ -64,11 +64,14 @@ pub fn read_bert_config(path: &Path) -> Result<BertConfig, TextError> {
         }
     }
     let config: BertConfig = read_config(path)?;
-    check_bert_config(&config).map_err(err)?;
+    check_bert_config(&config).map_err(|error| TextError::Unbuildable {
+        path: path.to_path_buf(),
+        error,
+    })?;
     Ok(config)
 }
 
-fn check_bert_config(c: &BertConfig) -> Result<(), String> {
+fn check_bert_config(c: &BertConfig) -> Result<(), ModelConfigError> {
     if c.vocab_size == 0
         || c.hidden_size == 0
         || c.num_hidden_layers == 0
@@ -77,13 +80,15 @@ fn check_bert_config(c: &BertConfig) -> Result<(), String> {
         || c.max_position_embeddings == 0
         || c.type_vocab_size == 0
     {
-        return Err("sizes, layer and head counts must be positive".into());
+        return Err(ModelConfigError::ZeroSize);
     }
     if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
-        return Err(format!(
-            "hidden_size {} is not a multiple of num_attention_heads {}",
-            c.hidden_size, c.num_attention_heads
-        ));
+        return Err(ModelConfigError::HeadsDoNotDivide {
+            width_key: "hidden_size",
+            width: c.hidden_size,
+            heads_key: "num_attention_heads",
+            heads: c.num_attention_heads,
+        });
     }
     Ok(())
 }
@@ -258,9 +263,9 @@ impl SentenceEncoder {
         dtype: DType,
         normalize: bool,
     ) -> Result<SentenceEncoder, TextError> {
-        check_bert_config(&config).map_err(|reason| WorkloadError::Model {
-            model: "bert".into(),
-            reason,
+        check_bert_config(&config).map_err(|error| WorkloadError::Config {
+            model: "bert",
+            error,
         })?;
         let device = device_spec.open().map_err(WorkloadError::Device)?;
         let vb = weights.var_builder(dtype, &device)?;

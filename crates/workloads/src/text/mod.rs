@@ -40,8 +40,32 @@ pub enum TextError {
     },
     #[error("model config {}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
+    /// A config.json that reads but describes no network we can build.
+    #[error("model config {}: {error}", path.display())]
+    Unbuildable {
+        path: PathBuf,
+        error: ModelConfigError,
+    },
     #[error(transparent)]
     Workload(#[from] WorkloadError),
+}
+
+/// Why a model's config describes no network we can build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelConfigError {
+    #[error("sizes, layer and head counts must be positive")]
+    ZeroSize,
+    /// The width does not split into heads (`width_key`, `heads_key`: the
+    /// config's names for them).
+    #[error("{width_key} {width} is not a multiple of {heads_key} {heads}")]
+    HeadsDoNotDivide {
+        width_key: &'static str,
+        width: usize,
+        heads_key: &'static str,
+        heads: usize,
+    },
+    #[error("activation_function \"{name}\" is not supported (gelu_new, gelu, relu)")]
+    Activation { name: String },
 }
 
 fn location(path: &Path, line: usize) -> String {

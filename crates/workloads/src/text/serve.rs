@@ -12,7 +12,7 @@
 use super::dataset::TextQsl;
 use super::decoder::{GenerationEvent, Gpt2};
 use super::encoder::SentenceEncoder;
-use crate::batcher::{BatchModel, BatchPolicy, BatchQueue};
+use crate::batcher::{BatchModel, BatchPolicy, BatchQueue, ModelError};
 use loadgen::{QuerySample, QuerySampleIndex, QuerySampleResponse, Responder, SystemUnderTest};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,10 +42,10 @@ pub struct EncoderModel {
 }
 
 impl BatchModel for EncoderModel {
-    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, String> {
+    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError> {
         let tokens = self.qsl.batch(samples)?;
         let inputs: Vec<&[u32]> = tokens.iter().map(|t| &t[..]).collect();
-        let embeddings = self.encoder.embed(&inputs).map_err(|e| e.to_string())?;
+        let embeddings = self.encoder.embed(&inputs)?;
         Ok(embeddings.iter().map(|e| f32_bytes(e)).collect())
     }
 }
@@ -120,7 +120,7 @@ fn work(
         let tokens = match qsl.batch(&indices) {
             Ok(t) => t,
             Err(e) => {
-                record(e);
+                record(e.to_string());
                 for p in &batch {
                     p.responder.complete_ids([p.sample.id]);
                 }

@@ -3,7 +3,7 @@
 //! random weights and no tokenizer.
 
 use super::TextError;
-use loadgen::rng::Mt19937;
+use crate::rng::Mt19937;
 use std::path::{Path, PathBuf};
 use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
 

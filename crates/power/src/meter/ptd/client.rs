@@ -136,9 +136,7 @@ impl PtdClient {
     ) -> Result<(), PtdError> {
         if let RangeSetting::Fixed(v) = setting {
             if !(v.is_finite() && v > 0.0) {
-                return Err(PtdError::InvalidArgument(format!(
-                    "range {v} is not a positive number"
-                )));
+                return Err(PtdError::InvalidRange { range: v });
             }
         }
         let letter = quantity.letter();
@@ -173,9 +171,7 @@ impl PtdClient {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !mark_ok {
-            return Err(PtdError::InvalidArgument(format!(
-                "mark `{mark}` must be non-empty and use only letters, digits, `_`, `-`, `.`"
-            )));
+            return Err(PtdError::InvalidMark { mark: mark.into() });
         }
         let command = format!("Go,{SAMPLE_INTERVAL_MS},0,{mark}");
         let reply = self.request(&command)?;
@@ -314,9 +310,9 @@ impl PtdClient {
             });
         }
         if command.is_empty() || command.contains(['\r', '\n']) {
-            return Err(PtdError::InvalidArgument(format!(
-                "command {command:?} must be one non-empty line"
-            )));
+            return Err(PtdError::InvalidCommand {
+                command: command.into(),
+            });
         }
         let deadline = Instant::now() + self.timeouts.reply;
         let line = format!("{command}\r\n");

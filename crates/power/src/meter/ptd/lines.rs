@@ -87,7 +87,7 @@ pub fn parse_sample_line(line: &str) -> Result<PtdSample, PtdError> {
                 .parse()
                 .map_err(|_| malformed("channel label is not Ch{number}"))?;
             if let Some((ch, group)) = current.take() {
-                channels.push(group.finish(ch).map_err(|r| malformed(&r))?);
+                channels.push(group.finish(ch).map_err(|r| malformed(&r.to_string()))?);
             }
             current = Some((channel, Group::default()));
             i += 1;
@@ -113,12 +113,14 @@ pub fn parse_sample_line(line: &str) -> Result<PtdSample, PtdError> {
                 Some((_, g)) => g,
                 None => &mut total,
             };
-            group.set(key, number).map_err(|r| malformed(&r))?;
+            group
+                .set(key, number)
+                .map_err(|r| malformed(&r.to_string()))?;
         }
         i += 2;
     }
     if let Some((ch, group)) = current.take() {
-        channels.push(group.finish(ch).map_err(|r| malformed(&r))?);
+        channels.push(group.finish(ch).map_err(|r| malformed(&r.to_string()))?);
     }
     let mark = mark.ok_or_else(|| malformed("no `Mark` field"))?;
     let watts = total.watts.ok_or_else(|| malformed("no `Watts` field"))?;
@@ -141,27 +143,40 @@ struct Group {
     pf: Option<f64>,
 }
 
+/// What is wrong with one field group of a sample line.
+#[derive(Debug, thiserror::Error)]
+enum GroupError {
+    #[error("unknown field `{field}`")]
+    UnknownField { field: String },
+    #[error("`{field}` given twice")]
+    Twice { field: String },
+    #[error("channel {channel} has no `Watts`")]
+    NoWatts { channel: u32 },
+}
+
 impl Group {
-    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+    fn set(&mut self, key: &str, value: f64) -> Result<(), GroupError> {
         let slot = match key {
             "Watts" => &mut self.watts,
             "Volts" => &mut self.volts,
             "Amps" => &mut self.amps,
             "PF" => &mut self.pf,
-            other => return Err(format!("unknown field `{other}`")),
+            other => {
+                return Err(GroupError::UnknownField {
+                    field: other.into(),
+                })
+            }
         };
         if slot.replace(value).is_some() {
-            return Err(format!("`{key}` given twice"));
+            return Err(GroupError::Twice { field: key.into() });
         }
         Ok(())
     }
 
-    fn finish(self, channel: u32) -> Result<ChannelSample, String> {
+    fn finish(self, channel: u32) -> Result<ChannelSample, GroupError> {
         Ok(ChannelSample {
             channel,
-            watts: self
-                .watts
-                .ok_or_else(|| format!("channel {channel} has no `Watts`"))?,
+            watts: self.watts.ok_or(GroupError::NoWatts { channel })?,
             volts: self.volts.and_then(known),
             amps: self.amps.and_then(known),
             power_factor: self.pf.and_then(known),

@@ -120,7 +120,9 @@ pub fn to_meter_error(e: PtdError, opening: bool) -> MeterError {
             meter,
             reason: format!("{e}; is PTDaemon running and listening on that port?"),
         },
-        PtdError::InvalidArgument(_) => MeterError::Config {
+        PtdError::InvalidRange { .. }
+        | PtdError::InvalidMark { .. }
+        | PtdError::InvalidCommand { .. } => MeterError::Config {
             meter,
             reason: e.to_string(),
         },

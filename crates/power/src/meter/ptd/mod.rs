@@ -80,8 +80,14 @@ pub enum PtdError {
     Malformed { line: String, reason: String },
     #[error("connection unusable after an earlier failure ({reason}); reconnect")]
     Broken { reason: String },
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument: range {range} is not a positive number")]
+    InvalidRange { range: f64 },
+    #[error(
+        "invalid argument: mark `{mark}` must be non-empty and use only letters, digits, `_`, `-`, `.`"
+    )]
+    InvalidMark { mark: String },
+    #[error("invalid argument: command {command:?} must be one non-empty line")]
+    InvalidCommand { command: String },
 }
 
 /// How long to wait for the daemon. PTDaemon answers most commands at once,
