@@ -23,7 +23,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use harness::{child, marks};
-use power::energy::{self, Window};
+use power::energy::Window;
 use power::sampler::SamplerReport;
 use report::schema::{self, CommandResult, MeasuredCommand, RunStatus, SlurmContext, TimedWindow};
 use std::ffi::OsStr;
@@ -158,28 +158,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         }
     })?;
     let measured = session.measure(&outdir, |clock: &harness::session::Clock| {
-        // Without a FIFO (no writable temp folder) the command still runs, unmarked.
-        let marks = match marks::Marks::start(clock.anchor()) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                eprintln!("joulebench measure: warning: no phase marks: {e:#}");
-                None
-            }
-        };
-        let marks_path = marks.as_ref().map(|m| m.path().as_os_str().to_owned());
-        let run_dir = outdir.as_os_str().to_owned();
-        let mut env: Vec<(&str, &OsStr)> = vec![("JOULEBENCH_RUN_DIR", &run_dir)];
-        if let Some(p) = &marks_path {
-            env.push((marks::ENV, p));
-        }
-        let outcome = child::run(
-            program,
-            &args.command[0],
-            &args.command[1..],
-            &env,
-            clock.anchor(),
-        );
-        (outcome, marks.map(marks::Marks::stop).unwrap_or_default())
+        run_marked(args, program, &outdir, clock)
     })?;
     let report = measured.report;
     let (outcome, mark_lines) = measured.output;
@@ -207,23 +186,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         .as_ref()
         .and_then(|p| p.idle.as_ref())
         .and_then(|i| i.total_idle_w);
-    let mut phases = Vec::new();
-    if let Some(r) = &report {
-        for span in &spans {
-            let w = Window::new(span.begin_ns, span.end_ns.max(span.begin_ns + 1))?;
-            let (meters, total) = session.window_energy(r, w)?;
-            phases.push(report::phases::record(span, meters, total, idle_total_w));
-        }
-    } else {
-        for span in &spans {
-            phases.push(report::phases::record(
-                span,
-                Vec::new(),
-                energy::system_total(&[]),
-                None,
-            ));
-        }
-    }
+    let phases = session.phase_records(report.as_ref(), &spans, idle_total_w)?;
     let phase_totals = report::phases::phase_totals(&phases);
     let peaks = peak_power(report.as_ref(), window);
 
@@ -291,6 +254,41 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         let _ = writeln!(out, "{line}");
     }
     Ok(ExitCode::from(exit_code))
+}
+
+/// The command with its phase-marks FIFO, on the session's clock; the marks
+/// it wrote come back with how it ended.
+fn run_marked(
+    args: &MeasureArgs,
+    program: &Path,
+    outdir: &Path,
+    clock: &harness::session::Clock,
+) -> (
+    std::result::Result<child::Finished, child::ChildError>,
+    Vec<report::phases::Mark>,
+) {
+    // Without a FIFO (no writable temp folder) the command still runs, unmarked.
+    let marks = match marks::Marks::start(clock.anchor()) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("joulebench measure: warning: no phase marks: {e:#}");
+            None
+        }
+    };
+    let marks_path = marks.as_ref().map(|m| m.path().as_os_str().to_owned());
+    let run_dir = outdir.as_os_str().to_owned();
+    let mut env: Vec<(&str, &OsStr)> = vec![("JOULEBENCH_RUN_DIR", &run_dir)];
+    if let Some(p) = &marks_path {
+        env.push((marks::ENV, p));
+    }
+    let outcome = child::run(
+        program,
+        &args.command[0],
+        &args.command[1..],
+        &env,
+        clock.anchor(),
+    );
+    (outcome, marks.map(marks::Marks::stop).unwrap_or_default())
 }
 
 /// The result of a command that could not be started.

@@ -190,6 +190,29 @@ impl Session {
         record::window_energy(report, window, &self.options.total)
     }
 
+    /// Each phase's energy (without meters: the phases' times alone), with
+    /// the energy above `idle_total_w` where it is known.
+    pub fn phase_records(
+        &self,
+        report: Option<&SamplerReport>,
+        spans: &[report::phases::PhaseSpan],
+        idle_total_w: Option<f64>,
+    ) -> Result<Vec<report::schema::PhaseRecord>, HarnessError> {
+        spans
+            .iter()
+            .map(|span| {
+                let (meters, total) = match report {
+                    Some(r) => {
+                        let end_ns = span.end_ns.max(span.begin_ns + 1);
+                        self.window_energy(r, Window::new(span.begin_ns, end_ns)?)?
+                    }
+                    None => (Vec::new(), power::energy::system_total(&[])),
+                };
+                Ok(report::phases::record(span, meters, total, idle_total_w))
+            })
+            .collect()
+    }
+
     /// The idle power of the meters that make the total over `window`.
     pub fn idle_total_w(&self, report: &SamplerReport, window: Window) -> Option<f64> {
         let (_, total) = self.window_energy(report, window).ok()?;

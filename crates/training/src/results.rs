@@ -307,17 +307,16 @@ fn run_record(
             None => Ok(None),
         }
     };
-    let mut phases = Vec::new();
-    for p in &r.phases {
-        let span = report::phases::PhaseSpan {
+    let spans: Vec<report::phases::PhaseSpan> = r
+        .phases
+        .iter()
+        .map(|p| report::phases::PhaseSpan {
             name: p.name.clone(),
             begin_ns: p.begin_ns,
             end_ns: p.end_ns,
-        };
-        let (meters, total) = energy(p.begin_ns, p.end_ns)?
-            .unwrap_or_else(|| (Vec::new(), power::energy::system_total(&[])));
-        phases.push(report::phases::record(&span, meters, total, idle_total_w));
-    }
+        })
+        .collect();
+    let phases = session.phase_records(report, &spans, idle_total_w)?;
     let whole = energy(r.run_start_ns, r.run_stop_ns)?;
     let part = whole.as_ref().and_then(|(_, total)| counted(total));
     let energy_j = part.map(|p| p.energy_j);
