@@ -2,14 +2,14 @@
 //! model copy per device behind a batching SUT, on synthetic images or a
 //! folder in ImageNet validation layout.
 
-use super::{calibrate, BuildError, Built, ModelOptions};
+use super::{calibrate, BuildError, Built, ModelOptions, SharedQsl};
 use crate::batcher::{BatchModel, BatchingSut, DeviceGroup, ModelError};
 use crate::datasets::image_folder::ImageFolder;
 use crate::datasets::preprocess::ImagePreprocess;
 use crate::device::DeviceSpec;
 use crate::image_qsl::{ImageSource, SyntheticImages};
 use crate::vision::{Arch, ImageClassifier};
-use loadgen::{QuerySampleIndex, QuerySampleLibrary};
+use loadgen::QuerySampleIndex;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,31 +39,6 @@ pub struct ImageOptions {
     /// A folder in ImageNet validation layout; `None`: synthetic images.
     pub folder: Option<PathBuf>,
     pub preprocessing: Preprocessing,
-}
-
-/// Either image source behind the load generator's QSL interface (a sized
-/// type, so the run can share it as it shares any QSL).
-pub struct Images(Arc<dyn ImageSource>);
-
-impl QuerySampleLibrary for Images {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn total_sample_count(&self) -> usize {
-        self.0.total_sample_count()
-    }
-    fn performance_sample_count(&self) -> usize {
-        self.0.performance_sample_count()
-    }
-    fn load_samples_to_ram(
-        &self,
-        samples: &[QuerySampleIndex],
-    ) -> Result<(), loadgen::qsl::QslError> {
-        self.0.load_samples_to_ram(samples)
-    }
-    fn unload_samples_from_ram(&self, samples: &[QuerySampleIndex]) {
-        self.0.unload_samples_from_ram(samples)
-    }
 }
 
 /// A classifier answering with the top-1 class of each image as a
@@ -138,7 +113,7 @@ pub fn build(arch: Arch, options: &ModelOptions, data: &ImageOptions) -> Result<
         .map(|&d| ImageClassifier::load(arch, weights.clone(), d, d.default_dtype()))
         .collect::<Result<Vec<_>, _>>()?;
     let classifier = classifiers.remove(0);
-    let qsl = Images(Arc::clone(&images));
+    let qsl = SharedQsl(Arc::clone(&images));
     let (batch_rate, single_s) = calibrate(&qsl, options.batch_size, |indices| {
         classifier.classify_samples(&*images, indices).map(|_| ())
     })?;

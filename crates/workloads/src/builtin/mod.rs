@@ -246,10 +246,11 @@ fn calibrate(
 }
 
 /// A shared QSL behind the load generator's `&dyn` interface (the SUT holds
-/// the same `Arc` to read its samples).
-pub struct SharedQsl<Q>(pub Arc<Q>);
+/// the same `Arc` to read its samples); `Q` may be a trait object, such as
+/// either image source.
+pub struct SharedQsl<Q: ?Sized>(pub Arc<Q>);
 
-impl<Q: QuerySampleLibrary> QuerySampleLibrary for SharedQsl<Q> {
+impl<Q: QuerySampleLibrary + ?Sized> QuerySampleLibrary for SharedQsl<Q> {
     fn name(&self) -> &str {
         self.0.name()
     }
