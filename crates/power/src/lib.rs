@@ -11,6 +11,7 @@ pub mod discover;
 pub mod energy;
 pub mod log;
 pub mod meter;
+pub mod prometheus;
 pub mod running;
 pub mod sampler;
 #[cfg(feature = "testing")]
