@@ -10,6 +10,7 @@
 //! - [`chart`]: charts drawn with plotters to SVG.
 //! - [`format`]: the renderers (HTML, Markdown) behind one trait.
 
+pub mod accuracy_record;
 pub mod chart;
 pub mod document;
 pub mod format;
