@@ -22,11 +22,9 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use harness::{child, marks};
-use power::energy::Window;
-use power::sampler::SamplerReport;
-use report::schema::{self, CommandResult, MeasuredCommand, RunStatus, SlurmContext, TimedWindow};
-use std::ffi::OsStr;
+use harness::child;
+use harness::command::{self, local_task_is_not_first, slurm_context};
+use report::schema::{self, CommandResult, SlurmContext};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -137,7 +135,6 @@ pub fn run(mut args: MeasureArgs) -> Result<ExitCode> {
 }
 
 fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> Result<ExitCode> {
-    use std::os::unix::process::ExitStatusExt;
     let outdir = output_dir(args, slurm.as_ref());
     // Signals go to the command (child::run forwards them), not to a handler of ours.
     let mut session = harness::Session::open(
@@ -145,7 +142,6 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         &args.power.options(),
         harness::Interrupt::detached(),
     )?;
-    let started_at = session.started_at();
     if !session.has_meters() && !args.quiet && !session.options().none_asked() {
         eprintln!(
             "joulebench measure: no usable meter; measuring wall time only \
@@ -158,7 +154,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         }
     })?;
     let measured = session.measure(&outdir, |clock: &harness::session::Clock| {
-        run_marked(args, program, &outdir, clock)
+        command::run_marked(program, &args.command, &outdir, clock)
     })?;
     let report = measured.report;
     let (outcome, mark_lines) = measured.output;
@@ -169,75 +165,20 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
             // line, a binary for another machine): say so in the result too.
             let code = 126;
             eprintln!("joulebench measure: {e:#}");
-            let result = not_started(args, slurm, started_at, format!("{e:#}"), code);
+            let result =
+                command::not_started(&session, &args.command, slurm, format!("{e:#}"), code);
             session.write_json(schema::RESULT_FILE, &result)?;
             return Ok(ExitCode::from(code));
         }
     };
-    let begin_ns = finished.begin_ns;
-    let end_ns = finished.end_ns.max(begin_ns + 1);
-    let window = Window::new(begin_ns, end_ns)?;
-    let power = match &report {
-        Some(r) => Some(session.power_record(r, window, None, None)?),
-        None => None,
-    };
-    let (spans, mark_problems) = report::phases::spans(&mark_lines, begin_ns, end_ns);
-    let idle_total_w = power
-        .as_ref()
-        .and_then(|p| p.idle.as_ref())
-        .and_then(|i| i.total_idle_w);
-    let phases = session.phase_records(report.as_ref(), &spans, idle_total_w)?;
-    let phase_totals = report::phases::phase_totals(&phases);
-    let peaks = peak_power(report.as_ref(), window);
-
-    let interrupted = finished.signals.iter().any(|s| s.is_termination());
-    let status = &finished.status;
-    let exit_code = finished.exit_code();
-    let mut files = vec![schema::RESULT_FILE.to_string()];
-    if let Some(p) = &power {
-        files.extend(p.logs.iter().map(|l| l.file.clone()));
-    }
-    let result = CommandResult {
-        schema_version: schema::SCHEMA_VERSION,
-        joulebench_version: env!("CARGO_PKG_VERSION").into(),
-        kind: schema::KIND_COMMAND.into(),
-        status: if interrupted {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Completed
-        },
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        command: std::env::args().collect(),
-        system: report::system::SystemDescription::detect(),
-        measured_command: MeasuredCommand {
-            argv: args.command.clone(),
-            exit_code: status.code(),
-            signal: status.signal(),
-            reported_exit_code: i32::from(exit_code),
-            wall_s: window.duration_s(),
-            start_error: None,
-            forwarded_signals: finished
-                .signals
-                .iter()
-                .map(|s| s.describe(begin_ns))
-                .collect(),
-            mark_problems,
-            slurm,
-        },
-        timed_window: Some(TimedWindow {
-            begin_ns,
-            end_ns,
-            duration_s: window.duration_s(),
-            begin_utc: session.utc_at(begin_ns),
-            end_utc: session.utc_at(end_ns),
-        }),
-        phases,
-        phase_totals,
-        nodes: Vec::new(),
-        power,
-        peak_power: peaks,
-        files,
-    };
+    let result = command::command_result(
+        &session,
+        &args.command,
+        &finished,
+        report.as_ref(),
+        &mark_lines,
+        slurm,
+    )?;
     session.write_json(schema::RESULT_FILE, &result)?;
 
     warn_faults(&result);
@@ -253,102 +194,7 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         // stdout closed by the reader is not our failure to report.
         let _ = writeln!(out, "{line}");
     }
-    Ok(ExitCode::from(exit_code))
-}
-
-/// The command with its phase-marks FIFO, on the session's clock; the marks
-/// it wrote come back with how it ended.
-fn run_marked(
-    args: &MeasureArgs,
-    program: &Path,
-    outdir: &Path,
-    clock: &harness::session::Clock,
-) -> (
-    std::result::Result<child::Finished, child::ChildError>,
-    Vec<report::phases::Mark>,
-) {
-    // Without a FIFO (no writable temp folder) the command still runs, unmarked.
-    let marks = match marks::Marks::start(clock.anchor()) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            eprintln!("joulebench measure: warning: no phase marks: {e:#}");
-            None
-        }
-    };
-    let marks_path = marks.as_ref().map(|m| m.path().as_os_str().to_owned());
-    let run_dir = outdir.as_os_str().to_owned();
-    let mut env: Vec<(&str, &OsStr)> = vec![("JOULEBENCH_RUN_DIR", &run_dir)];
-    if let Some(p) = &marks_path {
-        env.push((marks::ENV, p));
-    }
-    let outcome = child::run(
-        program,
-        &args.command[0],
-        &args.command[1..],
-        &env,
-        clock.anchor(),
-    );
-    (outcome, marks.map(marks::Marks::stop).unwrap_or_default())
-}
-
-/// The result of a command that could not be started.
-fn not_started(
-    args: &MeasureArgs,
-    slurm: Option<SlurmContext>,
-    started_at: chrono::DateTime<chrono::Utc>,
-    error: String,
-    code: u8,
-) -> CommandResult {
-    CommandResult {
-        schema_version: schema::SCHEMA_VERSION,
-        joulebench_version: env!("CARGO_PKG_VERSION").into(),
-        kind: schema::KIND_COMMAND.into(),
-        status: RunStatus::Completed,
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        command: std::env::args().collect(),
-        system: report::system::SystemDescription::detect(),
-        measured_command: MeasuredCommand {
-            argv: args.command.clone(),
-            exit_code: None,
-            signal: None,
-            reported_exit_code: i32::from(code),
-            wall_s: 0.0,
-            start_error: Some(error),
-            forwarded_signals: Vec::new(),
-            mark_problems: Vec::new(),
-            slurm,
-        },
-        timed_window: None,
-        phases: Vec::new(),
-        phase_totals: Vec::new(),
-        nodes: Vec::new(),
-        power: None,
-        peak_power: Vec::new(),
-        files: vec![schema::RESULT_FILE.to_string()],
-    }
-}
-
-/// Slurm's description of this task, when running inside a job.
-fn slurm_context() -> Option<SlurmContext> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let job_id = var("SLURM_JOB_ID")?;
-    Some(SlurmContext {
-        job_id,
-        step_id: var("SLURM_STEP_ID"),
-        node_name: var("SLURMD_NODENAME")
-            .unwrap_or_else(|| report::system::SystemDescription::detect().hostname),
-        node_id: var("SLURM_NODEID").and_then(|v| v.parse().ok()),
-        num_nodes: var("SLURM_JOB_NUM_NODES")
-            .or_else(|| var("SLURM_NNODES"))
-            .and_then(|v| v.parse().ok()),
-    })
-}
-
-fn local_task_is_not_first() -> bool {
-    std::env::var("SLURM_LOCALID")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .is_some_and(|id| id != 0)
+    Ok(ExitCode::from(finished.exit_code()))
 }
 
 /// `--output`, or a fresh folder under joulebench-results; a folder per node
@@ -381,25 +227,6 @@ fn output_dir(args: &MeasureArgs, slurm: Option<&SlurmContext>) -> PathBuf {
         Some(s) => base.join(&s.node_name),
         None => base,
     }
-}
-
-/// Each meter's highest power inside the window.
-fn peak_power(report: Option<&SamplerReport>, window: Window) -> Vec<schema::MeterPeak> {
-    let Some(report) = report else {
-        return Vec::new();
-    };
-    let w = Some((window.begin_ns as f64 * 1e-9, window.end_ns as f64 * 1e-9));
-    report
-        .meters
-        .iter()
-        .filter_map(|m| {
-            let pts = report::run_dir::watts_over_time(&m.samples);
-            report::run_dir::peak_w(&pts, w).map(|peak_w| schema::MeterPeak {
-                meter_id: m.info.id.clone(),
-                peak_w,
-            })
-        })
-        .collect()
 }
 
 /// A meter that failed while measuring is said so on stderr, always.

@@ -12,6 +12,7 @@
 //! written once.
 
 pub mod child;
+pub mod command;
 pub mod efficiency;
 pub mod inference;
 pub mod interrupt;

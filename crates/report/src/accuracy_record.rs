@@ -72,10 +72,7 @@ pub fn record_score(
         .filter(|(k, _)| k != "score")
         .map(|(k, v)| (k, v.get().to_string()))
         .collect();
-    fields.push((
-        "score".into(),
-        indent(&pretty(&score)?, 4),
-    ));
+    fields.push(("score".into(), indent(&pretty(&score)?, 4)));
     let accuracy_text = render(&fields, 1)?;
     let mut out: Vec<(String, String)> = Vec::with_capacity(top.len());
     for (key, value) in top {
@@ -154,7 +151,10 @@ fn render(entries: &[(String, String)], depth: usize) -> Result<String, RecordEr
     let pad = "  ".repeat(depth + 1);
     let mut lines = Vec::with_capacity(entries.len());
     for (key, value) in entries {
-        lines.push(format!("{pad}{}: {value}", serde_json::to_string(key).map_err(RecordError::Json)?));
+        lines.push(format!(
+            "{pad}{}: {value}",
+            serde_json::to_string(key).map_err(RecordError::Json)?
+        ));
     }
     Ok(format!(
         "{{\n{}\n{}}}",
