@@ -58,9 +58,7 @@ pub fn run(args: PtdServeArgs) -> Result<ExitCode> {
         bail!("--power-factor {}: must be in (0, 1]", args.power_factor);
     }
     let selection = args.power.select()?;
-    let source = MeterSource::new(selection.meters, &args.power.total)
-        .map_err(anyhow::Error::msg)
-        .context("ptd-serve")?;
+    let source = MeterSource::new(selection.meters, &args.power.total).context("ptd-serve")?;
     use mlperf_power::meter_source::PowerSource;
     let meter = source.describe();
     let identity = match &args.rehearsal_model {

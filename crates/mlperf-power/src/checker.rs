@@ -13,7 +13,8 @@ use crate::result_folder::REQUIRED_FILES;
 use crate::summary::hash_dir;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The checker's PTDaemon versions and models.
 pub const SUPPORTED_VERSION: &str = "1.11.1";
@@ -53,19 +54,71 @@ impl CheckResult {
     }
 }
 
-type Check = Result<Option<String>, String>;
+/// Why a check fails. Its text is the check's verdict
+/// ([`Outcome::Failed`]); a file the check cannot read fails it too.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: Arc<serde_json::Error>,
+    },
+    #[error("{}: required field `{field}` is absent", path.display())]
+    MissingField { path: PathBuf, field: &'static str },
+    #[error("{}: not a json list", path.display())]
+    NotAList { path: PathBuf },
+    #[error("{}: no positive samples inside the LoadGen window", path.display())]
+    NoSamples { path: PathBuf },
+    #[error("{}: no power_begin/power_end", path.display())]
+    NoPowerWindow { path: PathBuf },
+    #[error("cannot read initial ranges from {reply:?}")]
+    InitialRanges { reply: String },
+    /// The folder breaks one of the checker's rules; the text says which
+    /// and by how much (it is the verdict, as MLPerf's checker words it).
+    #[error("{0}")]
+    Rule(String),
+}
 
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
+impl CheckError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckError + '_ {
+        move |e| CheckError::Io {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        }
+    }
+
+    fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> CheckError + '_ {
+        move |e| CheckError::Json {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        }
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+/// A rule broken: the verdict text.
+fn rule(msg: impl Into<String>) -> CheckError {
+    CheckError::Rule(msg.into())
+}
+
+/// `Ok(Some(warning))` passes with a warning.
+type Check = Result<Option<String>, CheckError>;
+
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), CheckError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(rule(msg()))
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, CheckError> {
+    let text = std::fs::read_to_string(path).map_err(CheckError::io(path))?;
+    let v: Value = serde_json::from_str(&text).map_err(CheckError::json(path))?;
     for key in [
         "version",
         "timezone",
@@ -77,9 +130,12 @@ fn read_json(path: &Path) -> Result<Value, String> {
         "results",
         "phases",
     ] {
-        ensure(v.get(key).is_some(), || {
-            format!("{}: required field `{key}` is absent", path.display())
-        })?;
+        if v.get(key).is_none() {
+            return Err(CheckError::MissingField {
+                path: path.to_path_buf(),
+                field: key,
+            });
+        }
     }
     Ok(v)
 }
@@ -95,7 +151,7 @@ pub fn check(dir: &Path, sources_checksums: Option<&Path>) -> Vec<CheckResult> {
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
         }
     };
-    let one = |v: &Result<Value, String>, f: &dyn Fn(&Value) -> Check| -> Check {
+    let one = |v: &Result<Value, CheckError>, f: &dyn Fn(&Value) -> Check| -> Check {
         match v {
             Ok(v) => f(v),
             Err(e) => Err(e.clone()),
@@ -158,7 +214,7 @@ pub fn check(dir: &Path, sources_checksums: Option<&Path>) -> Vec<CheckResult> {
             outcome: match r {
                 Ok(None) => Outcome::Passed,
                 Ok(Some(w)) => Outcome::Warning(w),
-                Err(e) => Outcome::Failed(e),
+                Err(e) => Outcome::Failed(e.to_string()),
             },
         })
         .collect()
@@ -166,11 +222,10 @@ pub fn check(dir: &Path, sources_checksums: Option<&Path>) -> Vec<CheckResult> {
 
 fn sources_check(v: &Value, list: Option<&Path>) -> Check {
     let Some(list) = list else {
-        return Err(
+        return Err(rule(
             "sources are not power-dev's released files (no sources_checksums.json given; a \
-             joulebench client or server never passes this check, by design)"
-                .into(),
-        );
+             joulebench client or server never passes this check, by design)",
+        ));
     };
     let accepted = read_json_list(list)?;
     ensure(accepted.contains(&v["sources"]), || {
@@ -179,19 +234,20 @@ fn sources_check(v: &Value, list: Option<&Path>) -> Check {
     Ok(None)
 }
 
-fn read_json_list(path: &Path) -> Result<Vec<Value>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Array(a)) => Ok(a),
-        Ok(_) => Err(format!("{}: not a json list", path.display())),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+fn read_json_list(path: &Path) -> Result<Vec<Value>, CheckError> {
+    let text = std::fs::read_to_string(path).map_err(CheckError::io(path))?;
+    match serde_json::from_str::<Value>(&text).map_err(CheckError::json(path))? {
+        Value::Array(a) => Ok(a),
+        _ => Err(CheckError::NotAList {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
 fn ptd_messages_check(s: &Value) -> Check {
     let msgs: Vec<(String, String)> = s["ptd_messages"]
         .as_array()
-        .ok_or("server.json has no ptd_messages")?
+        .ok_or_else(|| rule("server.json has no ptd_messages"))?
         .iter()
         .map(|m| {
             (
@@ -250,17 +306,20 @@ fn ptd_messages_check(s: &Value) -> Check {
     let rr = msgs
         .get(2)
         .filter(|(c, _)| c == "RR")
-        .ok_or("`RR` is not the third command")?;
+        .ok_or_else(|| rule("`RR` is not the third command"))?;
     let f: Vec<&str> = rr.1.split(',').collect();
-    let initial = |i: usize| -> Result<String, String> {
+    let unreadable = || CheckError::InitialRanges {
+        reply: rr.1.clone(),
+    };
+    let initial = |i: usize| -> Result<String, CheckError> {
         match (f.get(i), f.get(i + 1)) {
             (Some(&"0"), Some(v)) => match v.parse::<f64>() {
                 Ok(x) if x > 0.0 => Ok(v.to_string()),
                 Ok(_) => Ok("Auto".into()),
-                Err(_) => Err(format!("cannot read initial ranges from {:?}", rr.1)),
+                Err(_) => Err(unreadable()),
             },
             (Some(_), Some(_)) => Ok("Auto".into()),
-            _ => Err(format!("cannot read initial ranges from {:?}", rr.1)),
+            _ => Err(unreadable()),
         }
     };
     let (amps, volts) = (initial(1)?, initial(3)?);
@@ -314,8 +373,8 @@ fn pairs(v: &Value) -> Vec<(f64, f64)> {
 }
 
 /// Mean watts of `spl.txt` samples strictly inside `(begin, end)`, watts > 0.
-pub fn average_watts(spl: &Path, begin: f64, end: f64) -> Result<f64, String> {
-    let text = std::fs::read_to_string(spl).map_err(|e| format!("{}: {e}", spl.display()))?;
+pub fn average_watts(spl: &Path, begin: f64, end: f64) -> Result<f64, CheckError> {
+    let text = std::fs::read_to_string(spl).map_err(CheckError::io(spl))?;
     let watts: Vec<f64> = text
         .lines()
         .filter(|l| l.starts_with("Time"))
@@ -326,20 +385,20 @@ pub fn average_watts(spl: &Path, begin: f64, end: f64) -> Result<f64, String> {
             (t > begin && t < end && w > 0.0).then_some(w)
         })
         .collect();
-    ensure(!watts.is_empty(), || {
-        format!(
-            "{}: no positive samples inside the LoadGen window",
-            spl.display()
-        )
-    })?;
+    if watts.is_empty() {
+        return Err(CheckError::NoSamples {
+            path: spl.to_path_buf(),
+        });
+    }
     Ok(watts.iter().sum::<f64>() / watts.len() as f64)
 }
 
-fn window(dir: &Path, stage: &str) -> Result<(f64, f64), String> {
+fn window(dir: &Path, stage: &str) -> Result<(f64, f64), CheckError> {
     let p = dir.join(stage).join("mlperf_log_detail.txt");
-    power_window(&p)
-        .map_err(|e| format!("{}: {e}", p.display()))?
-        .ok_or_else(|| format!("{}: no power_begin/power_end", p.display()))
+    match power_window(&p).map_err(CheckError::io(&p))? {
+        Some(w) => Ok(w),
+        None => Err(CheckError::NoPowerWindow { path: p }),
+    }
 }
 
 fn phases_check(c: &Value, s: &Value, dir: &Path) -> Check {
@@ -385,8 +444,12 @@ fn phases_check(c: &Value, s: &Value, dir: &Path) -> Check {
 }
 
 fn messages_check(c: &Value, s: &Value) -> Check {
-    let mc = c["messages"].as_array().ok_or("client.json: no messages")?;
-    let ms = s["messages"].as_array().ok_or("server.json: no messages")?;
+    let mc = c["messages"]
+        .as_array()
+        .ok_or_else(|| rule("client.json: no messages"))?;
+    let ms = s["messages"]
+        .as_array()
+        .ok_or_else(|| rule("server.json: no messages"))?;
     ensure(mc.len() == ms.len(), || {
         format!("{} client messages, {} server messages", mc.len(), ms.len())
     })?;
@@ -403,7 +466,7 @@ fn messages_check(c: &Value, s: &Value) -> Check {
             })?;
         }
     }
-    let first = ms.first().ok_or("no messages")?;
+    let first = ms.first().ok_or_else(|| rule("no messages"))?;
     let version = |text: &Value, who: &str| {
         text.as_str()
             .and_then(|t| t.strip_prefix(&format!("mlcommons/power {who} v")))
@@ -436,7 +499,7 @@ fn results_check(c: &Value, s: &Value, dir: &Path) -> Check {
             })?;
         }
     }
-    let actual = hash_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let actual = hash_dir(dir).map_err(CheckError::io(dir))?;
     let mut recorded = rc.clone();
     recorded.extend(rs);
     for f in REQUIRED_FILES {
@@ -445,8 +508,10 @@ fn results_check(c: &Value, s: &Value, dir: &Path) -> Check {
         }
         let want = recorded
             .get(f)
-            .ok_or_else(|| format!("{f} is not in the recorded results"))?;
-        let got = actual.get(f).ok_or_else(|| format!("{f} is missing"))?;
+            .ok_or_else(|| rule(format!("{f} is not in the recorded results")))?;
+        let got = actual
+            .get(f)
+            .ok_or_else(|| rule(format!("{f} is missing")))?;
         ensure(want == got, || {
             format!("{f}: sha1 {got} differs from the recorded {want}")
         })?;
@@ -456,7 +521,7 @@ fn results_check(c: &Value, s: &Value, dir: &Path) -> Check {
 
 fn ptd_logs_check(_c: &Value, s: &Value, dir: &Path) -> Check {
     let path = dir.join("power/ptd_logs.txt");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(CheckError::io(&path))?;
     let tz = s["timezone"].as_f64().unwrap_or(0.0);
     let mark = format!("{}_ranging", s["session_name"].as_str().unwrap_or_default());
     let stamped = |line: &str| -> Option<(f64, String)> {
@@ -477,14 +542,16 @@ fn ptd_logs_check(_c: &Value, s: &Value, dir: &Path) -> Check {
         }
     }
     let (Some(start), Some(_stop)) = (start, stop) else {
-        return Err("cannot find the ranging run in ptd_logs.txt".into());
+        return Err(rule("cannot find the ranging run in ptd_logs.txt"));
     };
     let activated = text
         .lines()
         .find(|l| l.contains("Uncertainty checking for Yokogawa") && l.contains(" is activated"));
     let t = activated
         .and_then(stamped)
-        .ok_or("ptd_logs.txt: no timestamped `Uncertainty checking for Yokogawa... is activated`")?
+        .ok_or_else(|| {
+            rule("ptd_logs.txt: no timestamped `Uncertainty checking for Yokogawa... is activated`")
+        })?
         .0;
     ensure(t < start, || {
         "uncertainty checking was activated after ranging started".into()
@@ -497,11 +564,11 @@ fn ptd_logs_check(_c: &Value, s: &Value, dir: &Path) -> Check {
         };
         let in_load = t > lb && t < le;
         if msg.contains("ERROR:") && t > lb - 0.5 && t < le + 0.5 {
-            return Err(format!("{line:?} during the testing load"));
+            return Err(rule(format!("{line:?} during the testing load")));
         }
         if let Some(w) = msg.split_once("WARNING:").map(|(_, w)| w.trim()) {
             if in_load && w.starts_with("Uncertainty") && w.contains("above 1.00% limit") {
-                return Err(format!("{line:?} during the testing load"));
+                return Err(rule(format!("{line:?} during the testing load")));
             }
             if in_load {
                 warning = Some(format!("{line:?} during the testing load"));
@@ -517,10 +584,10 @@ fn ptd_logs_check(_c: &Value, s: &Value, dir: &Path) -> Check {
 /// channels both in `channel` and after `-c` in `command`.
 fn ptd_config_check(s: &Value) -> Check {
     let list = s["ptd_config"].as_array().ok_or_else(|| {
-        format!(
+        rule(format!(
             "server.json: ptd_config must be a list, one entry per analyzer; got {}",
             s["ptd_config"]
-        )
+        ))
     })?;
     ensure(!list.is_empty(), || {
         "server.json: ptd_config lists no analyzer".into()
@@ -528,7 +595,7 @@ fn ptd_config_check(s: &Value) -> Check {
     for (i, cfg) in list.iter().enumerate() {
         let dt = cfg["device_type"]
             .as_u64()
-            .ok_or_else(|| format!("server.json: ptd_config[{i}] has no device_type"))?;
+            .ok_or_else(|| rule(format!("server.json: ptd_config[{i}] has no device_type")))?;
         ensure(
             SUPPORTED_MODELS.iter().any(|(_, n)| u64::from(*n) == dt),
             || format!("device type {dt} is not supported"),
@@ -569,22 +636,28 @@ mod tests {
             "device_type": 49, "interface_flag": "", "dc_flag": null,
             "device_port": "/dev/null", "channel": null});
         assert_eq!(
-            ptd_config_check(&json!({ "ptd_config": [entry.clone()] })),
-            Ok(None)
+            ptd_config_check(&json!({ "ptd_config": [entry.clone()] })).unwrap(),
+            None
         );
-        let e = ptd_config_check(&json!({ "ptd_config": entry })).unwrap_err();
+        let e = ptd_config_check(&json!({ "ptd_config": entry }))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be a list"), "{e}");
         let multi = |cmd_ch: &str, ch: Value| {
             json!({"ptd_config": [{"command": ["ptd", "-l", "l", "-p", "8888", "-c", cmd_ch, "77", "x"],
                 "device_type": 77, "interface_flag": "", "dc_flag": null,
                 "device_port": "x", "channel": ch}]})
         };
-        assert_eq!(ptd_config_check(&multi("1,2", json!([1, 2]))), Ok(None));
+        assert_eq!(
+            ptd_config_check(&multi("1,2", json!([1, 2]))).unwrap(),
+            None
+        );
         assert!(ptd_config_check(&multi("1", json!([1, 2]))).is_err());
         assert!(ptd_config_check(&multi("1,2", json!([1]))).is_err());
         let bad = json!({"ptd_config": [entry, {"device_type": 3}]});
         assert!(ptd_config_check(&bad)
             .unwrap_err()
+            .to_string()
             .contains("device type 3"));
     }
 }

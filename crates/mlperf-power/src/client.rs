@@ -46,22 +46,48 @@ pub struct ClientConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{0}")]
-    Usage(String),
+    #[error("label `{label}`: use letters, digits, `-` and `_` only")]
+    BadLabel { label: String },
+    #[error(
+        "the output folder {} must not be the LoadGen logs folder {} or inside it",
+        output.display(),
+        loadgen_logs.display()
+    )]
+    OutputInsideLogs {
+        output: PathBuf,
+        loadgen_logs: PathBuf,
+    },
+    #[error("{} already exists", folder.display())]
+    FolderExists { folder: PathBuf },
     #[error("cannot connect to the server {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error("server: {0}")]
     Protocol(#[from] ProtocolError),
     #[error("`{command}`: the server answered `{reply}`")]
     Refused { command: String, reply: String },
-    #[error("clock: {0}")]
-    Clock(String),
+    #[error(
+        "clock: this machine and the server differ by {offset_ms:.1} ms, at or above the \
+         {bound_ms} ms bound; synchronise both clocks to {ntp_server} (joulebench never sets \
+         the clock)"
+    )]
+    ClockOffset {
+        offset_ms: f64,
+        bound_ms: f64,
+        ntp_server: String,
+    },
     #[error("{0}")]
     Ntp(#[from] ntp::NtpError),
     #[error("the workload `{command}` failed ({status})")]
     Workload { command: String, status: String },
-    #[error("{0}")]
-    LoadgenLogs(String),
+    #[error(
+        "no {DETAIL_LOG} under {} has power_begin and power_end inside the {} run; make the \
+         workload write LoadGen's logs there",
+        dir.display(),
+        mode.as_str()
+    )]
+    NoLoadgenLogs { dir: PathBuf, mode: Mode },
+    #[error("the folder lacks {}", missing.join(", "))]
+    FolderLacks { missing: Vec<&'static str> },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -130,12 +156,11 @@ impl Client<'_> {
         ));
         let bound = ntp::MAX_OFFSET.as_secs_f64() * 1000.0;
         if dt1.abs().max(dt2.abs()) >= bound {
-            return Err(ClientError::Clock(format!(
-                "this machine and the server differ by {:.1} ms, at or above the {bound} ms bound; \
-                 synchronise both clocks to {} (joulebench never sets the clock)",
-                dt1.abs().max(dt2.abs()),
-                self.cfg.ntp_server
-            )));
+            return Err(ClientError::ClockOffset {
+                offset_ms: dt1.abs().max(dt2.abs()),
+                bound_ms: bound,
+                ntp_server: self.cfg.ntp_server.clone(),
+            });
         }
         Ok(())
     }
@@ -143,19 +168,17 @@ impl Client<'_> {
 
 fn check_paths(cfg: &ClientConfig) -> Result<(), ClientError> {
     if !valid_label(&cfg.label) {
-        return Err(ClientError::Usage(format!(
-            "label `{}`: use letters, digits, `-` and `_` only",
-            cfg.label
-        )));
+        return Err(ClientError::BadLabel {
+            label: cfg.label.clone(),
+        });
     }
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (logs, out) = (abs(&cfg.loadgen_logs), abs(&cfg.output));
     if logs == out || out.starts_with(&logs) {
-        return Err(ClientError::Usage(format!(
-            "the output folder {} must not be the LoadGen logs folder {} or inside it",
-            cfg.output.display(),
-            cfg.loadgen_logs.display()
-        )));
+        return Err(ClientError::OutputInsideLogs {
+            output: cfg.output.clone(),
+            loadgen_logs: cfg.loadgen_logs.clone(),
+        });
     }
     Ok(())
 }
@@ -230,10 +253,9 @@ pub fn run(cfg: &ClientConfig) -> Result<PathBuf, ClientError> {
     c.log.info(format!("Session id is {session:?}"));
     let dir = result_folder::incomplete_path(&cfg.output, &session);
     if cfg.output.join(&session).exists() || dir.exists() {
-        return Err(ClientError::Usage(format!(
-            "{} already exists",
-            cfg.output.join(&session).display()
-        )));
+        return Err(ClientError::FolderExists {
+            folder: cfg.output.join(&session),
+        });
     }
     std::fs::create_dir_all(dir.join("power")).map_err(io(&dir))?;
     match session_body(&mut c, &session, &dir) {
@@ -296,13 +318,9 @@ fn session_body(c: &mut Client, session: &str, dir: &Path) -> Result<(), ClientE
         c.summary.phase(mode, 3);
         let logs = loadgen_logs::find(&c.cfg.loadgen_logs, start, end)
             .map_err(io(&c.cfg.loadgen_logs))?
-            .ok_or_else(|| {
-                ClientError::LoadgenLogs(format!(
-                    "no {DETAIL_LOG} under {} has power_begin and power_end inside the {} run; \
-                     make the workload write LoadGen's logs there",
-                    c.cfg.loadgen_logs.display(),
-                    mode.as_str()
-                ))
+            .ok_or_else(|| ClientError::NoLoadgenLogs {
+                dir: c.cfg.loadgen_logs.clone(),
+                mode,
             })?;
         let out = dir.join(mode.dir());
         c.log.info(format!(
@@ -362,10 +380,7 @@ fn session_body(c: &mut Client, session: &str, dir: &Path) -> Result<(), ClientE
     )?;
     let missing = result_folder::missing_files(dir);
     if !missing.is_empty() {
-        return Err(ClientError::LoadgenLogs(format!(
-            "the folder lacks {}",
-            missing.join(", ")
-        )));
+        return Err(ClientError::FolderLacks { missing });
     }
     // A rehearsal says so in our files too (client.json is not hashed).
     let server_json = std::fs::read_to_string(dir.join("power/server.json")).unwrap_or_default();
@@ -392,4 +407,44 @@ fn session_body(c: &mut Client, session: &str, dir: &Path) -> Result<(), ClientE
         .map_err(|e| io(dir)(e.into()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed variants keep the words the stringly-typed ones had.
+    #[test]
+    fn errors_keep_their_wording() {
+        let clock = ClientError::ClockOffset {
+            offset_ms: 1234.56,
+            bound_ms: 1000.0,
+            ntp_server: "time.example".into(),
+        };
+        assert_eq!(
+            clock.to_string(),
+            "clock: this machine and the server differ by 1234.6 ms, at or above the 1000 ms \
+             bound; synchronise both clocks to time.example (joulebench never sets the clock)"
+        );
+        let logs = ClientError::NoLoadgenLogs {
+            dir: "logs".into(),
+            mode: Mode::Testing,
+        };
+        assert_eq!(
+            logs.to_string(),
+            "no mlperf_log_detail.txt under logs has power_begin and power_end inside the \
+             testing run; make the workload write LoadGen's logs there"
+        );
+        let lacks = ClientError::FolderLacks {
+            missing: vec!["a", "b"],
+        };
+        assert_eq!(lacks.to_string(), "the folder lacks a, b");
+        let label = ClientError::BadLabel {
+            label: "a b".into(),
+        };
+        assert_eq!(
+            label.to_string(),
+            "label `a b`: use letters, digits, `-` and `_` only"
+        );
+    }
 }

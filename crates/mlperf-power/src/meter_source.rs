@@ -10,8 +10,20 @@
 //! analyzer assumes them, and says so.
 
 use power::energy::{counter_step, CounterStep};
-use power::meter::{Meter, Reading};
+use power::meter::{Meter, MeterError, Reading};
 use std::time::Instant;
+
+/// Why a [`PowerSource`] gives no reading, or cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The selection leaves no meter to read (nothing selected, or `--total`
+    /// names none of the selected meters).
+    #[error("no meter to read: choose one with --power (and --total)")]
+    NoMeter,
+    /// A meter's read failed; the meter's error names it and says why.
+    #[error(transparent)]
+    Meter(#[from] MeterError),
+}
 
 /// One reading of the total.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,7 +38,7 @@ pub struct SourceReading {
 pub trait PowerSource: Send {
     /// `Ok(None)` when no value is available yet (an energy counter's first
     /// read); `Err` says what failed.
-    fn read(&mut self) -> Result<Option<SourceReading>, String>;
+    fn read(&mut self) -> Result<Option<SourceReading>, SourceError>;
     /// What backs the readings, for `Identify` and the logs (no commas).
     fn describe(&self) -> String;
 }
@@ -42,7 +54,10 @@ pub struct MeterSource {
 impl MeterSource {
     /// Keeps the meters not contained in another one of `meters`, or
     /// exactly those named in `total_ids` when given.
-    pub fn new(meters: Vec<Box<dyn Meter>>, total_ids: &[String]) -> Result<MeterSource, String> {
+    pub fn new(
+        meters: Vec<Box<dyn Meter>>,
+        total_ids: &[String],
+    ) -> Result<MeterSource, SourceError> {
         let contained: Vec<String> = meters
             .iter()
             .flat_map(|m| m.info().contains.clone())
@@ -58,7 +73,7 @@ impl MeterSource {
             })
             .collect();
         if chosen.is_empty() {
-            return Err("no meter to read: choose one with --power (and --total)".into());
+            return Err(SourceError::NoMeter);
         }
         Ok(MeterSource {
             meters: chosen.into_iter().map(|m| (m, None)).collect(),
@@ -67,14 +82,14 @@ impl MeterSource {
 }
 
 impl PowerSource for MeterSource {
-    fn read(&mut self) -> Result<Option<SourceReading>, String> {
+    fn read(&mut self) -> Result<Option<SourceReading>, SourceError> {
         let single = self.meters.len() == 1;
         let mut total = 0.0;
         let mut extras = (None, None, None);
         let mut complete = true;
         for (meter, last) in &mut self.meters {
             let now = Instant::now();
-            match meter.read().map_err(|e| e.to_string())? {
+            match meter.read()? {
                 Reading::Power {
                     watts,
                     volts,

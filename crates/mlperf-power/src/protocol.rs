@@ -303,10 +303,19 @@ pub enum Command {
     Token(String),
 }
 
-/// Why a line is not a command; the server answers `Error: {reason}`.
+/// Why a line is not a command; the server answers `Error: {reason}` (the
+/// reasons are power-dev's words).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadCommand(pub String);
+pub enum BadCommand {
+    #[error("invalid label")]
+    InvalidLabel { label: String },
+    #[error("invalid client uuid")]
+    InvalidClientUuid { uuid: String },
+    #[error("Unknown session command")]
+    UnknownSessionCommand { action: Vec<String> },
+    #[error("unknown command")]
+    UnknownCommand { line: String },
+}
 
 /// Letters, digits, `-` and `_` only (power-dev's label rule; the label
 /// becomes part of a directory name).
@@ -320,17 +329,20 @@ impl Command {
     /// Parses a command line as power-dev's server splits it (on `,`).
     pub fn parse(line: &str) -> Result<Command, BadCommand> {
         let f: Vec<&str> = line.split(',').collect();
-        let bad = |r: &str| Err(BadCommand(r.to_string()));
         match f.as_slice() {
             ["time"] => Ok(Command::Time),
             ["set_ntp"] => Ok(Command::SetNtp),
             ["stop"] => Ok(Command::Stop),
             ["new", label, uuid] => {
                 if !valid_label(label) {
-                    return bad("invalid label");
+                    return Err(BadCommand::InvalidLabel {
+                        label: label.to_string(),
+                    });
                 }
                 if uuid::Uuid::parse_str(uuid).is_err() {
-                    return bad("invalid client uuid");
+                    return Err(BadCommand::InvalidClientUuid {
+                        uuid: uuid.to_string(),
+                    });
                 }
                 Ok(Command::New {
                     label: label.to_string(),
@@ -348,7 +360,11 @@ impl Command {
                     ["stop", "ranging"] => SessionAction::Stop(Mode::Ranging),
                     ["stop", "testing"] => SessionAction::Stop(Mode::Testing),
                     ["done"] => SessionAction::Done,
-                    _ => return bad("Unknown session command"),
+                    _ => {
+                        return Err(BadCommand::UnknownSessionCommand {
+                            action: rest.iter().map(|a| a.to_string()).collect(),
+                        })
+                    }
                 };
                 Ok(Command::Session {
                     id: id.to_string(),
@@ -361,7 +377,9 @@ impl Command {
             }),
             ["cleanup", id] => Ok(Command::Cleanup { id: id.to_string() }),
             [TOKEN_COMMAND, token] => Ok(Command::Token(token.to_string())),
-            _ => bad("unknown command"),
+            _ => Err(BadCommand::UnknownCommand {
+                line: line.to_string(),
+            }),
         }
     }
 
@@ -438,7 +456,11 @@ mod tests {
             ("session,id,start,sprinting", "Unknown session command"),
             ("download,id", "unknown command"),
         ] {
-            assert_eq!(Command::parse(line).unwrap_err().0, reason, "{line:?}");
+            assert_eq!(
+                Command::parse(line).unwrap_err().to_string(),
+                reason,
+                "{line:?}"
+            );
         }
     }
 }

@@ -37,8 +37,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("PTDaemon command line: {0}")]
-    Usage(String),
+    #[error(
+        "PTDaemon command line: {0}; expected -l LOGFILE -p PORT [-b N] [-c CH] [flags] DEVICE_TYPE DEVICE_PORT"
+    )]
+    Usage(UsageError),
     #[error("LOGFILE {}: {source}", path.display())]
     Log {
         path: PathBuf,
@@ -51,8 +53,37 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Source(String),
+    #[error("cannot start the sampler: {source}")]
+    SamplerSpawn {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the sampler thread panicked")]
+    SamplerPanicked,
+}
+
+/// What is wrong with PTDaemon's command line ([`DaemonError::Usage`] adds
+/// the expected form).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("{flag} needs a value")]
+    MissingValue { flag: &'static str },
+    #[error("-p {value}: not a port 1-65535")]
+    BadPort { value: String },
+    #[error("-b {value}: not a board number")]
+    BadBoard { value: String },
+    #[error("no -l LOGFILE")]
+    NoLogfile,
+    #[error("no -p PORT")]
+    NoPort,
+    #[error(
+        "{} positional arguments ({}), expected DEVICE_TYPE DEVICE_PORT",
+        positional.len(),
+        positional.join(" ")
+    )]
+    Positional { positional: Vec<String> },
+    #[error("DEVICE_TYPE `{value}` is not a number")]
+    BadDeviceType { value: String },
 }
 
 /// PTDaemon's command line, as power-dev's director writes it.
@@ -70,11 +101,7 @@ pub struct PtdCommandLine {
 
 impl PtdCommandLine {
     pub fn parse(args: &[String]) -> Result<PtdCommandLine, DaemonError> {
-        let usage = |m: String| {
-            DaemonError::Usage(format!(
-                "{m}; expected -l LOGFILE -p PORT [-b N] [-c CH] [flags] DEVICE_TYPE DEVICE_PORT"
-            ))
-        };
+        let usage = DaemonError::Usage;
         let mut logfile = None;
         let mut port = None;
         let mut gpib_board = None;
@@ -83,10 +110,10 @@ impl PtdCommandLine {
         let mut positional = Vec::new();
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = |name: &str| {
+            let mut value = |flag: &'static str| {
                 it.next()
                     .cloned()
-                    .ok_or_else(|| usage(format!("{name} needs a value")))
+                    .ok_or(usage(UsageError::MissingValue { flag }))
             };
             match a.as_str() {
                 "-l" => logfile = Some(PathBuf::from(value("-l")?)),
@@ -96,14 +123,14 @@ impl PtdCommandLine {
                         v.parse::<u16>()
                             .ok()
                             .filter(|&p| p != 0)
-                            .ok_or_else(|| usage(format!("-p {v}: not a port 1-65535")))?,
+                            .ok_or_else(|| usage(UsageError::BadPort { value: v.clone() }))?,
                     );
                 }
                 "-b" => {
                     let v = value("-b")?;
                     gpib_board = Some(
                         v.parse()
-                            .map_err(|_| usage(format!("-b {v}: not a board number")))?,
+                            .map_err(|_| usage(UsageError::BadBoard { value: v.clone() }))?,
                     );
                 }
                 "-c" => channels = Some(value("-c")?),
@@ -113,18 +140,16 @@ impl PtdCommandLine {
                 p => positional.push(p.to_string()),
             }
         }
-        let logfile = logfile.ok_or_else(|| usage("no -l LOGFILE".into()))?;
-        let port = port.ok_or_else(|| usage("no -p PORT".into()))?;
+        let logfile = logfile.ok_or(usage(UsageError::NoLogfile))?;
+        let port = port.ok_or(usage(UsageError::NoPort))?;
         let [device_type, device_port] = positional.as_slice() else {
-            return Err(usage(format!(
-                "{} positional arguments ({}), expected DEVICE_TYPE DEVICE_PORT",
-                positional.len(),
-                positional.join(" ")
-            )));
+            return Err(usage(UsageError::Positional { positional }));
         };
-        let device_type = device_type
-            .parse()
-            .map_err(|_| usage(format!("DEVICE_TYPE `{device_type}` is not a number")))?;
+        let device_type = device_type.parse().map_err(|_| {
+            usage(UsageError::BadDeviceType {
+                value: device_type.clone(),
+            })
+        })?;
         Ok(PtdCommandLine {
             logfile,
             port,
@@ -236,7 +261,7 @@ pub fn serve(
         std::thread::Builder::new()
             .name("ptd-serve-sampler".into())
             .spawn(move || sample_loop(&config, source, &shared, &stop))
-            .map_err(|e| DaemonError::Source(format!("cannot start the sampler: {e}")))?
+            .map_err(|source| DaemonError::SamplerSpawn { source })?
     };
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
@@ -263,7 +288,7 @@ pub fn serve(
         .map_err(|source| DaemonError::Log { path, source })?;
     match sampler_result {
         Ok(r) => r,
-        Err(_) => Err(DaemonError::Source("the sampler thread panicked".into())),
+        Err(_) => Err(DaemonError::SamplerPanicked),
     }
 }
 
@@ -338,12 +363,14 @@ fn sample_loop(
                 r
             }
             Err(e) => {
-                if last_error.as_deref() != Some(e.as_str()) {
+                // The same failure is printed once, not every read_period.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
                     let mut s = lock(shared);
                     let _ = writeln!(s.out, "{}: ERROR: meter read failed: {e}", Timestamp::now());
                     let _ = s.out.flush();
                 }
-                last_error = Some(e);
+                last_error = Some(text);
                 None
             }
         };
@@ -438,5 +465,11 @@ mod tests {
             let e = PtdCommandLine::parse(&args(line)).unwrap_err().to_string();
             assert!(e.contains(want), "{line}: {e}");
         }
+        let e = PtdCommandLine::parse(&args("-l L -p 8888 a b c")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PTDaemon command line: 3 positional arguments (a b c), expected DEVICE_TYPE \
+             DEVICE_PORT; expected -l LOGFILE -p PORT [-b N] [-c CH] [flags] DEVICE_TYPE DEVICE_PORT"
+        );
     }
 }

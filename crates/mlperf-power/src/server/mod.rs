@@ -107,7 +107,39 @@ struct Conn {
     log: SessionLog,
 }
 
-type Reply = Result<String, String>;
+/// A command's reply: the text sent back, or why it is refused (sent as
+/// `Error: {refusal}`).
+type Reply = Result<String, Refusal>;
+
+/// Why the server refuses a command; the text follows `Error: ` in the reply.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("server clock: {0}")]
+    Clock(ntp::NtpError),
+    #[error("{file} is not in session {id}")]
+    FileNotInSession { file: String, id: String },
+    #[error("{file} is not a file a client may download")]
+    NotDownloadable { file: String },
+    #[error("unknown session {id} (download after `done`)")]
+    DownloadUnknownSession { id: String },
+    #[error("unknown session {id}")]
+    CleanupUnknownSession { id: String },
+    #[error("unknown session")]
+    UnknownSession { id: String },
+    #[error("session {id} already exists; retry in a second")]
+    SessionExists { id: String },
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`done` before the testing run finished (state {state:?})")]
+    DoneTooEarly { state: State },
+    #[error("writing the session's files: {0}")]
+    WriteFiles(std::io::Error),
+    #[error(transparent)]
+    Stage(#[from] StageError),
+}
 
 impl Server {
     /// Checks the clock and the analyzers (a start-up probe: `Hello`,
@@ -296,7 +328,7 @@ impl Server {
             Command::Time => Ok(format!("{}", unix_now_s())),
             Command::SetNtp => match ntp::check(&self.config.ntp_server, Duration::from_secs(5)) {
                 Ok(_) => Ok("OK".into()),
-                Err(e) => Err(format!("server clock: {e}")),
+                Err(e) => Err(Refusal::Clock(e)),
             },
             Command::Stop => {
                 c.log
@@ -316,12 +348,10 @@ impl Server {
                         }
                         return None;
                     }
-                    Err(format!("{file} is not in session {id}"))
+                    Err(Refusal::FileNotInSession { file, id })
                 }
-                Some((last, _)) if *last == id => {
-                    Err(format!("{file} is not a file a client may download"))
-                }
-                _ => Err(format!("unknown session {id} (download after `done`)")),
+                Some((last, _)) if *last == id => Err(Refusal::NotDownloadable { file }),
+                _ => Err(Refusal::DownloadUnknownSession { id }),
             },
             Command::Cleanup { id } => match self.last_session.take() {
                 Some((last, dir)) if last == id => {
@@ -330,14 +360,14 @@ impl Server {
                 }
                 other => {
                     self.last_session = other;
-                    Err(format!("unknown session {id}"))
+                    Err(Refusal::CleanupUnknownSession { id })
                 }
             },
         };
         Some(match reply {
             Ok(r) => r,
             Err(e) => {
-                c.log.error(&e);
+                c.log.error(e.to_string());
                 format!("Error: {e}")
             }
         })
@@ -355,10 +385,12 @@ impl Server {
         };
         let dir = result_folder::incomplete_path(&self.config.out_dir, &id);
         if dir.exists() || self.config.out_dir.join(&id).exists() {
-            return Err(format!("session {id} already exists; retry in a second"));
+            return Err(Refusal::SessionExists { id });
         }
-        std::fs::create_dir_all(dir.join("power"))
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("power")).map_err(|source| Refusal::CreateDir {
+            dir: dir.clone(),
+            source,
+        })?;
         let server_uuid = uuid::Uuid::new_v4().to_string();
         let summary = c.summary.get_or_insert_with(Summary::default);
         summary.client_uuid = Some(client_uuid.to_string());
@@ -379,12 +411,13 @@ impl Server {
     }
 
     fn session_cmd(&mut self, id: &str, action: SessionAction, c: &mut Conn) -> Reply {
+        let unknown = || Refusal::UnknownSession { id: id.to_string() };
         let Some(mut s) = self.session.take() else {
-            return Err("unknown session".into());
+            return Err(unknown());
         };
         if s.id != id && id != "*" {
             self.session = Some(s);
-            return Err("unknown session".into());
+            return Err(unknown());
         }
         let result = match action {
             SessionAction::Start(Mode::Ranging) => self.start_ranging(&mut s, c),
@@ -409,12 +442,11 @@ impl Server {
             // A command out of order leaves the session as it was.
             Err(e @ StageError::WrongState(_)) => {
                 self.session = Some(s);
-                Err(e.to_string())
+                Err(e.into())
             }
             Err(e) => {
-                let reason = e.to_string();
-                self.abandon(s, &reason, &mut c.log);
-                Err(reason)
+                self.abandon(s, &e.to_string(), &mut c.log);
+                Err(e.into())
             }
         }
     }

@@ -6,7 +6,7 @@
 //! incomplete, saying why).
 
 use super::spl::{merge_analyzers, spl_line};
-use super::{Conn, Reply, Server};
+use super::{Conn, Refusal, Reply, Server};
 use crate::analyzer::{self, Analyzer, AnalyzerError};
 use crate::ntp;
 use crate::protocol::Mode;
@@ -59,9 +59,9 @@ pub(super) enum StageError {
         source: std::io::Error,
     },
     #[error(
-        "the ranging measurement ended too fast (less than 1 second), no PTDaemon logs generated for {0:?}"
+        "the ranging measurement ended too fast (less than 1 second), no PTDaemon logs generated for {session:?}"
     )]
-    RangingTooShort(String),
+    RangingTooShort { session: String },
     #[error("analyzer {analyzer}: {source}")]
     Ranging {
         analyzer: usize,
@@ -252,7 +252,9 @@ impl Server {
                         .go_time
                         .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
                     return Err(if short {
-                        StageError::RangingTooShort(s.id.clone())
+                        StageError::RangingTooShort {
+                            session: s.id.clone(),
+                        }
                     } else {
                         StageError::Ranging {
                             analyzer: i + 1,
@@ -386,9 +388,7 @@ impl Server {
         if s.state != State::TestingDone {
             let state = s.state;
             self.session = Some(s);
-            return Err(format!(
-                "`done` before the testing run finished (state {state:?})"
-            ));
+            return Err(Refusal::DoneTooEarly { state });
         }
         let ptd_messages = Self::stop_analyzers(&mut s, &mut c.log);
         let mut summary = c.summary.take().unwrap_or_default();
@@ -412,9 +412,9 @@ impl Server {
                 Ok("OK".into())
             }
             Err(e) => {
-                let reason = format!("writing the session's files: {e}");
-                let _ = result_folder::mark_incomplete(&s.dir, &reason);
-                Err(reason)
+                let refusal = Refusal::WriteFiles(e);
+                let _ = result_folder::mark_incomplete(&s.dir, &refusal.to_string());
+                Err(refusal)
             }
         }
     }
