@@ -14,23 +14,15 @@
 //!   and a GPT-2 decoder reporting token latencies, over JSON/JSONL/SQuAD
 //!   text tokenized with `tokenizer.json`.
 
-pub mod adamw;
-pub mod attention;
-pub mod batch_norm;
 pub mod batcher;
 pub mod conv;
 #[cfg(feature = "cudnn")]
 mod cudnn_conv;
 pub mod datasets;
 pub mod device;
-pub mod epilogue;
 pub mod image_qsl;
-#[cfg(feature = "cuda")]
-mod kernel_launch;
-pub mod max_pool;
 pub mod null;
 pub mod onnx;
-mod op_values;
 pub mod resnet;
 pub mod sleep;
 #[cfg(feature = "cuda")]

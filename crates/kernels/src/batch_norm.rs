@@ -16,8 +16,8 @@
 //!
 //! The running statistics are f32 whatever the model's type, updated in place
 //! as PyTorch does (momentum 0.1, unbiased variance). On GPUs the passes are
-//! our kernels (`kernels/batch_norm.cu`, committed as PTX); on CPUs plain
-//! loops. Sums are f32 per thread and f64 across blocks.
+//! our kernels (`cuda/batch_norm.cu`, compiled to PTX by build.rs); on CPUs
+//! plain loops. Sums are f32 per thread and f64 across blocks.
 
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
@@ -881,7 +881,7 @@ mod gpu {
     use candle_core::{CudaStorage, Layout, Result, Shape};
     use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
-    const PTX: &str = include_str!("../kernels/batch_norm.ptx");
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/batch_norm.ptx"));
     const MODULE: &str = "joulebench_batch_norm";
     /// Elements of one channel per reduction block.
     const PER_BLOCK: u32 = 4096;
