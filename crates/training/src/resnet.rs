@@ -5,7 +5,7 @@
 //! does. candle-transformers' ResNet always normalises with the running
 //! statistics (inference), which would make "training" steps that do not
 //! train the way anyone trains a ResNet. The layer is
-//! `workloads::batch_norm::TrainBatchNorm` (few passes, our GPU kernels,
+//! `kernels::batch_norm::TrainBatchNorm` (few passes, our GPU kernels,
 //! f32 running statistics so bf16 training works).
 //!
 //! Training steps do not use candle's autograd:
@@ -20,7 +20,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Module, ModuleT, Result, Tensor, Var, D};
 use candle_nn::{Linear, VarBuilder};
-use workloads::batch_norm::{BnTape, TrainBatchNorm as BatchNorm};
+use kernels::batch_norm::{BnTape, TrainBatchNorm as BatchNorm};
 use workloads::conv::InputGradient;
 
 /// A convolution without bias (the batch norm after it has one), run by
@@ -125,7 +125,7 @@ impl Bottleneck {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        // Batch norm and ReLU in one pass each way (workloads::batch_norm).
+        // Batch norm and ReLU in one pass each way (kernels::batch_norm).
         let ys = self.bn1.forward_t_relu(&xs.apply(&self.conv1)?, train)?;
         let ys = self.bn2.forward_t_relu(&ys.apply(&self.conv2)?, train)?;
         let shortcut = match &self.downsample {
@@ -241,7 +241,7 @@ impl ResNet50 {
     ) -> Result<(Tensor, GradStore)> {
         let a1 = self.conv1.forward_untracked(images)?;
         let (_, stem) = self.bn1.forward_recorded(&a1, None, true)?;
-        let mut xs = workloads::max_pool::max_pool2d(stem.output(), 3, 2, 1)?;
+        let mut xs = kernels::max_pool::max_pool2d(stem.output(), 3, 2, 1)?;
         let mut tapes = Vec::with_capacity(self.blocks.len());
         for b in &self.blocks {
             let (ys, tape) = b.forward_recorded(&xs)?;
@@ -266,7 +266,7 @@ impl ResNet50 {
         for (b, tape) in self.blocks.iter().zip(tapes).rev() {
             dy = b.backward(tape, &dy, &mut grads)?;
         }
-        let dy = workloads::max_pool::max_pool2d_backward(stem.output(), &dy, 3, 2, 1)?;
+        let dy = kernels::max_pool::max_pool2d_backward(stem.output(), &dy, 3, 2, 1)?;
         let (d_a1, _) = self.bn1.backward(&stem, &dy, &mut grads)?;
         // The images need no gradient.
         self.conv1
@@ -280,7 +280,7 @@ impl ModuleT for ResNet50 {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut xs = self.bn1.forward_t_relu(&xs.apply(&self.conv1)?, train)?;
         // torchvision's MaxPool2d(3, stride 2, padding 1), with a backward pass.
-        xs = workloads::max_pool::max_pool2d(&xs, 3, 2, 1)?;
+        xs = kernels::max_pool::max_pool2d(&xs, 3, 2, 1)?;
         for b in &self.blocks {
             xs = b.forward_t(&xs, train)?;
         }

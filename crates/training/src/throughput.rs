@@ -19,10 +19,10 @@ use crate::TrainingError;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, ParamsAdamW};
 // Two kernels per variable instead of candle AdamW's dozen (same formula).
+use kernels::adamw::FusedAdamW as AdamW;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use workloads::adamw::FusedAdamW as AdamW;
 use workloads::device::DeviceSpec;
 
 /// ImageNet's classes.

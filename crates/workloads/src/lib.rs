@@ -14,9 +14,6 @@
 //!   and a GPT-2 decoder reporting token latencies, over JSON/JSONL/SQuAD
 //!   text tokenized with `tokenizer.json`.
 
-pub mod adamw;
-pub mod attention;
-pub mod batch_norm;
 pub mod batcher;
 pub mod builtin;
 pub mod conv;
@@ -24,14 +21,9 @@ pub mod conv;
 mod cudnn_conv;
 pub mod datasets;
 pub mod device;
-pub mod epilogue;
 pub mod image_qsl;
-#[cfg(feature = "cuda")]
-mod kernel_launch;
-pub mod max_pool;
 pub mod null;
 pub mod onnx;
-mod op_values;
 pub mod resnet;
 mod rng;
 pub mod sleep;

@@ -78,10 +78,10 @@ impl ConvBn {
     }
 
     /// `conv(x) + bias`, plus `residual` when given, then ReLU when `relu`
-    /// (one pass on a GPU: [`crate::epilogue`]).
+    /// (one pass on a GPU: [`kernels::epilogue`]).
     fn forward(&self, x: &Tensor, residual: Option<&Tensor>, relu: bool) -> Result<Tensor> {
         let y = self.conv(x)?;
-        crate::epilogue::conv_bias_residual_relu(y, &self.bias, residual, relu)
+        kernels::epilogue::conv_bias_residual_relu(y, &self.bias, residual, relu)
     }
 
     fn conv(&self, x: &Tensor) -> Result<Tensor> {

@@ -1,12 +1,13 @@
-//! The GPU inference path against the CPU one: the fused epilogue kernel
-//! (bias, residual, activation) against candle's ops, and a whole ResNet-18 with
-//! the same seeded weights, on the GPU and on the CPU. Runs on the GPU
-//! machine (`cargo test -p workloads --features cuda`); without a GPU it
-//! says so and passes nothing off as checked.
+//! The GPU paths against the CPU ones: our kernels (crates/kernels: the
+//! epilogue, batch norm, max pool, AdamW, attention) against candle's ops or
+//! their CPU loops, on devices opened as workloads open them, and a whole
+//! ResNet-18 and MiniLM with the same seeded weights, on the GPU and on the
+//! CPU. Runs on the GPU machine (`cargo test -p workloads --features cuda`);
+//! without a GPU it says so and passes nothing off as checked.
 #![cfg(feature = "cuda")]
 
 use candle_core::{DType, Device, Module, Tensor};
-use workloads::epilogue::{conv_bias_residual_relu, linear_bias_residual_act, Activation};
+use kernels::epilogue::{conv_bias_residual_relu, linear_bias_residual_act, Activation};
 use workloads::resnet::{Depth, ResNet};
 use workloads::weights::WeightSource;
 
@@ -124,7 +125,7 @@ fn resnet18_on_the_gpu_computes_what_it_computes_on_the_cpu() {
 fn the_batch_norm_kernels_match_the_cpu_path() {
     use candle_core::Var;
     use candle_nn::{ModuleT, VarBuilder, VarMap};
-    use workloads::batch_norm::TrainBatchNorm;
+    use kernels::batch_norm::TrainBatchNorm;
     let Some(gpu) = gpu() else { return };
     // 2×7×7 planes spread over several reduction blocks; [N, C] too.
     // tail: 0 none, 1 ReLU, 2 residual add and ReLU.
@@ -201,7 +202,7 @@ fn the_batch_norm_kernels_match_the_cpu_path() {
 #[test]
 fn the_max_pool_kernels_match_the_cpu_path() {
     use candle_core::Var;
-    use workloads::max_pool::max_pool2d;
+    use kernels::max_pool::max_pool2d;
     let Some(gpu) = gpu() else { return };
     for (shape, k, s, p) in [
         ((2, 3, 113, 113), 3, 2, 1),
@@ -245,7 +246,7 @@ fn the_max_pool_kernels_match_the_cpu_path() {
 fn the_adamw_kernels_match_the_cpu_path() {
     use candle_core::Var;
     use candle_nn::{Optimizer, ParamsAdamW};
-    use workloads::adamw::FusedAdamW;
+    use kernels::adamw::FusedAdamW;
     let Some(gpu) = gpu() else { return };
     let start = Tensor::randn(0f32, 1.0, (300, 70), &Device::Cpu).unwrap();
     let params = ParamsAdamW {
@@ -316,7 +317,7 @@ fn attention_by_candles_ops(qkv: &Tensor, mask: Option<&Tensor>, heads: usize) -
 /// tensors; and which kernel `fused` picks (tensor cores for bf16 and f16).
 #[test]
 fn the_fused_attention_kernel_matches_candles_ops() {
-    use workloads::attention::{fused, fused_on, kernel_for, Kernel};
+    use kernels::attention::{fused, fused_on, kernel_for, Kernel};
     let Some(gpu) = gpu() else { return };
     // 90 × 64: k and v (f32) just fit the CUDA-core kernel's 48 KiB of shared
     // memory; 160 × 64 and 288 × 32 are the most the tensor-core kernel
@@ -404,7 +405,7 @@ fn the_fused_attention_kernel_matches_candles_ops() {
 #[test]
 #[ignore = "a timing, not a check"]
 fn time_the_attention_kernels() {
-    use workloads::attention::{fused_on, Kernel};
+    use kernels::attention::{fused_on, Kernel};
     let Some(gpu) = gpu() else { return };
     let (b, len) = (256, 128);
     let mut m = vec![0f32; b * len];

@@ -11,16 +11,16 @@
 //! time of MiniLM. Here the query projection carries the 1/√d scale, the
 //! three projections are one matrix product, the mask is added only when a
 //! batch has padding, and on GPUs the whole attention is one kernel of ours
-//! (`crate::attention`; candle's ops elsewhere).
+//! (`kernels::attention`; candle's ops elsewhere).
 
 use super::{model_type, read_config, ModelConfigError, TextError};
 use crate::device::DeviceSpec;
-use crate::epilogue::{linear_bias_residual_act, Activation};
 use crate::weights::WeightSource;
 use crate::WorkloadError;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::{HiddenAct, PositionEmbeddingType};
+use kernels::epilogue::{linear_bias_residual_act, Activation};
 use std::path::Path;
 
 /// BERT's architecture, as in a Hugging Face `config.json`.
@@ -185,8 +185,8 @@ impl Layer {
         // (candle's copy kernel was the largest item of a GPU batch).
         let qkv = dense(&self.qkv, x, None, Activation::None)?;
         // On GPUs one kernel reads q/k/v as they come and writes the context
-        // as it goes on (crate::attention); elsewhere candle's ops.
-        let context = match crate::attention::fused(&qkv, mask, self.heads)? {
+        // as it goes on (kernels::attention); elsewhere candle's ops.
+        let context = match kernels::attention::fused(&qkv, mask, self.heads)? {
             Some(context) => context,
             None => {
                 let qkv = qkv
@@ -221,7 +221,7 @@ impl Layer {
 
 /// `act(x · Wᵀ + b + residual)` for `x` `[batch, len, in]`: one matrix
 /// product over every token, then bias, residual and activation in one pass
-/// on a GPU ([`crate::epilogue`]; candle's broadcast bias add was the slow
+/// on a GPU ([`kernels::epilogue`]; candle's broadcast bias add was the slow
 /// part of its `Linear`).
 fn dense(
     layer: &Linear,

@@ -8,7 +8,7 @@
 // ResNet-50's stem pool at bf16 batch 64 on an H100, twelve times the forward.
 //
 // Conventions as in epilogue.cu (no CUDA headers, 16-bit types converted
-// with PTX). build-ptx.sh writes pool.ptx, loaded by src/max_pool.rs.
+// with PTX). build.rs writes pool.ptx, loaded by src/max_pool.rs.
 
 #include "convert.cuh"
 

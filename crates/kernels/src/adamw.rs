@@ -6,7 +6,7 @@
 //! Here each variable takes two: the moments (kept in f32 whatever the
 //! variable's type) and the step. Same formula as candle's and PyTorch's
 //! AdamW (decoupled weight decay, bias-corrected moments). GPUs run our
-//! kernels (`kernels/adamw.cu`, committed as PTX); CPUs run loops.
+//! kernels (`cuda/adamw.cu`, compiled to PTX by build.rs); CPUs run loops.
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Result, Tensor, Var};
@@ -187,7 +187,7 @@ mod gpu {
     use candle_core::{CudaStorage, Layout, Result};
     use cudarc::driver::{DeviceRepr, PushKernelArg};
 
-    const PTX: &str = include_str!("../kernels/adamw.ptx");
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
     const MODULE: &str = "joulebench_adamw";
 
     pub(super) fn moments(

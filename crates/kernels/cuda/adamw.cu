@@ -6,7 +6,7 @@
 //   adamw_step_T:  θ = θ·(1 − lr·λ) − lr·(m·c₁) / (√(v·c₂) + ε)
 //                  (c₁, c₂ the bias corrections 1/(1 − βᵗ))
 //
-// Conventions as in epilogue.cu. build-ptx.sh writes adamw.ptx, loaded by
+// Conventions as in epilogue.cu. build.rs writes adamw.ptx, loaded by
 // src/adamw.rs.
 
 #include "convert.cuh"

@@ -1,5 +1,5 @@
 //! Attention at inference in one kernel per layer on GPUs
-//! (`kernels/attention.cu`, committed as PTX).
+//! (`cuda/attention.cu`, compiled to PTX by build.rs).
 //!
 //! The encoder's attention was a head-major copy of q/k/v, two batched
 //! matrix products, a mask add and a softmax over `[batch, heads, len, len]`
@@ -175,7 +175,7 @@ mod gpu {
     use candle_core::{CudaStorage, Result};
     use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
-    const PTX: &str = include_str!("../kernels/attention.ptx");
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
     const MODULE: &str = "joulebench_attention";
 
     pub(super) fn attention(

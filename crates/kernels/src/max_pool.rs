@@ -6,7 +6,7 @@
 //! ResNet's 3×3/2 stem pool was built from differentiable pieces; on an H100
 //! its two strided max reductions took 11.7 ms each per bf16 batch of 64,
 //! more than all the convolutions. Here it is one pass each way: our kernels
-//! on GPUs (`kernels/pool.cu`, committed as PTX), loops on CPUs.
+//! on GPUs (`cuda/pool.cu`, compiled to PTX by build.rs), loops on CPUs.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -214,7 +214,7 @@ mod gpu {
     use candle_core::{CudaStorage, Layout, Result};
     use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 
-    const PTX: &str = include_str!("../kernels/pool.ptx");
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pool.ptx"));
     const MODULE: &str = "joulebench_pool";
 
     // SAFETY: #[repr(C)] of seven u32, the kernels' `struct Pool`.

@@ -25,8 +25,8 @@
 //                 made unbiased by count/(count − 1).
 //
 // Same conventions as epilogue.cu: no CUDA headers, bf16/f16 as 16-bit
-// integers converted with PTX instructions. build-ptx.sh writes
-// batch_norm.ptx (committed, loaded at run time by src/batch_norm.rs).
+// integers converted with PTX instructions. build.rs writes batch_norm.ptx,
+// loaded at run time by src/batch_norm/gpu.rs.
 
 #include "convert.cuh"
 

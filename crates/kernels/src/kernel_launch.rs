@@ -1,5 +1,5 @@
 //! What the launchers of our GPU kernels share (`batch_norm`, `max_pool`,
-//! `adamw`): which kernel serves an element type, sizes as the kernels'
+//! `adamw`, `attention`): which kernel serves an element type, sizes as the kernels'
 //! 32-bit counts, views of contiguous operands, and a grid-stride launch.
 
 use candle_core::cuda_backend::CudaDType;

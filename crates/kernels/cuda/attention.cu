@@ -17,7 +17,7 @@
 //   maximum, sum and output (the online softmax), with k and v of its head in
 //   shared memory as f32.
 //
-// build-ptx.sh writes attention.ptx, loaded by src/attention.rs.
+// build.rs writes attention.ptx, loaded by src/attention.rs.
 
 #include "convert.cuh"
 

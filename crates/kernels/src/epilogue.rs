@@ -4,7 +4,7 @@
 //! three passes over every activation; on an H100 candle's strided
 //! broadcast add alone took more time than all of ResNet-50's convolutions
 //! (ncu: 12 of 22 ms a batch of 64). On an NVIDIA GPU it is one in-place
-//! pass of our own kernel (`kernels/epilogue.cu`, loaded as PTX), summing in
+//! pass of our own kernel (`cuda/epilogue.cu`, loaded as PTX), summing in
 //! f32; on a CPU it stays candle's ops.
 
 use candle_core::{Result, Tensor};
@@ -91,7 +91,7 @@ mod gpu {
     use cudarc::driver::{LaunchConfig, PushKernelArg};
     use half::{bf16, f16};
 
-    const PTX: &str = include_str!("../kernels/epilogue.ptx");
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/epilogue.ptx"));
     const MODULE: &str = "joulebench_epilogue";
 
     /// One launch's shape: elements per bias value, bias values, elements.

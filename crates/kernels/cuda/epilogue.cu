@@ -7,8 +7,8 @@
 //
 // No CUDA headers: bf16 and f16 travel as 16-bit integers and are converted
 // with PTX's own instructions, so the PTX builds with nvcc alone.
-// build-ptx.sh turns this into epilogue.ptx, which is committed and loaded at
-// run time (src/epilogue.rs); rebuild it after changing this file.
+// build.rs compiles this to epilogue.ptx at build time (the `cuda` feature),
+// loaded at run time by src/epilogue.rs.
 
 #include "convert.cuh"
 
