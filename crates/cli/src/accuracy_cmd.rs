@@ -60,7 +60,7 @@ pub struct AccuracyArgs {
 
     /// top1: how a response encodes the class: float32 (joulebench's classifier, MLPerf's
     /// default), int32 or int64.
-    #[arg(long, default_value = "float32", value_parser = parse_encoding)]
+    #[arg(long, default_value = "float32")]
     pub dtype: ClassEncoding,
 
     /// squad, rouge: the reference answers or texts, sample N being the N-th: SQuAD JSON, or
@@ -90,12 +90,6 @@ pub struct AccuracyArgs {
     /// Also list a few wrong answers (sample, expected, found).
     #[arg(long)]
     pub show_wrong: bool,
-}
-
-fn parse_encoding(
-    s: &str,
-) -> std::result::Result<ClassEncoding, workloads::datasets::top1::UnknownEncoding> {
-    s.parse()
 }
 
 /// `accuracy.json`: the report and what was scored against what.

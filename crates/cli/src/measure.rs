@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use harness::child;
 use harness::command::{self, local_task_is_not_first, slurm_context};
-use report::schema::{self, CommandResult, SlurmContext};
+use report::schema::{self, SlurmContext};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,7 +135,11 @@ pub fn run(mut args: MeasureArgs) -> Result<ExitCode> {
 }
 
 fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> Result<ExitCode> {
-    let outdir = output_dir(args, slurm.as_ref());
+    let outdir = args
+        .output
+        .clone()
+        .map(|o| command::node_folder(o, slurm.as_ref()))
+        .unwrap_or_else(|| command::default_folder(&args.command[0], slurm.as_ref()));
     // Signals go to the command (child::run forwards them), not to a handler of ours.
     let mut session = harness::Session::open(
         outdir.clone(),
@@ -181,7 +185,9 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
     )?;
     session.write_json(schema::RESULT_FILE, &result)?;
 
-    warn_faults(&result);
+    for warning in report::text::command_warnings(&result) {
+        eprintln!("joulebench measure: warning: {warning}");
+    }
     if !args.quiet {
         eprint!(
             "{}",
@@ -195,61 +201,4 @@ fn measure(args: &MeasureArgs, program: &Path, slurm: Option<SlurmContext>) -> R
         let _ = writeln!(out, "{line}");
     }
     Ok(ExitCode::from(finished.exit_code()))
-}
-
-/// `--output`, or a fresh folder under joulebench-results; a folder per node
-/// inside it under Slurm.
-fn output_dir(args: &MeasureArgs, slurm: Option<&SlurmContext>) -> PathBuf {
-    let base = args.output.clone().unwrap_or_else(|| {
-        let program = Path::new(&args.command[0])
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_else(|| "command".into());
-        let tag = match slurm {
-            Some(s) => format!(
-                "slurm-{}{}",
-                s.job_id,
-                s.step_id
-                    .as_ref()
-                    .map(|x| format!(".{x}"))
-                    .unwrap_or_default()
-            ),
-            None => {
-                return harness::output::default_folder(
-                    &chrono::Local::now(),
-                    &["measure", &program],
-                )
-            }
-        };
-        PathBuf::from("joulebench-results").join(format!("{tag}-measure-{program}"))
-    });
-    match slurm {
-        Some(s) => base.join(&s.node_name),
-        None => base,
-    }
-}
-
-/// A meter that failed while measuring is said so on stderr, always.
-fn warn_faults(result: &CommandResult) {
-    let Some(p) = &result.power else { return };
-    let begin = result.timed_window.as_ref().map_or(0, |w| w.begin_ns);
-    for l in &p.logs {
-        let f = &l.faults;
-        if f.read_errors > 0 {
-            eprintln!(
-                "joulebench measure: warning: meter {} failed {} read(s) from {:.3} s on (last error: {}); \
-                 its energy is incomplete",
-                l.meter_id,
-                f.read_errors,
-                f.first_error_ns.unwrap_or(begin).saturating_sub(begin) as f64 * 1e-9,
-                f.last_error.as_deref().unwrap_or("unknown")
-            );
-        }
-        if let Some(e) = &f.panicked {
-            eprintln!("joulebench measure: warning: meter {}: {e}", l.meter_id);
-        }
-    }
-    for problem in &result.measured_command.mark_problems {
-        eprintln!("joulebench measure: warning: {problem}");
-    }
 }

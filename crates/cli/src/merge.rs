@@ -32,43 +32,11 @@ pub struct MergeArgs {
     quiet: bool,
 }
 
-/// The node folders under `dir`: itself when it holds a node's result, else
-/// its subfolders that hold one (a merged result in `dir` is not a node).
-fn node_dirs(dir: &Path) -> Result<(Vec<PathBuf>, bool)> {
-    if !dir.is_dir() {
-        bail!("{}: not a folder", dir.display());
-    }
-    let own = dir.join(schema::RESULT_FILE);
-    if own.exists() {
-        let merged_here = matches!(
-            schema::read_any(&own),
-            Ok(AnyResult::Command(ref c)) if !c.nodes.is_empty()
-        );
-        if !merged_here {
-            return Ok((vec![dir.to_path_buf()], false));
-        }
-    }
-    let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.join(schema::RESULT_FILE).exists())
-        .collect();
-    subs.sort();
-    if subs.is_empty() {
-        bail!(
-            "{}: no result.json in it or in its subfolders (give the --output folder of \
-             `joulebench measure`)",
-            dir.display()
-        );
-    }
-    Ok((subs, true))
-}
-
 pub fn run(args: MergeArgs) -> Result<ExitCode> {
     let mut dirs = Vec::new();
     let mut parent_out = None;
     for d in &args.dirs {
-        let (found, is_parent) = node_dirs(d)?;
+        let (found, is_parent) = report::merge::node_dirs(d)?;
         if is_parent && args.dirs.len() == 1 {
             parent_out = Some(d.clone());
         }
@@ -132,7 +100,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
     atomic_file::write(&path, json.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     if !args.quiet {
-        eprint!("{}", node_lines(&result));
+        eprint!("{}", report::text::merged_nodes(&result));
         eprint!(
             "{}",
             report::text::command_summary(&result, &out.display().to_string())
@@ -149,29 +117,4 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn node_lines(r: &report::schema::CommandResult) -> String {
-    let mut o = format!(
-        "joulebench merge: {} nodes\n  {:<16} {:>5} {:>10} {:>14} {:>14}\n",
-        r.nodes.len(),
-        "node",
-        "exit",
-        "wall s",
-        "measured J",
-        "estimated J"
-    );
-    let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
-    for n in &r.nodes {
-        o.push_str(&format!(
-            "  {:<16} {:>5} {:>10.3} {:>14} {:>14}{}\n",
-            n.hostname,
-            n.reported_exit_code,
-            n.wall_s,
-            f(n.measured_j),
-            f(n.estimated_j),
-            if n.complete { "" } else { "  INCOMPLETE" }
-        ));
-    }
-    o
 }

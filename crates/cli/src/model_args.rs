@@ -13,7 +13,7 @@ use workloads::device::DeviceSpec;
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Where the model runs: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 
     /// Several devices serving one queue (image models): `all` (every GPU), GPU indices
@@ -80,10 +80,6 @@ impl From<ImagePreprocessing> for Preprocessing {
             ImagePreprocessing::Opencv => Preprocessing::Opencv,
         }
     }
-}
-
-fn parse_device(s: &str) -> std::result::Result<DeviceSpec, workloads::device::UnknownDevice> {
-    s.parse()
 }
 
 /// Where `joulebench run --help` lists these options.

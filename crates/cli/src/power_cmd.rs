@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use power::discover;
 use power::energy::{self, Window};
 use power::log::Sample;
-use power::meter::Reading;
 use power::sampler::{Sampler, SamplerConfig};
 use std::collections::HashMap;
 use std::io::Write;
@@ -85,8 +84,12 @@ fn watch(args: WatchArgs) -> Result<ExitCode> {
     let (dir, _tmp) = match &args.output {
         Some(dir) => (dir.clone(), None),
         None => {
-            let tmp = tempfile_dir()?;
-            (tmp.clone(), Some(TempDir(tmp)))
+            // A private folder for logs nobody asked to keep, removed afterwards.
+            let tmp = tempfile::Builder::new()
+                .prefix("joulebench-watch-")
+                .tempdir()
+                .context("creating a folder for the watch's logs")?;
+            (tmp.path().to_path_buf(), Some(tmp))
         }
     };
     let stop = harness::Interrupt::on_signals("the watch");
@@ -106,7 +109,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode> {
         let mut line = format!("{:>8.1} s", anchor.elapsed().as_secs_f64());
         for (info, latest) in sampler.latest() {
             let watts = latest.and_then(|s| {
-                let w = live_watts(previous.get(&info.id), &s);
+                let w = power::running::live_watts(previous.get(&info.id), &s);
                 previous.insert(info.id.clone(), s);
                 w
             });
@@ -155,47 +158,4 @@ fn watch(args: WatchArgs) -> Result<ExitCode> {
         println!("logs: {}", dir.join("power").display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Watts now: a power reading as is; a counter's rate since the previous one.
-fn live_watts(previous: Option<&Sample>, now: &Sample) -> Option<f64> {
-    match now.reading {
-        Reading::Power { watts, .. } => Some(watts),
-        Reading::Energy {
-            counter_uj,
-            wrap_uj,
-        } => {
-            let prev = previous?;
-            let Reading::Energy {
-                counter_uj: before, ..
-            } = prev.reading
-            else {
-                return None;
-            };
-            let dt_s = now.t_ns.checked_sub(prev.t_ns)? as f64 / 1e9;
-            if dt_s <= 0.0 {
-                return None;
-            }
-            let delta_uj = match energy::counter_step(before, counter_uj, wrap_uj) {
-                energy::CounterStep::Forward(d) | energy::CounterStep::Wrapped(d) => d,
-                energy::CounterStep::Reset => return None,
-            };
-            Some(delta_uj as f64 / 1e6 / dt_s)
-        }
-    }
-}
-
-/// A private folder for logs nobody asked to keep, removed afterwards.
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("joulebench-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

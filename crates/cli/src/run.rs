@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use harness::inference::{LoadgenTest, RunDescription};
-use loadgen::conf::{apply_override, Applied, ConfFile};
+use loadgen::conf::Applied;
 use loadgen::{Mode, RunControl, Scenario, TestSettings};
 use report::schema::{self, AppliedSetting, RunStatus};
 use std::path::PathBuf;
@@ -70,12 +70,12 @@ pub struct RunArgs {
     workload: WorkloadName,
 
     /// MLPerf scenario: SingleStream, MultiStream, Server or Offline (any case; also single-stream).
-    #[arg(long, default_value = "Offline", value_parser = parse_scenario)]
+    #[arg(long, default_value = "Offline")]
     scenario: Scenario,
 
     /// Test mode: PerformanceOnly (default), AccuracyOnly, SubmissionRun, FindPeakPerformance
     /// (or performance, accuracy, submission, find-peak). Overrides the conf files' `mode`.
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long)]
     mode: Option<Mode>,
 
     /// An mlperf.conf/user.conf file; repeat to layer them (later files win).
@@ -138,14 +138,6 @@ pub struct RunArgs {
 
     #[command(flatten)]
     power: crate::meters::PowerArgs,
-}
-
-fn parse_scenario(s: &str) -> std::result::Result<Scenario, loadgen::UnknownScenario> {
-    s.parse()
-}
-
-fn parse_mode(s: &str) -> std::result::Result<Mode, loadgen::UnknownMode> {
-    s.parse()
 }
 
 /// Durations like `1ms`, `250us`, `2.5ms`, `1s`, `500ns`.
@@ -281,33 +273,6 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
     })
 }
 
-/// What each device did and any inference errors, said on stderr (a failed
-/// device must not go unnoticed).
-fn report_device_work(workload: &Built, quiet: bool) {
-    let Some(sut) = &workload.batching else {
-        return;
-    };
-    let stats = sut.device_stats();
-    if !quiet && stats.len() > 1 {
-        for s in &stats {
-            eprintln!(
-                "  {:<10} {:>9} samples  {:>7} batches  busy {:.2} s{}",
-                s.device,
-                s.samples,
-                s.batches,
-                s.busy_s,
-                s.failed
-                    .as_deref()
-                    .map(|e| format!("  FAILED: {e}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    for e in sut.errors() {
-        eprintln!("inference error: {e}");
-    }
-}
-
 /// Requested settings from every source, in order, with where each came from.
 fn build_settings(
     args: &RunArgs,
@@ -333,39 +298,13 @@ fn build_settings(
     s.use_token_latencies = args.workload == WorkloadName::Gpt2;
     s.multi_stream_expected_latency_ns = workload.latency_ns
         * (s.multi_stream_samples_per_query as f64 / args.concurrency.max(1) as f64).ceil();
-    let mut applied = Vec::new();
-    for path in &args.conf {
-        let conf = ConfFile::load(path)
-            .with_context(|| "reading --conf (mlperf.conf/user.conf format)")?;
-        applied.extend(conf.apply(model, &mut s)?);
-    }
-    for assignment in &args.set {
-        applied.push(apply_override(&mut s, model, assignment)?);
-    }
-    let origin = |flag: &str| loadgen::conf::Origin {
-        file: PathBuf::from(flag),
-        line: 0,
+    let layers = loadgen::layers::Layers {
+        conf_files: args.conf.clone(),
+        overrides: args.set.clone(),
+        mode: args.mode,
+        min_duration_s: args.duration,
     };
-    if let Some(mode) = args.mode {
-        s.mode = mode;
-        applied.push(Applied {
-            field: "mode",
-            value: mode.to_string(),
-            origin: origin("--mode"),
-        });
-    }
-    if let Some(seconds) = args.duration {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            bail!("--duration {seconds}: must be a non-negative number of seconds");
-        }
-        s.min_duration_ms = (seconds * 1000.0).round() as u64;
-        applied.push(Applied {
-            field: "min_duration_ms",
-            value: s.min_duration_ms.to_string(),
-            origin: origin("--duration"),
-        });
-    }
-    s.validate().context("these settings cannot run")?;
+    let applied = layers.apply(&mut s, model)?;
     Ok((s, applied))
 }
 
@@ -406,7 +345,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         (!args.quiet)
             .then(|| crate::progress::ProgressDisplay::start(Arc::clone(&control.progress)))
     })?;
-    report_device_work(&workload, args.quiet);
+    // A failed device must not go unnoticed.
+    if !args.quiet {
+        workload
+            .device_work_lines()
+            .iter()
+            .for_each(|l| eprintln!("{l}"));
+    }
+    workload
+        .inference_errors()
+        .iter()
+        .for_each(|e| eprintln!("inference error: {e}"));
     let description = RunDescription {
         command: std::env::args().collect(),
         workload: schema::Workload {

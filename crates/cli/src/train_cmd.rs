@@ -74,7 +74,7 @@ pub struct TrainArgs {
     task: Task,
 
     /// Where training runs: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
 
     /// resnet50-synthetic: data-parallel training on several devices, one replica each: `all`
@@ -156,10 +156,6 @@ pub struct TrainArgs {
 
     #[command(flatten)]
     power: crate::meters::PowerArgs,
-}
-
-fn parse_device(s: &str) -> std::result::Result<DeviceSpec, workloads::device::UnknownDevice> {
-    s.parse()
 }
 
 /// The run's configuration file, in the output folder; the MLPerf logs

@@ -3,10 +3,12 @@
 //! real `result.json`, and the errors that name what is wrong.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 fn joulebench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_joulebench"))
+    common::joulebench()
         .args(args)
         .output()
         .expect("joulebench runs")

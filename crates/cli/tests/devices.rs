@@ -1,11 +1,11 @@
 //! `--devices`: a bad list is refused before anything loads, with the reason.
 //! (The spreading itself is tested in crates/workloads/tests/devices.rs.)
 
-use std::process::Command;
+mod common;
 
 fn run_with_devices(list: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+    let out = common::joulebench()
         .args([
             "run",
             "--workload",
@@ -79,7 +79,7 @@ fn two_copies(scenario: &str) -> Vec<u64> {
     let config = dir.path().join("bert.json");
     std::fs::write(&config, TINY_BERT).unwrap();
     let out_dir = dir.path().join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+    let out = common::joulebench()
         .args(["run", "--workload", "minilm", "--devices", "cpu,cpu"])
         .args([
             "--scenario",

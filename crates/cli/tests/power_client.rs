@@ -2,11 +2,12 @@
 //! with an SNTP responder of the test's own: the result folder MLPerf's
 //! checker reads, checked by our checker; and the bad inputs of issue 10.
 
-mod common_power;
+mod common;
 
-use common_power::*;
+use common::joulebench;
+use common::power_dev::*;
 use mlperf_power::checker::{self, Outcome};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// The server process; dropped with SIGTERM so it stops its PTDaemon child
@@ -20,7 +21,7 @@ impl Drop for Killed {
 
 fn server(dir: &std::path::Path, wrapper: &std::path::Path, ntp: &str) -> (Killed, u16) {
     let port = free_port();
-    let child = Command::new(joulebench())
+    let child = joulebench()
         .args([
             "power-server",
             "--device-type",
@@ -59,10 +60,10 @@ fn client_server_and_virtual_analyzer_produce_a_folder_that_passes_all_but_the_s
     let out = dir.path().join("out");
     let workload = format!(
         "{} run --workload sleep --duration 3 --quiet --power none -o {}",
-        joulebench(),
+        common::BIN,
         lg.display()
     );
-    let run = Command::new(joulebench())
+    let run = joulebench()
         .args([
             "power-client",
             "-a",
@@ -122,7 +123,7 @@ fn client_server_and_virtual_analyzer_produce_a_folder_that_passes_all_but_the_s
     let client_json = std::fs::read_to_string(folder.join("power/client.json")).unwrap();
     assert!(client_json.contains("\"rehearsal\": true"));
     // `--check` prints the same verdict.
-    let check = Command::new(joulebench())
+    let check = joulebench()
         .args(["power-client", "--check"])
         .arg(&folder)
         .output()
@@ -140,7 +141,7 @@ fn a_failing_workload_leaves_a_marked_incomplete_folder_on_both_sides() {
     let wrapper = wrapper(dir.path(), &trace, "");
     let (_srv, port) = server(dir.path(), &wrapper, &ntp);
     let out = dir.path().join("out");
-    let run = Command::new(joulebench())
+    let run = joulebench()
         .args([
             "power-client",
             "-a",
@@ -193,7 +194,7 @@ fn a_clock_off_by_more_than_400_ms_is_refused_and_says_by_how_much() {
     let trace = trace(dir.path(), 150.0, 0.0);
     let wrapper = wrapper(dir.path(), &trace, "");
     let (_srv, port) = server(dir.path(), &wrapper, &good.addr().to_string());
-    let run = Command::new(joulebench())
+    let run = joulebench()
         .args(["power-client", "-a", &format!("127.0.0.1:{port}"), "-n"])
         .arg(bad.addr().to_string())
         .args(["-w", "true", "-L"])
@@ -270,7 +271,7 @@ fn our_client_sends_power_devs_sequence_to_a_power_dev_server() {
          echo summary > {lg}/mlperf_log_summary.txt",
         lg = lg.display()
     );
-    let run = Command::new(joulebench())
+    let run = joulebench()
         .args([
             "power-client",
             "-a",

@@ -9,12 +9,13 @@
 //! each terminated by `\r\n`, and reads the replies as it does (lines, and
 //! chunked files `{len}\r\n{bytes}` ending with `0\r\n`).
 
-mod common_power;
+mod common;
 
-use common_power::*;
+use common::joulebench;
+use common::power_dev::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// The server process; dropped with SIGTERM so it stops its PTDaemon child
@@ -28,7 +29,7 @@ impl Drop for Killed {
 
 fn server(dir: &std::path::Path, wrapper: &std::path::Path, extra: &[&str]) -> (Killed, u16) {
     let port = free_port();
-    let child = Command::new(joulebench())
+    let child = joulebench()
         .args([
             "power-server",
             "--device-type",

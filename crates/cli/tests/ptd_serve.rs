@@ -2,9 +2,10 @@
 //! stdout status lines and SIGTERM; and `joulebench run --power ptd://`
 //! against it.
 
-mod common_power;
+mod common;
 
-use common_power::*;
+use common::joulebench;
+use common::power_dev::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ fn ptd_serve_speaks_ptdaemon_logs_samples_and_ends_on_sigterm() {
     let trace = trace(dir.path(), 250.0, 0.0);
     let log = dir.path().join("ptd.log");
     let port = free_port();
-    let child = Command::new(joulebench())
+    let child = joulebench()
         .args(["ptd-serve", "--read-period", "50ms", "--power"])
         .arg(format!("replay:{}", trace.display()))
         .arg("-l")
@@ -108,7 +109,7 @@ fn rehearsal_ptd_serve(
     port: u16,
     stdout: Stdio,
 ) -> std::process::Child {
-    Command::new(joulebench())
+    joulebench()
         .args([
             "ptd-serve",
             "--rehearsal-model",
@@ -134,7 +135,7 @@ fn joulebench_run_measures_through_ptd_serve() {
     let port = free_port();
     let mut child = rehearsal_ptd_serve(dir.path(), &trace, port, Stdio::null());
     wait_for_port(port, Duration::from_secs(20));
-    let out = Command::new(joulebench())
+    let out = joulebench()
         .args([
             "run",
             "--workload",
@@ -164,13 +165,13 @@ fn joulebench_run_measures_through_ptd_serve() {
 
 #[test]
 fn a_bad_ptdaemon_command_line_is_refused_with_the_reason() {
-    let out = Command::new(joulebench())
+    let out = joulebench()
         .args(["ptd-serve", "--power", "none", "-p", "8888", "49", "x"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no -l LOGFILE"));
-    let out = Command::new(joulebench())
+    let out = joulebench()
         .args([
             "ptd-serve",
             "--rehearsal-model",

@@ -76,7 +76,7 @@ fn srun_measures_each_node_and_merge_sums_them() {
     let out = tempfile::tempdir().unwrap();
     let script = format!(
         "exec '{bin}' measure --power rapl --interval 20ms --sysfs-root '{trees}'/$SLURMD_NODENAME -o '{out}' -- sh -c 'echo on $SLURMD_NODENAME; sleep 1'",
-        bin = env!("CARGO_BIN_EXE_joulebench"),
+        bin = common::BIN,
         trees = trees.path().display(),
         out = out.path().display()
     );

@@ -11,9 +11,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn joulebench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_joulebench"))
-}
+mod common;
+use common::joulebench;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

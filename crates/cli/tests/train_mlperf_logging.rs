@@ -11,6 +11,8 @@
 //! already has it to skip that. Without Python, venv or PyPI, the test skips
 //! with a loud banner; with `CI` set in the environment it fails instead.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -175,7 +177,7 @@ fn mlperf_loggings_checker_and_summarizer_read_our_training_logs() {
         return;
     };
     let dir = tmp.path().join("digits");
-    let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+    let out = common::joulebench()
         .args([
             "train",
             "--quiet",
@@ -292,7 +294,7 @@ fn mlperf_loggings_checker_and_summarizer_read_our_training_logs() {
     // An older ruleset on request: 5.1.0's checker passes the log, which
     // carries none of the keys 5.1.0 does not define.
     let old = tmp.path().join("ruleset-5.1.0");
-    let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+    let out = common::joulebench()
         .args(["train", "--quiet", "--power", "none", "--ruleset", "5.1.0"])
         .arg("--data")
         .arg(&data)
@@ -321,7 +323,7 @@ fn mlperf_loggings_checker_and_summarizer_read_our_training_logs() {
 
     // A run that never reached the target is no compliant result.
     let hard = tmp.path().join("hard");
-    let out = Command::new(env!("CARGO_BIN_EXE_joulebench"))
+    let out = common::joulebench()
         .args([
             "train",
             "--quiet",

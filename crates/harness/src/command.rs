@@ -12,7 +12,7 @@ use power::sampler::SamplerReport;
 use report::phases::Mark;
 use report::schema::{self, CommandResult, MeasuredCommand, RunStatus, SlurmContext, TimedWindow};
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The command with its phase-marks FIFO, on the session's clock; the marks
 /// it wrote come back with how it ended.
@@ -193,4 +193,38 @@ fn peak_power(report: Option<&SamplerReport>, window: Window) -> Vec<schema::Met
             })
         })
         .collect()
+}
+
+/// Where a measured command's files go without `--output`:
+/// `joulebench-results/<time>-measure-<program>`, or under Slurm
+/// `joulebench-results/slurm-<job>[.<step>]-measure-<program>/<node>`.
+pub fn default_folder(program: &str, slurm: Option<&SlurmContext>) -> PathBuf {
+    let program = Path::new(program)
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_else(|| "command".into());
+    match slurm {
+        Some(s) => {
+            let step = s
+                .step_id
+                .as_ref()
+                .map(|x| format!(".{x}"))
+                .unwrap_or_default();
+            node_folder(
+                PathBuf::from("joulebench-results")
+                    .join(format!("slurm-{}{step}-measure-{program}", s.job_id)),
+                Some(s),
+            )
+        }
+        None => crate::output::default_folder(&chrono::Local::now(), &["measure", &program]),
+    }
+}
+
+/// A folder per node inside `base` under Slurm (each node's first task
+/// writes its own result; `joulebench merge` sums them).
+pub fn node_folder(base: PathBuf, slurm: Option<&SlurmContext>) -> PathBuf {
+    match slurm {
+        Some(s) => base.join(&s.node_name),
+        None => base,
+    }
 }

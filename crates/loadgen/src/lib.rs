@@ -19,6 +19,7 @@ pub mod conf;
 pub mod early_stopping;
 pub mod effective;
 mod issue;
+pub mod layers;
 pub mod log;
 pub mod qsl;
 mod response;

@@ -78,6 +78,36 @@ impl RunningEnergy {
     }
 }
 
+/// Watts now: a power reading as is; a counter's rate since the previous one.
+pub fn live_watts(previous: Option<&crate::log::Sample>, now: &crate::log::Sample) -> Option<f64> {
+    match now.reading {
+        Reading::Power { watts, .. } => Some(watts),
+        Reading::Energy {
+            counter_uj,
+            wrap_uj,
+        } => {
+            let prev = previous?;
+            let Reading::Energy {
+                counter_uj: before, ..
+            } = prev.reading
+            else {
+                return None;
+            };
+            let dt_s = now.t_ns.checked_sub(prev.t_ns)? as f64 / 1e9;
+            if dt_s <= 0.0 {
+                return None;
+            }
+            let delta_uj = match crate::energy::counter_step(before, counter_uj, wrap_uj) {
+                crate::energy::CounterStep::Forward(d) | crate::energy::CounterStep::Wrapped(d) => {
+                    d
+                }
+                crate::energy::CounterStep::Reset => return None,
+            };
+            Some(delta_uj as f64 / 1e6 / dt_s)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +180,28 @@ mod tests {
         s.update(t0, Reading::watts(100.0));
         s.update(t0 + Duration::from_millis(500), Reading::watts(100.0));
         assert_eq!(s.energy_j, 0.0);
+    }
+
+    #[test]
+    fn live_watts_are_a_readings_power_or_a_counters_rate() {
+        let at = |t_ns, reading| crate::log::Sample { t_ns, reading };
+        let e = |uj| Reading::Energy {
+            counter_uj: uj,
+            wrap_uj: Some(1_000_000),
+        };
+        assert_eq!(live_watts(None, &at(0, Reading::watts(42.0))), Some(42.0));
+        assert_eq!(
+            live_watts(None, &at(0, e(10))),
+            None,
+            "one reading: no rate"
+        );
+        // 0.2 J in 100 ms across the wrap: 2 W.
+        let w = live_watts(Some(&at(0, e(900_000))), &at(100_000_000, e(100_000))).unwrap();
+        assert!((w - 2.0).abs() < 1e-9, "{w}");
+        assert_eq!(
+            live_watts(Some(&at(0, e(600_000))), &at(100_000_000, e(500_000))),
+            None,
+            "a reset"
+        );
     }
 }

@@ -26,6 +26,7 @@ use crate::schema::{
 use crate::system::SystemDescription;
 use power::energy::{Completeness, Excluded, SystemTotal, TotalPart};
 use power::meter::Provenance;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -37,6 +38,54 @@ pub enum MergeError {
         first: String,
         second: String,
     },
+}
+
+/// Why a folder gives no node results.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeDirError {
+    #[error("{}: not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("reading {}: {source}", dir.display())]
+    Read {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: no result.json in it or in its subfolders (give the --output folder of `joulebench measure`)",
+        .0.display()
+    )]
+    NoResults(PathBuf),
+}
+
+/// The node folders under `dir`: itself when it holds a node's result, else
+/// its subfolders that hold one (a merged result in `dir` is not a node).
+pub fn node_dirs(dir: &Path) -> Result<(Vec<PathBuf>, bool), NodeDirError> {
+    if !dir.is_dir() {
+        return Err(NodeDirError::NotAFolder(dir.to_path_buf()));
+    }
+    let own = dir.join(crate::schema::RESULT_FILE);
+    if own.exists() {
+        let merged_here = matches!(
+            crate::schema::read_any(&own),
+            Ok(crate::schema::AnyResult::Command(ref c)) if !c.nodes.is_empty()
+        );
+        if !merged_here {
+            return Ok((vec![dir.to_path_buf()], false));
+        }
+    }
+    let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| NodeDirError::Read {
+            dir: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.join(crate::schema::RESULT_FILE).exists())
+        .collect();
+    subs.sort();
+    if subs.is_empty() {
+        return Err(NodeDirError::NoResults(dir.to_path_buf()));
+    }
+    Ok((subs, true))
 }
 
 /// One node's result and the folder it came from.

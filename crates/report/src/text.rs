@@ -370,3 +370,54 @@ pub fn training_summary(r: &crate::schema::TrainingResult, dir: &str) -> String 
     let _ = writeln!(o, "  results     {}", dir);
     o
 }
+
+/// `joulebench merge`'s table of nodes: exit status, wall time, measured and
+/// estimated energy, completeness.
+pub fn merged_nodes(r: &crate::schema::CommandResult) -> String {
+    let mut o = format!(
+        "joulebench merge: {} nodes\n  {:<16} {:>5} {:>10} {:>14} {:>14}\n",
+        r.nodes.len(),
+        "node",
+        "exit",
+        "wall s",
+        "measured J",
+        "estimated J"
+    );
+    let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
+    for n in &r.nodes {
+        o.push_str(&format!(
+            "  {:<16} {:>5} {:>10.3} {:>14} {:>14}{}\n",
+            n.hostname,
+            n.reported_exit_code,
+            n.wall_s,
+            f(n.measured_j),
+            f(n.estimated_j),
+            if n.complete { "" } else { "  INCOMPLETE" }
+        ));
+    }
+    o
+}
+
+/// What `joulebench measure` warns of, always: a meter that failed while
+/// measuring (its energy is incomplete), and phase marks it could not use.
+pub fn command_warnings(result: &crate::schema::CommandResult) -> Vec<String> {
+    let mut out = Vec::new();
+    let begin = result.timed_window.as_ref().map_or(0, |w| w.begin_ns);
+    for l in result.power.iter().flat_map(|p| p.logs.iter()) {
+        let f = &l.faults;
+        if f.read_errors > 0 {
+            out.push(format!(
+                "meter {} failed {} read(s) from {:.3} s on (last error: {}); its energy is incomplete",
+                l.meter_id,
+                f.read_errors,
+                f.first_error_ns.unwrap_or(begin).saturating_sub(begin) as f64 * 1e-9,
+                f.last_error.as_deref().unwrap_or("unknown")
+            ));
+        }
+        if let Some(e) = &f.panicked {
+            out.push(format!("meter {}: {e}", l.meter_id));
+        }
+    }
+    out.extend(result.measured_command.mark_problems.iter().cloned());
+    out
+}

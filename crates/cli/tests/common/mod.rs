@@ -8,6 +8,9 @@ use std::process::Command;
 #[allow(unused_imports)]
 pub use power::testing::FakeRapl;
 
+/// Power-dev, PTDaemon and NTP stand-ins for the MLPerf Power tests.
+pub mod power_dev;
+
 /// The `joulebench` binary this test run built.
 pub const BIN: &str = env!("CARGO_BIN_EXE_joulebench");
 

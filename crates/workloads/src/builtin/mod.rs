@@ -149,6 +149,42 @@ pub struct Built {
 }
 
 impl Built {
+    /// What each device did, a line each, when several served the run.
+    pub fn device_work_lines(&self) -> Vec<String> {
+        let stats = self
+            .batching
+            .as_ref()
+            .map(|s| s.device_stats())
+            .unwrap_or_default();
+        if stats.len() < 2 {
+            return Vec::new();
+        }
+        stats
+            .iter()
+            .map(|s| {
+                format!(
+                    "  {:<10} {:>9} samples  {:>7} batches  busy {:.2} s{}",
+                    s.device,
+                    s.samples,
+                    s.batches,
+                    s.busy_s,
+                    s.failed
+                        .as_deref()
+                        .map(|e| format!("  FAILED: {e}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Every inference error the batching SUT recorded.
+    pub fn inference_errors(&self) -> Vec<String> {
+        self.batching
+            .as_ref()
+            .map(|s| s.errors())
+            .unwrap_or_default()
+    }
+
     /// The parameters, with what each device did and any inference errors.
     pub fn parameters_after_run(&self) -> serde_json::Value {
         let mut parameters = self.parameters.clone();

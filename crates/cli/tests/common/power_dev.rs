@@ -8,10 +8,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub fn joulebench() -> &'static str {
-    env!("CARGO_BIN_EXE_joulebench")
-}
-
 /// The address of this test process's SNTP responder (our clock, unshifted):
 /// 127.0.0.1:123 when this process may bind it (the tests run as root here,
 /// and power-dev's tools can only use port 123), else a free port, which
@@ -65,7 +61,7 @@ pub fn wrapper(dir: &Path, trace: &Path, extra: &str) -> PathBuf {
         &p,
         format!(
             "#!/bin/sh\nexec {} ptd-serve --power replay:{} --read-period 50ms {extra} \"$@\"\n",
-            joulebench(),
+            super::BIN,
             trace.display()
         ),
     )
