@@ -183,34 +183,37 @@ fn bad_input_fails_before_running_with_a_clear_message() {
 }
 
 #[test]
-fn sigint_writes_logs_and_marks_the_result_interrupted() {
-    let dir = tempfile::tempdir().unwrap();
-    let child = joulebench()
-        .args([
-            "run",
-            "--workload",
-            "sleep",
-            "--duration",
-            "60",
-            "--quiet",
-            "-o",
-        ])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc_kill(child.id() as i32, 2) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("result.json")).unwrap())
+fn sigint_and_sigterm_write_logs_and_mark_the_result_interrupted() {
+    // Ctrl-C from a user, SIGTERM from a batch scheduler: the same clean end.
+    for (name, signal) in [("SIGINT", 2), ("SIGTERM", 15)] {
+        let dir = tempfile::tempdir().unwrap();
+        let child = joulebench()
+            .args([
+                "run",
+                "--workload",
+                "sleep",
+                "--duration",
+                "60",
+                "--quiet",
+                "-o",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-    assert_eq!(result["status"], "interrupted");
-    assert_eq!(result["performance"]["valid"], false);
-    let detail = std::fs::read_to_string(dir.path().join("mlperf_log_detail.txt")).unwrap();
-    assert!(detail.contains("\"result_validity\""));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc_kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{name}");
+        let result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("result.json")).unwrap())
+                .unwrap();
+        assert_eq!(result["status"], "interrupted", "{name}");
+        assert_eq!(result["performance"]["valid"], false, "{name}");
+        let detail = std::fs::read_to_string(dir.path().join("mlperf_log_detail.txt")).unwrap();
+        assert!(detail.contains("\"result_validity\""), "{name}");
+    }
 }
 
 extern "C" {
