@@ -7,9 +7,10 @@
 //! the sampler on the run's one clock, Ctrl-C and SIGTERM ([`interrupt`]),
 //! energy over one or more named windows and the power record
 //! ([`record`]). What is measured plugs in as a [`Measurement`] — a LoadGen
-//! test, a child process, a training loop — the way criterion's
-//! `Measurement` trait makes the thing measured a parameter of a harness
-//! written once.
+//! test ([`inference`]), a command with its phase marks ([`command`],
+//! [`child`], [`marks`]), a training campaign (`training::campaign`) — the
+//! way criterion's `Measurement` trait makes the thing measured a parameter
+//! of a harness written once.
 
 pub mod child;
 pub mod command;
