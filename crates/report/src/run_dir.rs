@@ -157,13 +157,29 @@ pub fn watts_over_time(samples: &[power::log::Sample]) -> Vec<(f64, f64)> {
 pub const PEAK_SPAN_S: f64 = 0.25;
 
 /// Highest power among `points` inside `window_s` (all points without one),
-/// averaged over [`PEAK_SPAN_S`].
+/// averaged over [`PEAK_SPAN_S`]. The power at the window's edges, between a
+/// point outside and one inside, counts too: energy over the window is
+/// integrated on the same line, so the average can never exceed the peak
+/// for want of it.
 pub fn peak_w(points: &[(f64, f64)], window_s: Option<(f64, f64)>) -> Option<f64> {
-    let inside: Vec<(f64, f64)> = points
+    let mut inside: Vec<(f64, f64)> = points
         .iter()
         .copied()
         .filter(|p| window_s.is_none_or(|(a, b)| p.0 >= a && p.0 <= b))
         .collect();
+    if let Some((a, b)) = window_s {
+        let at = |t: f64| {
+            let after = points.iter().position(|p| p.0 > t)?;
+            let (p0, p1) = (points.get(after.checked_sub(1)?)?, points[after]);
+            (p0.0 < t).then(|| (t, p0.1 + (p1.1 - p0.1) * (t - p0.0) / (p1.0 - p0.0)))
+        };
+        if let Some(edge) = at(a) {
+            inside.insert(0, edge);
+        }
+        if let Some(edge) = at(b) {
+            inside.push(edge);
+        }
+    }
     let mut peak: Option<f64> = None;
     let mut j = 0;
     let mut sum = 0.0;
@@ -257,7 +273,10 @@ mod tests {
         // Readings 1 s apart: each is its own span.
         let slow = [(0.0, 10.0), (1.0, 30.0), (2.0, 20.0)];
         assert_eq!(peak_w(&slow, None), Some(30.0));
-        assert_eq!(peak_w(&slow, Some((1.5, 3.0))), Some(20.0));
+        // The window starts half-way down from 30 to 20 W: 25 W there.
+        assert_eq!(peak_w(&slow, Some((1.5, 3.0))), Some(25.0));
+        // A window shorter than the span: the mean of its two edges.
+        assert_eq!(peak_w(&slow, Some((1.5, 1.75))), Some(23.75));
         assert_eq!(peak_w(&[], None), None);
     }
 
