@@ -170,11 +170,31 @@ pub struct Applied {
 impl ConfFile {
     /// Reads and parses a conf file.
     pub fn load(path: &Path) -> Result<ConfFile, ConfError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfError::Unreadable {
+        let bytes = std::fs::read(path).map_err(|e| ConfError::Unreadable {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        ConfFile::parse(path, &text)
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => ConfFile::parse(path, text),
+            // Named by its line, like any other bad line.
+            Err(e) => {
+                let before = &bytes[..e.valid_up_to()];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let column = before.len()
+                    - before
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |at| at + 1)
+                    + 1;
+                Err(ConfError::Line {
+                    origin: Origin {
+                        file: path.to_path_buf(),
+                        line,
+                    },
+                    message: format!("not UTF-8 text (byte {column} of the line)"),
+                })
+            }
+        }
     }
 
     /// Parses conf text; `path` is only used to name the origin.

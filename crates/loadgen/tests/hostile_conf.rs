@@ -184,7 +184,8 @@ proptest! {
     }
 
     /// Non-UTF-8 and arbitrary bytes in a file on disk: an error naming the
-    /// file, or a parse; never a panic.
+    /// file and line (for non-UTF-8, the line of the first bad byte), or a
+    /// parse; never a panic.
     #[test]
     fn file_on_disk_with_arbitrary_bytes(
         bytes in proptest::collection::vec(any::<u8>(), 0..512)
@@ -194,10 +195,15 @@ proptest! {
         std::fs::write(&path, &bytes).unwrap();
         match ConfFile::load(&path) {
             Ok(_) => prop_assert!(std::str::from_utf8(&bytes).is_ok()),
-            Err(e) => prop_assert!(
-                e.to_string().contains(&path.display().to_string()),
-                "{}", e
-            ),
+            Err(ConfError::Line { origin, message }) => {
+                prop_assert_eq!(&origin.file, &path);
+                prop_assert!(origin.line >= 1 && origin.line <= bytes.split(|b| *b == b'\n').count());
+                if let Err(bad) = std::str::from_utf8(&bytes) {
+                    let line = bytes[..bad.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+                    prop_assert_eq!(origin.line, line, "{}", message);
+                }
+            }
+            Err(e) => prop_assert!(false, "{}", e),
         }
     }
 
@@ -290,4 +296,18 @@ fn huge_millisecond_values_are_errors_on_their_line_not_overflow() {
     let mut s = settings(Scenario::Server);
     conf.apply("m", &mut s).unwrap();
     assert_eq!(s.server_target_latency_ns, u64::MAX / 1_000_000 * 1_000_000);
+}
+
+/// Regression: a non-UTF-8 conf file was refused naming only the file; now
+/// the line of the first byte that is not UTF-8 too.
+#[test]
+fn non_utf8_conf_file_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("user.conf");
+    std::fs::write(&path, b"*.*.min_duration = 1\r\n*.*.target_qps = 1\xff\r\n").unwrap();
+    let e = ConfFile::load(&path).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:2: not UTF-8 text", path.display())),
+        "{e}"
+    );
 }
