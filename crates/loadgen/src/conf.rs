@@ -705,6 +705,20 @@ fn set_field(
             expected: std::any::type_name::<T>(),
         })
     }
+    /// A finite float: NaN or an infinity would be recorded in result.json
+    /// as `null`, which no reader takes back.
+    fn finite(name: &str, value: &str) -> Result<f64, OverrideError> {
+        let v = num::<f64>(name, value)?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(OverrideError::FieldValue {
+                field: name.into(),
+                value: value.into(),
+                expected: "finite number",
+            })
+        }
+    }
     fn flag(name: &str, value: &str) -> Result<bool, OverrideError> {
         match value {
             "1" | "true" | "yes" => Ok(true),
@@ -730,7 +744,7 @@ fn set_field(
                 _ => Ok(None),
             }
         };
-        (@parse f64, $n:expr, $v:expr) => { num::<f64>($n, $v) };
+        (@parse f64, $n:expr, $v:expr) => { finite($n, $v) };
         (@parse u64, $n:expr, $v:expr) => { num::<u64>($n, $v) };
         (@parse i32, $n:expr, $v:expr) => { num::<i32>($n, $v) };
         (@parse bool, $n:expr, $v:expr) => { flag($n, $v) };

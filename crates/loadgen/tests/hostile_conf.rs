@@ -225,7 +225,8 @@ proptest! {
     }
 
     /// Layers (conf files, then overrides, then validation) with hostile
-    /// files and overrides: never a panic, and what passes is valid.
+    /// files and overrides: never a panic, and what passes survives the
+    /// serde round trip result.json puts it through.
     #[test]
     fn layers_with_hostile_files_and_overrides_never_panic(
         lines in proptest::collection::vec(conf_like_line(), 0..8),
@@ -234,6 +235,7 @@ proptest! {
                 ("[a-z_]{1,30}", prop_oneof![Just("NaN".to_string()), Just("-1".to_string()), Just("1e400".to_string()), "[ -~]{0,10}"])
                     .prop_map(|(k, v)| format!("{k}={v}")),
                 Just("server_target_qps=NaN".to_string()),
+                Just("offline_expected_qps=inf".to_string()),
                 Just("min_duration_ms=-5".to_string()),
                 Just("target_latency=1e300".to_string()),
             ],
@@ -253,7 +255,12 @@ proptest! {
         };
         let mut s = settings(scenario);
         match layers.apply(&mut s, "resnet50") {
-            Ok(_) => prop_assert!(s.validate().is_ok()),
+            Ok(_) => {
+                // What is accepted is recorded in result.json: it must read back.
+                let json = serde_json::to_string(&s).unwrap();
+                let back: TestSettings = serde_json::from_str(&json).unwrap();
+                prop_assert_eq!(back, s);
+            }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
@@ -310,4 +317,27 @@ fn non_utf8_conf_file_names_the_line() {
         e.starts_with(&format!("{}:2: not UTF-8 text", path.display())),
         "{e}"
     );
+}
+
+/// Regression: `--set` took NaN and infinities for the float fields; one for
+/// another scenario passed validation, and result.json (which records the
+/// requested settings) then held `null` where a number belongs, so the run
+/// could not be read back. Non-finite values are refused by name.
+#[test]
+fn set_refuses_non_finite_floats() {
+    for scenario in Scenario::ALL {
+        for value in ["NaN", "inf", "-inf", "infinity"] {
+            let mut s = settings(scenario);
+            let e = apply_override(&mut s, "m", &format!("server_target_qps={value}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("--set server_target_qps={value}:")),
+                "{e}"
+            );
+        }
+    }
+    let mut s = settings(Scenario::Offline);
+    apply_override(&mut s, "m", "server_target_qps=12.5").unwrap();
+    assert_eq!(s.server_target_qps, 12.5);
 }
