@@ -170,11 +170,31 @@ pub struct Applied {
 impl ConfFile {
     /// Reads and parses a conf file.
     pub fn load(path: &Path) -> Result<ConfFile, ConfError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfError::Unreadable {
+        let bytes = std::fs::read(path).map_err(|e| ConfError::Unreadable {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        ConfFile::parse(path, &text)
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => ConfFile::parse(path, text),
+            // Named by its line, like any other bad line.
+            Err(e) => {
+                let before = &bytes[..e.valid_up_to()];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let column = before.len()
+                    - before
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |at| at + 1)
+                    + 1;
+                Err(ConfError::Line {
+                    origin: Origin {
+                        file: path.to_path_buf(),
+                        line,
+                    },
+                    message: format!("not UTF-8 text (byte {column} of the line)"),
+                })
+            }
+        }
     }
 
     /// Parses conf text; `path` is only used to name the origin.
@@ -328,8 +348,12 @@ fn parse_u64(text: &str) -> Option<u64> {
 
 /// A known key within edit distance 2, for "did you mean".
 fn closest_key(key: &str) -> Option<&'static str> {
+    // The distance is at least the difference in length: a long key (a
+    // hostile line of megabytes) is compared with nothing.
+    let chars = key.chars().count();
     KNOWN_KEYS
         .iter()
+        .filter(|(k, _)| k.len().abs_diff(chars) <= 2)
         .map(|(k, _)| (*k, edit_distance(k, key)))
         .filter(|(_, d)| *d <= 2)
         .min_by_key(|(_, d)| *d)
@@ -379,6 +403,42 @@ impl Applier<'_> {
     fn num(&mut self, scenario: Scenario, key: &str, field: &'static str) -> Option<f64> {
         self.find(scenario, key, field)
             .and_then(|e| e.value.parse::<f64>().ok())
+    }
+
+    /// A conf time in whole milliseconds (`target_latency` is read as a
+    /// number and truncated, as LoadGen does) as nanoseconds; a value too
+    /// large for nanoseconds in a u64, or negative, is an error on its line
+    /// rather than an overflow.
+    fn ms_as_ns(
+        &mut self,
+        scenario: Scenario,
+        key: &str,
+        field: &'static str,
+    ) -> Result<Option<u64>, ConfError> {
+        const MS_TO_NS: u64 = 1_000_000;
+        let Some(entry) = self.find(scenario, key, field) else {
+            return Ok(None);
+        };
+        let ms = match parse_u64(&entry.value) {
+            Some(ms) => Some(ms),
+            None => entry
+                .value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0 && *v < u64::MAX as f64)
+                .map(|v| v.trunc() as u64),
+        };
+        match ms.and_then(|ms| ms.checked_mul(MS_TO_NS)) {
+            Some(ns) => Ok(Some(ns)),
+            None => Err(ConfError::Line {
+                origin: entry.origin,
+                message: format!(
+                    "key '{key}': value '{}' is not a number of milliseconds from 0 to {}",
+                    entry.value,
+                    u64::MAX / MS_TO_NS
+                ),
+            }),
+        }
     }
 
     fn flag(&mut self, scenario: Scenario, key: &str, field: &'static str) -> Option<bool> {
@@ -437,11 +497,11 @@ impl Applier<'_> {
             s.use_token_latencies = v;
         }
         if s.use_token_latencies {
-            if let Some(v) = self.int(Server, "ttft_latency", "server_ttft_latency") {
-                s.server_ttft_latency = v * MS_TO_NS;
+            if let Some(v) = self.ms_as_ns(Server, "ttft_latency", "server_ttft_latency")? {
+                s.server_ttft_latency = v;
             }
-            if let Some(v) = self.int(Server, "tpot_latency", "server_tpot_latency") {
-                s.server_tpot_latency = v * MS_TO_NS;
+            if let Some(v) = self.ms_as_ns(Server, "tpot_latency", "server_tpot_latency")? {
+                s.server_tpot_latency = v;
             }
         }
         if let Some(v) = self.flag(run, "infer_token_latencies", "infer_token_latencies") {
@@ -484,9 +544,9 @@ impl Applier<'_> {
         ) {
             s.server_target_latency_percentile = v * 0.01;
         }
-        if let Some(v) = self.num(Server, "target_latency", "server_target_latency_ns") {
-            // LoadGen reads this one as an integer number of milliseconds.
-            s.server_target_latency_ns = (v.trunc() as u64) * MS_TO_NS;
+        // LoadGen reads this one as an integer number of milliseconds.
+        if let Some(v) = self.ms_as_ns(Server, "target_latency", "server_target_latency_ns")? {
+            s.server_target_latency_ns = v;
         }
         if let Some(v) = self.flag(run, "performance_issue_unique", "performance_issue_unique") {
             s.performance_issue_unique = v;
@@ -645,6 +705,20 @@ fn set_field(
             expected: std::any::type_name::<T>(),
         })
     }
+    /// A finite float: NaN or an infinity would be recorded in result.json
+    /// as `null`, which no reader takes back.
+    fn finite(name: &str, value: &str) -> Result<f64, OverrideError> {
+        let v = num::<f64>(name, value)?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(OverrideError::FieldValue {
+                field: name.into(),
+                value: value.into(),
+                expected: "finite number",
+            })
+        }
+    }
     fn flag(name: &str, value: &str) -> Result<bool, OverrideError> {
         match value {
             "1" | "true" | "yes" => Ok(true),
@@ -670,7 +744,7 @@ fn set_field(
                 _ => Ok(None),
             }
         };
-        (@parse f64, $n:expr, $v:expr) => { num::<f64>($n, $v) };
+        (@parse f64, $n:expr, $v:expr) => { finite($n, $v) };
         (@parse u64, $n:expr, $v:expr) => { num::<u64>($n, $v) };
         (@parse i32, $n:expr, $v:expr) => { num::<i32>($n, $v) };
         (@parse bool, $n:expr, $v:expr) => { flag($n, $v) };

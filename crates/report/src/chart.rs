@@ -101,14 +101,26 @@ pub fn power_over_time(
 ) -> Result<Chart, ChartError> {
     let e = err(id);
     let color = PALETTE[color_index % PALETTE.len()];
-    let first = series.points.first().map_or(0.0, |p| p.0);
+    // Bounds from every point, not the first and last: a damaged log may be
+    // out of time order or hold negative power, and a point outside the
+    // chart's range overflows plotters' pixel arithmetic (a panic).
+    let finite: Vec<(f64, f64)> = series
+        .points
+        .iter()
+        .copied()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    let first = finite.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let first = if first.is_finite() { first } else { 0.0 };
     let origin = series.window_s.map_or(first, |w| first.min(w.0));
-    let pts: Vec<(f64, f64)> = series.points.iter().map(|p| (p.0 - origin, p.1)).collect();
+    let pts: Vec<(f64, f64)> = finite.iter().map(|p| (p.0 - origin, p.1)).collect();
     let x_max = pts
-        .last()
-        .map_or(1.0, |p| p.0)
+        .iter()
+        .map(|p| p.0)
+        .fold(0.0, f64::max)
         .max(series.window_s.map_or(0.0, |w| w.1 - origin))
         .max(1e-3);
+    let y_min = pts.iter().map(|p| p.1).fold(0.0, f64::min);
     let y_max = top(pts.iter().map(|p| p.1).fold(0.0, f64::max));
     let mut svg = String::new();
     let mut drawn_marks = 0;
@@ -120,7 +132,7 @@ pub fn power_over_time(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .build_cartesian_2d(0.0..x_max, y_min..y_max)
             .map_err(&e)?;
         chart
             .configure_mesh()

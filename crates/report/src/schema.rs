@@ -235,8 +235,11 @@ pub enum ReadError {
     },
 }
 
-/// Reads the file and checks its version; returns it with its `kind`.
-fn read_checked(path: &std::path::Path) -> Result<(serde_json::Value, String), ReadError> {
+/// Reads the file and checks its version; returns its text with its `kind`.
+/// Callers deserialise their type from the text, not from a
+/// `serde_json::Value`, so that a missing field or a wrong type is reported
+/// with its line and column.
+fn read_checked(path: &std::path::Path) -> Result<(String, String), ReadError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
         path: p.clone(),
@@ -259,12 +262,12 @@ fn read_checked(path: &std::path::Path) -> Result<(serde_json::Value, String), R
         .and_then(|v| v.as_str())
         .unwrap_or(KIND_INFERENCE)
         .to_string();
-    Ok((value, kind))
+    Ok((text, kind))
 }
 
 /// Reads an inference result (`joulebench run`).
 pub fn read(path: &std::path::Path) -> Result<RunResult, ReadError> {
-    let (value, kind) = read_checked(path)?;
+    let (text, kind) = read_checked(path)?;
     let p = path.display().to_string();
     if kind != KIND_INFERENCE {
         return Err(ReadError::Kind {
@@ -273,12 +276,12 @@ pub fn read(path: &std::path::Path) -> Result<RunResult, ReadError> {
             expected: KIND_INFERENCE.into(),
         });
     }
-    serde_json::from_value(value).map_err(|source| ReadError::Json { path: p, source })
+    serde_json::from_str(&text).map_err(|source| ReadError::Json { path: p, source })
 }
 
 /// Reads a result of either kind.
 pub fn read_any(path: &std::path::Path) -> Result<AnyResult, ReadError> {
-    let (value, kind) = read_checked(path)?;
+    let (text, kind) = read_checked(path)?;
     let p = path.display().to_string();
     let json = |source| ReadError::Json {
         path: p.clone(),
@@ -286,10 +289,10 @@ pub fn read_any(path: &std::path::Path) -> Result<AnyResult, ReadError> {
     };
     match kind.as_str() {
         KIND_INFERENCE => Ok(AnyResult::Inference(Box::new(
-            serde_json::from_value(value).map_err(json)?,
+            serde_json::from_str(&text).map_err(json)?,
         ))),
         KIND_COMMAND | KIND_TRAINING => Ok(AnyResult::Command(Box::new(
-            serde_json::from_value(value).map_err(json)?,
+            serde_json::from_str(&text).map_err(json)?,
         ))),
         _ => Err(ReadError::Kind {
             path: p.clone(),
@@ -621,7 +624,7 @@ pub struct TrainingResult {
 
 /// Reads a training result (`joulebench train`).
 pub fn read_training(path: &std::path::Path) -> Result<TrainingResult, ReadError> {
-    let (value, kind) = read_checked(path)?;
+    let (text, kind) = read_checked(path)?;
     let p = path.display().to_string();
     if kind != KIND_TRAINING {
         return Err(ReadError::Kind {
@@ -630,7 +633,7 @@ pub fn read_training(path: &std::path::Path) -> Result<TrainingResult, ReadError
             expected: KIND_TRAINING.into(),
         });
     }
-    serde_json::from_value(value).map_err(|source| ReadError::Json { path: p, source })
+    serde_json::from_str(&text).map_err(|source| ReadError::Json { path: p, source })
 }
 
 /// `digits training` (from `--task` in the command line) for tables.
