@@ -359,14 +359,11 @@ proptest! {
         match parse_log(cut_text, path()) {
             Ok(log) => {
                 // Every whole line is read back exactly; a cut last line is
-                // either dropped and flagged or (when what is left still
-                // reads as a row) read.
-                prop_assert!(log.samples.len() >= whole_lines);
-                prop_assert_eq!(&log.samples[..whole_lines], &samples[..whole_lines]);
-                prop_assert!(log.samples.len() <= whole_lines + 1);
-                if log.truncated_tail {
-                    prop_assert_eq!(log.samples.len(), whole_lines);
-                }
+                // dropped and flagged, even where what is left still reads
+                // as a row (`230.5` cut to `23`).
+                prop_assert_eq!(&log.samples[..], &samples[..whole_lines]);
+                let tail = &cut_text[cut_text.rfind('\n').map_or(cut_text.len(), |i| i + 1)..];
+                prop_assert_eq!(log.truncated_tail, !tail.trim().is_empty());
             }
             Err(e) => {
                 // Only a header cut short is an error.
@@ -555,4 +552,30 @@ fn a_counter_near_its_type_limit_interpolates_without_overflow() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Found by `a_log_cut_anywhere_reads_its_whole_lines_back`: a written log's
+/// last line cut short by a crash that still read as a row was taken as a
+/// sample, its number cut short (`230.5` read as `23`, a wrap range cut to
+/// a tenth).
+#[test]
+fn a_written_log_cut_inside_a_number_drops_the_cut_line() {
+    let log = parse_log(
+        "t_ns,watts,volts,amps,power_factor\n0,230.5,,,\n1,230.5,,,",
+        path(),
+    )
+    .unwrap();
+    assert_eq!(log.samples.len(), 1);
+    assert!(log.truncated_tail);
+    let log = parse_log(
+        "t_ns,counter_uj,wrap_uj\n0,10,262143328850\n1,12,26214332885",
+        path(),
+    )
+    .unwrap();
+    assert_eq!(log.samples.len(), 1);
+    assert!(log.truncated_tail);
+    // A hand-written file's last line needs no newline.
+    let log = parse_log("t_ns,watts\n0,10\n1,12.5", path()).unwrap();
+    assert_eq!(log.samples.len(), 2);
+    assert!(!log.truncated_tail);
 }
