@@ -25,9 +25,12 @@
 //! Floats are written with Rust's shortest round-trip formatting, so reading a
 //! log back yields bit-identical values. The reader maps columns by header
 //! name and needs only `t_ns` and `watts` (or `counter_uj`), so a hand-written
-//! `t_ns,watts` file also reads. A last line cut short by a crash (no trailing
-//! newline and unparsable) is dropped and flagged in
-//! [`PowerLog::truncated_tail`] rather than failing the whole log.
+//! `t_ns,watts` file also reads. A last line cut short by a crash is dropped
+//! and flagged in [`PowerLog::truncated_tail`] rather than failing the whole
+//! log: in a log with the writer's own header, whatever follows the last
+//! newline (the writer ends every line, and a number cut short may still read
+//! as one); in a hand-written file, a last line without a newline that does
+//! not read as a row.
 //!
 //! Both layouts replay as meters (`--power replay:FILE`, see
 //! [`crate::meter::replay`]): a counter log as the same counter, wrap range
@@ -298,6 +301,10 @@ pub(crate) fn parse_log_rows(text: &str, path: &Path) -> Result<NumberedLog, Log
     };
 
     let ends_with_newline = text.ends_with('\n');
+    // The writer ends every line it writes, so in a log with its header a
+    // last line without a newline was cut short by a crash, even where what
+    // is left still reads as a row (`230.5` cut to `23`).
+    let written_by_us = matches!(header_line.trim(), ENERGY_HEADER | POWER_HEADER);
     let all: Vec<(usize, &str)> = lines.collect();
     let mut samples = Vec::with_capacity(all.len());
     let mut truncated_tail = false;
@@ -307,6 +314,10 @@ pub(crate) fn parse_log_rows(text: &str, path: &Path) -> Result<NumberedLog, Log
             continue;
         }
         let is_last = i + 1 == all.len();
+        if is_last && !ends_with_newline && written_by_us {
+            truncated_tail = true;
+            continue;
+        }
         match parse_row(raw, line_no, path, &columns, t_col, &layout) {
             Ok(s) => samples.push((line_no, s)),
             Err(_) if is_last && !ends_with_newline => truncated_tail = true,

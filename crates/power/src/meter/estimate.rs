@@ -103,6 +103,8 @@ enum StatError {
     TooFewFields { fields: usize },
     #[error("no aggregate `cpu` line")]
     NoCpuLine,
+    #[error("the `cpu` line's tick counts add up past 2^64")]
+    TooLarge,
 }
 
 fn parse_stat(text: &str) -> Result<CpuTimes, StatError> {
@@ -121,8 +123,16 @@ fn parse_stat(text: &str) -> Result<CpuTimes, StatError> {
                 if v.len() < 4 {
                     return Err(StatError::TooFewFields { fields: v.len() });
                 }
-                let total: u64 = v.iter().take(8).sum();
-                let idle = v[3] + v.get(4).copied().unwrap_or(0);
+                // Hostile counts must not overflow (a panic in debug, a wrong
+                // sum in release).
+                let total = v
+                    .iter()
+                    .take(8)
+                    .try_fold(0u64, |sum, &t| sum.checked_add(t))
+                    .ok_or(StatError::TooLarge)?;
+                let idle = v[3]
+                    .checked_add(v.get(4).copied().unwrap_or(0))
+                    .ok_or(StatError::TooLarge)?;
                 aggregate = Some((total, total.saturating_sub(idle)));
             }
             Some(name) if name.starts_with("cpu") => cpus += 1,

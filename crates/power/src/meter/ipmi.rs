@@ -237,7 +237,10 @@ pub fn parse_dcmi_power_reading(text: &str) -> Result<DcmiPowerReading, DcmiPars
         let t = t.split("Sampling period:").next().unwrap_or(t);
         t.trim().to_string()
     });
-    let sampling_period_s = field(text, "Sampling period:").and_then(parse_period_s);
+    let sampling_period_s = field(text, "Sampling period:")
+        .and_then(parse_period_s)
+        // A number of digits past f64's range is no period.
+        .filter(|s| s.is_finite());
     let active =
         field(text, "Power reading state is:").and_then(|s| match s.split_whitespace().next() {
             Some("activated") => Some(true),

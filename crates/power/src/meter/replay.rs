@@ -19,14 +19,16 @@
 //! ```
 //!
 //! - `t_s`: seconds; `t_ns`: whole nanoseconds (a log's time on its run's
-//!   clock). Either way the time must be finite, non-negative and strictly
+//!   clock). Either way the time must be finite, non-negative, within u64
+//!   nanoseconds (some 584 years) and strictly
 //!   increasing (to the nanosecond), and it is played as time since the
 //!   replay meter was opened: row `t` is replayed `t` after opening, as it
 //!   was recorded `t` after its run's anchor.
 //! - `watts`: power in watts, finite. In a power log `volts`, `amps` and
 //!   `power_factor` are replayed too; an empty cell means the original meter
 //!   did not report it (`None`).
-//! - `energy_j`: cumulative energy in joules, finite, non-negative; it may go
+//! - `energy_j`: cumulative energy in joules, finite, non-negative, under
+//!   2^64 microjoules; it may go
 //!   down (to replay a counter reset), and is replayed as a counter in
 //!   microjoules that does not wrap.
 //! - `counter_uj`, `wrap_uj`: the raw counter exactly as the original meter
@@ -64,6 +66,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const SOURCE: &str = "replay";
+/// 2^64: the first value (as f64) that a u64 cannot hold.
+const U64_LIMIT: f64 = 18_446_744_073_709_551_616.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -223,7 +227,8 @@ fn between(a: Reading, b: Reading, frac: f64) -> Reading {
             // (with the later row's wrap, as there), so a replay sampled at
             // any rate adds up to the same energy as the log itself.
             let counter_uj = match counter_step(ca, cb, wrap_uj) {
-                CounterStep::Forward(d) => ca + (d as f64 * frac).round() as u64,
+                // At most the whole step: d as f64 may round above d.
+                CounterStep::Forward(d) => ca + ((d as f64 * frac).round() as u64).min(d),
                 CounterStep::Wrapped(d) => {
                     let c = u128::from(ca) + (d as f64 * frac).round() as u128;
                     let w = u128::from(wrap_uj.unwrap_or(u64::MAX));
@@ -444,7 +449,13 @@ fn trace_row(
     if t_s < 0.0 {
         return Err(field_err(0, format!("{t_s} is negative")));
     }
-    let t_ns = (t_s * 1e9).round() as u64;
+    // u64 nanoseconds hold some 584 years; a later time would be saturated
+    // into a wrong one.
+    let t_ns = (t_s * 1e9).round();
+    if t_ns >= U64_LIMIT {
+        return Err(field_err(0, format!("{t_s} s is too large")));
+    }
+    let t_ns = t_ns as u64;
     if let Some((prev_s, prev)) = prev {
         if t_ns <= prev.t_ns {
             return Err(field_err(
@@ -458,8 +469,12 @@ fn trace_row(
             if value < 0.0 {
                 return Err(field_err(1, format!("{value} is negative")));
             }
+            let counter_uj = (value * 1e6).round();
+            if counter_uj >= U64_LIMIT {
+                return Err(field_err(1, format!("{value} J is too large")));
+            }
             Reading::Energy {
-                counter_uj: (value * 1e6).round() as u64,
+                counter_uj: counter_uj as u64,
                 wrap_uj: None,
             }
         }
