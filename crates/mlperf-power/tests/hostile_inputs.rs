@@ -498,3 +498,183 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------ the checker
+
+use mlperf_power::checker::{check, Outcome};
+use mlperf_power::result_folder::REQUIRED_FILES;
+use serde_json::{json, Value};
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e300f64..1e300).prop_map(Value::from),
+        "\\PC{0,30}".prop_map(Value::from),
+        Just(Value::from("01-02-2026 10:00:00.500")),
+        Just(Value::from("0f8fad5b-d9cb-469f-a165-70867728950e")),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A `client.json` or `server.json` with every field the checker requires,
+/// each holding anything.
+fn summary_json() -> impl Strategy<Value = Vec<u8>> {
+    let keys = [
+        "version",
+        "timezone",
+        "modules",
+        "sources",
+        "messages",
+        "uuid",
+        "session_name",
+        "results",
+        "phases",
+        "ptd_messages",
+        "ptd_config",
+        "debug",
+    ];
+    prop_oneof![
+        4 => proptest::collection::vec(json_value(), keys.len()).prop_map(move |vs| {
+            let mut o = serde_json::Map::new();
+            for (k, v) in keys.iter().zip(vs) {
+                o.insert(k.to_string(), v);
+            }
+            // A plausible shape for the nested fields, with hostile leaves.
+            o.insert("phases".into(), json!({"ranging": [[1, 2], [f64::MAX, -1], ["x"]], "testing": o["phases"].clone()}));
+            serde_json::to_vec(&o).unwrap()
+        }),
+        1 => proptest::collection::vec(any::<u8>(), 0..500),
+    ]
+}
+
+fn text_file() -> impl Strategy<Value = Option<Vec<u8>>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(SPL.as_bytes().to_vec())),
+        Just(Some(DETAIL.as_bytes().to_vec())),
+        mutations().prop_map(|m| Some(mutate(SPL, &m))),
+        mutations().prop_map(|m| Some(mutate(DETAIL, &m))),
+        proptest::collection::vec(any::<u8>(), 0..500).prop_map(Some),
+    ]
+}
+
+fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    proptest::collection::vec(mutation(), 0..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn checker_survives_hostile_result_folders(
+        client in summary_json(),
+        server in summary_json(),
+        others in proptest::collection::vec(text_file(), REQUIRED_FILES.len()),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        for (f, bytes) in REQUIRED_FILES.iter().zip(others) {
+            let bytes = match *f {
+                "power/client.json" => Some(client.clone()),
+                "power/server.json" => Some(server.clone()),
+                _ => bytes,
+            };
+            if let Some(b) = bytes {
+                let p = dir.path().join(f);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, b).unwrap();
+            }
+        }
+        let results = timed("check", || check(dir.path(), None));
+        prop_assert_eq!(results.len(), 11);
+        // A client.json that is not JSON fails its check, naming the file.
+        if serde_json::from_slice::<Value>(&client).is_err() {
+            match &results[0].outcome {
+                Outcome::Failed(m) => prop_assert!(m.contains("power/client.json"), "{}", m),
+                o => prop_assert!(false, "{:?}", o),
+            }
+        }
+    }
+}
+
+/// Feeds `bytes` to [`LineConn::recv_file`] over loopback.
+fn recv_file_from(bytes: Vec<u8>, dest: &Path) -> Result<u64, ProtocolError> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(&bytes);
+    });
+    let (stream, _) = listener.accept().unwrap();
+    let mut conn = LineConn::new(stream, Some(Duration::from_secs(10))).unwrap();
+    let r = conn.recv_file(dest);
+    drop(conn);
+    writer.join().unwrap();
+    r
+}
+
+fn file_transfer() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..600),
+        // Chunks whose lengths may lie, then maybe the end mark.
+        (
+            proptest::collection::vec((0usize..40, -2i64..40, any::<bool>()), 0..5),
+            any::<bool>(),
+        )
+            .prop_map(|(chunks, end)| {
+                let mut b = Vec::new();
+                for (real, said, crlf) in chunks {
+                    b.extend(format!("{said}{}", if crlf { "\r\n" } else { "\n" }).bytes());
+                    b.extend(std::iter::repeat_n(b'z', real));
+                }
+                if end {
+                    b.extend(b"0\r\n");
+                }
+                b
+            }),
+        Just(b"99999999999999999999\r\n".to_vec()),
+        Just(b"67108865\r\n".to_vec()),
+        Just(b"Error: no such file\r\n".to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn file_receiver_survives_hostile_transfers(bytes in file_transfer()) {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("spl.txt");
+        match timed("recv_file", || recv_file_from(bytes.clone(), &dest)) {
+            Ok(n) => prop_assert_eq!(std::fs::metadata(&dest).unwrap().len(), n),
+            Err(e) => {
+                // Nothing half-written is left under the name.
+                prop_assert!(!dest.exists(), "{}", e);
+                let m = e.to_string();
+                prop_assert!(m.starts_with("127.0.0.1:"), "{}", m);
+            }
+        }
+    }
+}
+
+#[test]
+fn file_receiver_names_the_line_that_is_not_a_chunk_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("spl.txt");
+    let e = recv_file_from(b"Error: no such file\r\n".to_vec(), &dest).unwrap_err();
+    assert!(e.to_string().contains("Error: no such file"), "{e}");
+    let e = recv_file_from(b"67108865\r\n".to_vec(), &dest).unwrap_err();
+    assert!(e.to_string().contains("67108865"), "{e}");
+    assert!(!dest.exists());
+}
