@@ -141,6 +141,8 @@ pub enum NamingError {
     NoBiasOrNorm { conv: String },
     #[error("no Gemm node for the classifier (fc)")]
     NoGemm,
+    #[error("Identity nodes form a loop through `{name}`")]
+    AliasLoop { name: String },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }
@@ -342,8 +344,15 @@ fn torchvision_resnet_names(
                 input: i,
             })?
             .as_str();
+        // At most one step per Identity node: a hostile file's Identity
+        // nodes may form a loop.
+        let mut steps = 0;
         while let Some(source) = alias.get(name) {
+            if steps == alias.len() {
+                return Err(NamingError::AliasLoop { name: name.into() });
+            }
             name = source;
+            steps += 1;
         }
         init.get(name)
             .cloned()

@@ -16,7 +16,7 @@ use workloads::datasets::labels::read_val_map;
 use workloads::datasets::references::read_references;
 use workloads::datasets::squad::{f1_score, normalize_answer};
 use workloads::datasets::DatasetError;
-use workloads::onnx::{GraphProto, ModelProto, TensorProto};
+use workloads::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use workloads::text::dataset::read_text_dataset;
 use workloads::text::TextError;
 use workloads::WorkloadError;
@@ -400,15 +400,115 @@ fn check_onnx(bytes: &[u8]) {
 }
 
 fn model(initializer: Vec<TensorProto>) -> Vec<u8> {
+    graph_model(Vec::new(), initializer)
+}
+
+fn graph_model(node: Vec<NodeProto>, initializer: Vec<TensorProto>) -> Vec<u8> {
     ModelProto {
         ir_version: 8,
         producer_name: "hostile".into(),
-        graph: Some(GraphProto {
-            node: Vec::new(),
-            initializer,
-        }),
+        graph: Some(GraphProto { node, initializer }),
     }
     .encode_to_vec()
+}
+
+fn node(op: &str, input: &[&str], output: &[&str]) -> NodeProto {
+    NodeProto {
+        input: input.iter().map(|s| s.to_string()).collect(),
+        output: output.iter().map(|s| s.to_string()).collect(),
+        op_type: op.into(),
+        attribute: Vec::new(),
+    }
+}
+
+/// A one-value float initializer.
+fn scalar(name: &str) -> TensorProto {
+    TensorProto {
+        dims: vec![1],
+        data_type: 1,
+        float_data: vec![0.5],
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+const NAMES: [&str; 6] = ["x", "a", "b", "w", "y", "bias"];
+
+/// Graph nodes over a few shared names, so that they connect: ResNet-18's
+/// 20 `Conv`s (to reach the mapping onto torchvision's names), then
+/// anything, Identity loops included.
+fn resnet_like_nodes() -> impl Strategy<Value = Vec<NodeProto>> {
+    let name = proptest::sample::select(NAMES.to_vec()).prop_map(String::from);
+    let op = proptest::sample::select(vec![
+        "Identity",
+        "Identity",
+        "BatchNormalization",
+        "Gemm",
+        "Relu",
+        "Conv",
+    ]);
+    let attribute = (
+        proptest::sample::select(vec!["epsilon", "transB", "other"]),
+        prop_oneof![Just(1e-5f32), any::<f32>()],
+        0i64..3,
+    )
+        .prop_map(|(n, f, i)| AttributeProto {
+            name: n.into(),
+            f,
+            i,
+        });
+    let any_node = (
+        op,
+        proptest::collection::vec(name.clone(), 0..6),
+        proptest::collection::vec(name.clone(), 0..3),
+        proptest::collection::vec(attribute, 0..3),
+    )
+        .prop_map(|(op, input, output, attribute)| NodeProto {
+            input,
+            output,
+            op_type: op.into(),
+            attribute,
+        });
+    let conv =
+        (proptest::collection::vec(name.clone(), 0..4), name).prop_map(|(input, out)| NodeProto {
+            input,
+            output: vec![out],
+            op_type: "Conv".into(),
+            attribute: Vec::new(),
+        });
+    (
+        proptest::collection::vec(conv, 20),
+        proptest::collection::vec(any_node, 0..12),
+    )
+        .prop_map(|(mut convs, rest)| {
+            convs.extend(rest);
+            convs
+        })
+}
+
+#[test]
+fn onnx_identity_loops_are_errors_not_hangs() {
+    // Found by `onnx_survives_hostile_graphs`: following Identity nodes to
+    // an initializer looped for ever when they formed a cycle.
+    for loops in [
+        vec![node("Identity", &["a"], &["a"])],
+        vec![
+            node("Identity", &["a"], &["b"]),
+            node("Identity", &["b"], &["a"]),
+        ],
+    ] {
+        let mut nodes: Vec<NodeProto> =
+            (0..20).map(|_| node("Conv", &["x", "a"], &["y"])).collect();
+        nodes.extend(loops);
+        let (_d, p) = file("loop.onnx", &graph_model(nodes, vec![scalar("w")]));
+        let e = timed("onnx::load", || workloads::onnx::load(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("loop.onnx") && e.contains("loop through `"),
+            "{e}"
+        );
+    }
 }
 
 fn tensor() -> impl Strategy<Value = TensorProto> {
@@ -507,6 +607,15 @@ proptest! {
     #[test]
     fn onnx_survives_hostile_initializers(ts in proptest::collection::vec(tensor(), 1..4)) {
         check_onnx(&model(ts));
+    }
+
+    #[test]
+    fn onnx_survives_hostile_graphs(
+        nodes in resnet_like_nodes(),
+        inits in proptest::collection::btree_set(proptest::sample::select(NAMES.to_vec()), 1..6),
+    ) {
+        let inits = inits.into_iter().map(scalar).collect();
+        check_onnx(&graph_model(nodes, inits));
     }
 
     #[test]
