@@ -678,3 +678,26 @@ fn file_receiver_names_the_line_that_is_not_a_chunk_length() {
     assert!(e.to_string().contains("67108865"), "{e}");
     assert!(!dest.exists());
 }
+
+#[test]
+fn file_receiver_takes_chunks_larger_than_its_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("spl.txt");
+    let len = 3 * (1 << 20) + 5;
+    let mut bytes = format!("{len}\r\n").into_bytes();
+    bytes.extend((0..len).map(|i| (i % 251) as u8));
+    bytes.extend(b"2\r\nok0\r\n");
+    assert_eq!(
+        recv_file_from(bytes.clone(), &dest).unwrap(),
+        len as u64 + 2
+    );
+    let got = std::fs::read(&dest).unwrap();
+    assert_eq!(got.len(), len + 2);
+    assert_eq!(&got[..len], &bytes[9..9 + len]);
+    // A chunk announced large that stops short is a disconnection, and
+    // nothing is left under the name.
+    let dest = dir.path().join("short.txt");
+    let e = recv_file_from(b"60000000\r\nabc".to_vec(), &dest).unwrap_err();
+    assert!(matches!(e, ProtocolError::Disconnected { .. }), "{e}");
+    assert!(!dest.exists());
+}
