@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 pub const DETAIL_LOG: &str = "mlperf_log_detail.txt";
 pub const SUMMARY_LOG: &str = "mlperf_log_summary.txt";
 
+/// Longest date `time_in_line` looks for: `MM-DD-YYYY HH:MM:SS.ffffff` is 26
+/// bytes; chrono also takes years of up to 6 digits.
+const MAX_DATE_BYTES: usize = 40;
+
 /// The first `D-D-D D:D:D.D` date in a line, as Unix seconds (UTC).
 pub fn time_in_line(line: &str) -> Option<f64> {
     let bytes = line.as_bytes();
@@ -20,9 +24,13 @@ pub fn time_in_line(line: &str) -> Option<f64> {
             continue;
         }
         let rest = &line[start..];
+        // A date is at most MAX_DATE_BYTES long: looking further would make a
+        // long line of digits and separators quadratic (or worse) to scan.
         let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | ' ' | ':' | '.')))
-            .unwrap_or(rest.len());
+            .bytes()
+            .take(MAX_DATE_BYTES)
+            .position(|b| !(b.is_ascii_digit() || matches!(b, b'-' | b' ' | b':' | b'.')))
+            .unwrap_or(rest.len().min(MAX_DATE_BYTES));
         let candidate = rest[..end].trim_end_matches([' ', '.', ':', '-']);
         // Take the longest prefix that parses.
         for len in (19..=candidate.len()).rev() {

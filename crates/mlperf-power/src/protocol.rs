@@ -243,9 +243,16 @@ impl LineConn {
                 return Ok(total);
             }
             let mut f = f;
-            let mut chunk = vec![0u8; len];
-            self.reader.read_exact(&mut chunk).map_err(|e| self.io(e))?;
-            f.write_all(&chunk).map_err(|e| file_err(f.error(e)))?;
+            // In pieces of at most 1 MiB: a peer announcing a large chunk
+            // and sending little costs no large allocation.
+            let mut piece = vec![0u8; len.min(1 << 20)];
+            let mut left = len;
+            while left > 0 {
+                let piece = &mut piece[..left.min(1 << 20)];
+                self.reader.read_exact(piece).map_err(|e| self.io(e))?;
+                f.write_all(piece).map_err(|e| file_err(f.error(e)))?;
+                left -= piece.len();
+            }
             out = Some(f);
             total += len as u64;
         }

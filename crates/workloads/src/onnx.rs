@@ -115,6 +115,8 @@ pub enum InitializerError {
     },
     #[error("{values} values for shape {dims:?}")]
     ValueCount { values: usize, dims: Vec<usize> },
+    #[error("shape {dims:?} has more elements than memory can address")]
+    Overflow { dims: Vec<usize> },
     #[error("data type {data_type} (float, float16, bfloat16, double and int64 are read)")]
     DataType { data_type: i32 },
     #[error(transparent)]
@@ -139,6 +141,8 @@ pub enum NamingError {
     NoBiasOrNorm { conv: String },
     #[error("no Gemm node for the classifier (fc)")]
     NoGemm,
+    #[error("Identity nodes form a loop through `{name}`")]
+    AliasLoop { name: String },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }
@@ -187,14 +191,31 @@ fn tensor(t: &TensorProto) -> Result<Tensor, InitializerError> {
         .iter()
         .map(|&dim| usize::try_from(dim).map_err(|_| InitializerError::NegativeDimension { dim }))
         .collect::<Result<_, _>>()?;
-    let count: usize = dims.iter().product();
+    // Checked: a hostile file's dimensions must not overflow (a panic in a
+    // debug build, a wrong count otherwise).
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| InitializerError::Overflow { dims: dims.clone() })?;
     let raw = &t.raw_data;
     let from_raw = |width: usize| -> Result<(), InitializerError> {
-        if raw.len() != count * width {
+        let expected = count
+            .checked_mul(width)
+            .ok_or_else(|| InitializerError::Overflow { dims: dims.clone() })?;
+        if raw.len() != expected {
             return Err(InitializerError::RawSize {
                 bytes: raw.len(),
                 dims: dims.clone(),
-                expected: count * width,
+                expected,
+            });
+        }
+        Ok(())
+    };
+    let values = |values: usize| -> Result<(), InitializerError> {
+        if values != count {
+            return Err(InitializerError::ValueCount {
+                values,
+                dims: dims.clone(),
             });
         }
         Ok(())
@@ -210,12 +231,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor, InitializerError> {
             Tensor::from_vec(v, dims, cpu)
         }
         FLOAT => {
-            if t.float_data.len() != count {
-                return Err(InitializerError::ValueCount {
-                    values: t.float_data.len(),
-                    dims,
-                });
-            }
+            values(t.float_data.len())?;
             Tensor::from_vec(t.float_data.clone(), dims, cpu)
         }
         FLOAT16 | BFLOAT16 => {
@@ -227,12 +243,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor, InitializerError> {
                     .map(|b| u16::from_le_bytes([b[0], b[1]]))
                     .collect()
             };
-            if bits.len() != count {
-                return Err(InitializerError::ValueCount {
-                    values: bits.len(),
-                    dims,
-                });
-            }
+            values(bits.len())?;
             let v: Vec<f32> = if t.data_type == FLOAT16 {
                 bits.iter().map(|&b| f16_to_f32(b)).collect()
             } else {
@@ -244,6 +255,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor, InitializerError> {
         }
         DOUBLE => {
             let v: Vec<f32> = if raw.is_empty() {
+                values(t.double_data.len())?;
                 t.double_data.iter().map(|&v| v as f32).collect()
             } else {
                 from_raw(8)?;
@@ -255,6 +267,7 @@ fn tensor(t: &TensorProto) -> Result<Tensor, InitializerError> {
         }
         INT64 => {
             let v: Vec<i64> = if raw.is_empty() {
+                values(t.int64_data.len())?;
                 t.int64_data.clone()
             } else {
                 from_raw(8)?;
@@ -331,8 +344,15 @@ fn torchvision_resnet_names(
                 input: i,
             })?
             .as_str();
+        // At most one step per Identity node: a hostile file's Identity
+        // nodes may form a loop.
+        let mut steps = 0;
         while let Some(source) = alias.get(name) {
+            if steps == alias.len() {
+                return Err(NamingError::AliasLoop { name: name.into() });
+            }
             name = source;
+            steps += 1;
         }
         init.get(name)
             .cloned()
