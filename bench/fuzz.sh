@@ -2,7 +2,7 @@
 # Runs every libFuzzer target in fuzz/ (the parsers of outside input) for
 # SECONDS each and prints executions and findings per target.
 #
-#   bench/fuzz.sh [SECONDS]        # default 60
+#   bench/fuzz.sh [SECONDS [TARGET...]]   # default 60 s, every target
 #
 # Installs cargo-fuzz from crates.io if missing. cargo fuzz passes nightly-only
 # flags (the address sanitizer); this machine has one stable toolchain, so the
@@ -14,6 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 seconds=${1:-60}
+shift || true
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q cargo-fuzz --locked
 cd "$root/fuzz"
@@ -42,7 +43,9 @@ fixtures="$root/crates/report/tests/fixtures"
 found=0
 printf '| %-12s | %12s | %10s | %8s |\n' target executions "exec/s" crashes
 printf '|%s|%s|%s|%s|\n' -------------- -------------- ------------ ----------
-for target in $(cargo fuzz list); do
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || read -r -a targets <<<"$(cargo fuzz list | tr '\n' ' ')"
+for target in "${targets[@]}"; do
   case $target in
     power_log | replay) corpus=$(seed "$target" "$fixtures"/*/power/*.csv) ;;
     result_json) corpus=$(seed "$target" "$fixtures"/*/result.json) ;;
