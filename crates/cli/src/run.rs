@@ -358,13 +358,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .for_each(|e| eprintln!("inference error: {e}"));
     let description = RunDescription {
         command: std::env::args().collect(),
-        workload: schema::Workload {
-            name: workload_name,
-            sut_name: String::new(),
-            qsl_name: String::new(),
-            conf_model: model,
-            parameters: workload.parameters_after_run(),
-        },
+        workload: workload_name,
+        conf_model: model,
+        parameters: workload.parameters_after_run(),
         conf_files: args.conf.iter().map(|p| p.display().to_string()).collect(),
         applied: applied
             .iter()

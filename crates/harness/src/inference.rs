@@ -197,7 +197,12 @@ fn electrical_maxima(report: Option<&SamplerReport>) -> (Option<f64>, Option<f64
 /// What the front end knows of the run that LoadGen does not.
 pub struct RunDescription {
     pub command: Vec<String>,
-    pub workload: schema::Workload,
+    /// The workload's name (`resnet50`, `sleep`, …).
+    pub workload: String,
+    /// The model name conf files were read for.
+    pub conf_model: String,
+    /// What was built, for the result (model, devices, weights, data, …).
+    pub parameters: serde_json::Value,
     pub conf_files: Vec<String>,
     pub applied: Vec<schema::AppliedSetting>,
 }
@@ -223,9 +228,11 @@ pub fn run_result(
         command: description.command,
         system: report::system::SystemDescription::detect(),
         workload: schema::Workload {
+            name: description.workload,
             sut_name: output.sut_name.clone(),
             qsl_name: output.qsl_name.clone(),
-            ..description.workload
+            conf_model: description.conf_model,
+            parameters: description.parameters,
         },
         settings: schema::SettingsRecord {
             scenario: output.requested.scenario,
