@@ -75,6 +75,18 @@ pub struct PowerServerArgs {
     /// Longest wait for one PTDaemon reply.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::run::parse_duration)]
     ptd_timeout: Duration,
+
+    /// How long a client may take to send its greeting or to end a line it
+    /// began; one that stalls is disconnected (its session, if any, is marked
+    /// incomplete).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::run::parse_duration)]
+    client_line_timeout: Duration,
+
+    /// How long a connected client with no session open may stay silent
+    /// before it is disconnected, so that it cannot hold the server (one
+    /// client at a time) for ever. Inside a session there is no limit.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = crate::run::parse_duration)]
+    client_idle_timeout: Duration,
 }
 
 pub fn read_token(path: &std::path::Path) -> Result<String> {
@@ -144,6 +156,8 @@ pub fn run(args: PowerServerArgs) -> Result<ExitCode> {
             reply: args.ptd_timeout,
         },
         ptd_start_timeout: Duration::from_secs(30),
+        client_line_timeout: args.client_line_timeout,
+        client_idle_timeout: args.client_idle_timeout,
     };
     let server = Server::start(config)?;
     let addr = server

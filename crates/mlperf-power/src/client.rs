@@ -15,7 +15,7 @@
 use crate::loadgen_logs::{self, DETAIL_LOG, SUMMARY_LOG};
 use crate::ntp;
 use crate::protocol::{
-    valid_label, Command, LineConn, Mode, ProtocolError, SessionAction, FETCH_FILES, MAGIC_CLIENT,
+    valid_label, Command, LineConn, Mode, ProtocolError, SessionAction, Waits, FETCH_FILES, MAGIC_CLIENT,
     MAGIC_SERVER, OPTIONAL_FETCH_FILES,
 };
 use crate::result_folder;
@@ -196,7 +196,7 @@ fn connect(cfg: &ClientConfig) -> Result<LineConn, ClientError> {
         .ok_or_else(|| err("resolves to no address".into()))?;
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| err(e.to_string()))?;
-    LineConn::new(stream, Some(cfg.reply_timeout)).map_err(|e| err(e.to_string()))
+    LineConn::new(stream, Waits::replies_within(cfg.reply_timeout)).map_err(|e| err(e.to_string()))
 }
 
 /// Runs the whole session; returns the finished result folder.

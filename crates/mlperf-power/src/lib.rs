@@ -25,6 +25,7 @@
 pub mod analyzer;
 pub mod checker;
 pub mod client;
+pub mod line_conn;
 pub mod loadgen_logs;
 pub mod meter_source;
 pub mod ntp;

@@ -3,8 +3,9 @@
 //! The client opens with [`MAGIC_CLIENT`], the server answers
 //! [`MAGIC_SERVER`]; then each command is one line and each reply one line,
 //! except `download`, whose reply is a file in chunks (`{len}\r\n{bytes}`,
-//! ending with a `0` chunk). This module holds the framing ([`LineConn`]) and
-//! the command set ([`Command`]) both roles share, so that what our client
+//! ending with a `0` chunk). This module holds the command set
+//! ([`Command`]) both roles share (the framing, with its bounds on what a
+//! peer can make us wait for, is [`crate::line_conn`]), so that what our client
 //! writes is exactly what our server reads, and both are exactly what
 //! power-dev's own client and server write (the protocol tests replay their
 //! sequences byte for byte).
@@ -15,10 +16,7 @@
 //! (the token must not land in result files), so those stay identical to
 //! power-dev's.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::time::Duration;
+pub use crate::line_conn::{LineConn, ProtocolError, Waits, MAX_LINE_BYTES};
 
 pub const MAGIC_CLIENT: &str = "mlcommons/power client v3";
 pub const MAGIC_SERVER: &str = "mlcommons/power server v3";
@@ -39,225 +37,6 @@ pub const FETCH_FILES: [&str; 6] = [
 pub const OPTIONAL_FETCH_FILES: [&str; 1] = ["run_1/ptd_out.txt"];
 /// Our token command's prefix (see the module docs).
 pub const TOKEN_COMMAND: &str = "joulebench-token";
-/// Longest line accepted; a longer one is a protocol error.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
-/// Largest chunk accepted in a file transfer.
-const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProtocolError {
-    #[error("{peer}: {source}")]
-    Io {
-        peer: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{peer}: no line within {timeout_s} s")]
-    Timeout { peer: String, timeout_s: u64 },
-    #[error("{peer}: disconnected")]
-    Disconnected { peer: String },
-    #[error("{peer}: malformed line {line:?}: {reason}")]
-    Malformed {
-        peer: String,
-        line: String,
-        reason: String,
-    },
-    #[error("{}: {source}", path.display())]
-    File {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// One TCP connection speaking the line protocol.
-pub struct LineConn {
-    reader: BufReader<TcpStream>,
-    peer: String,
-    timeout: Option<Duration>,
-}
-
-impl LineConn {
-    /// Wraps a connected stream; `timeout` bounds every read (None: wait
-    /// for ever, as a server waiting for a client running a workload does).
-    pub fn new(stream: TcpStream, timeout: Option<Duration>) -> std::io::Result<LineConn> {
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "peer".into());
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(timeout)?;
-        Ok(LineConn {
-            reader: BufReader::new(stream),
-            peer,
-            timeout,
-        })
-    }
-
-    pub fn peer(&self) -> &str {
-        &self.peer
-    }
-
-    fn io(&self, source: std::io::Error) -> ProtocolError {
-        match source.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => ProtocolError::Timeout {
-                peer: self.peer.clone(),
-                timeout_s: self.timeout.map_or(0, |t| t.as_secs()),
-            },
-            ErrorKind::UnexpectedEof
-            | ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe => ProtocolError::Disconnected {
-                peer: self.peer.clone(),
-            },
-            _ => ProtocolError::Io {
-                peer: self.peer.clone(),
-                source,
-            },
-        }
-    }
-
-    /// Sends one line (`\r\n` appended).
-    pub fn send(&mut self, line: &str) -> Result<(), ProtocolError> {
-        let bytes = format!("{line}\r\n");
-        self.reader
-            .get_mut()
-            .write_all(bytes.as_bytes())
-            .map_err(|e| self.io(e))
-    }
-
-    /// Receives one line without its `\r\n` (a bare `\n` is accepted, as
-    /// power-dev does). `Ok(None)` when the peer closed the connection
-    /// between lines.
-    pub fn recv(&mut self) -> Result<Option<String>, ProtocolError> {
-        let mut line = Vec::new();
-        loop {
-            let chunk = match self.reader.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io(e)),
-            };
-            if chunk.is_empty() {
-                if line.is_empty() {
-                    return Ok(None);
-                }
-                return Err(ProtocolError::Disconnected {
-                    peer: self.peer.clone(),
-                });
-            }
-            let (taken, done) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(pos) => {
-                    line.extend_from_slice(&chunk[..pos]);
-                    (pos + 1, true)
-                }
-                None => {
-                    line.extend_from_slice(chunk);
-                    (chunk.len(), false)
-                }
-            };
-            self.reader.consume(taken);
-            if line.len() > MAX_LINE_BYTES {
-                return Err(ProtocolError::Malformed {
-                    peer: self.peer.clone(),
-                    line: String::from_utf8_lossy(&line[..80]).into_owned(),
-                    reason: format!("line longer than {MAX_LINE_BYTES} bytes"),
-                });
-            }
-            if done {
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return String::from_utf8(line)
-                    .map(Some)
-                    .map_err(|e| ProtocolError::Malformed {
-                        peer: self.peer.clone(),
-                        line: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                        reason: "not UTF-8 text".into(),
-                    });
-            }
-        }
-    }
-
-    /// Sends a line and returns the reply line; a closed connection is an error.
-    pub fn command(&mut self, line: &str) -> Result<String, ProtocolError> {
-        self.send(line)?;
-        self.recv()?.ok_or_else(|| ProtocolError::Disconnected {
-            peer: self.peer.clone(),
-        })
-    }
-
-    /// Sends a file as chunks: `{len}\r\n{bytes}` ..., then `0\r\n`.
-    pub fn send_file(&mut self, path: &Path) -> Result<(), ProtocolError> {
-        let file_err = |source| ProtocolError::File {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut f = std::fs::File::open(path).map_err(file_err)?;
-        let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = f.read(&mut buf).map_err(file_err)?;
-            self.send(&n.to_string())?;
-            if n == 0 {
-                return Ok(());
-            }
-            self.reader
-                .get_mut()
-                .write_all(&buf[..n])
-                .map_err(|e| self.io(e))?;
-        }
-    }
-
-    /// Receives a file sent by [`Self::send_file`] into `dest` (it appears
-    /// there only when complete: `atomic_file`). A first line that is not a chunk
-    /// length (a server's `Error...`) is returned as `Err(Malformed)` with
-    /// the line, and nothing is written.
-    pub fn recv_file(&mut self, dest: &Path) -> Result<u64, ProtocolError> {
-        let file_err = |e: atomic_file::AtomicWriteError| ProtocolError::File {
-            path: e.path,
-            source: e.source,
-        };
-        let mut out: Option<atomic_file::AtomicFile> = None;
-        let mut total: u64 = 0;
-        loop {
-            let line = self.recv()?.ok_or_else(|| ProtocolError::Disconnected {
-                peer: self.peer.clone(),
-            })?;
-            let len: usize = line.trim().parse().map_err(|_| ProtocolError::Malformed {
-                peer: self.peer.clone(),
-                line: line.clone(),
-                reason: "expected a chunk length".into(),
-            })?;
-            if len > MAX_CHUNK_BYTES {
-                return Err(ProtocolError::Malformed {
-                    peer: self.peer.clone(),
-                    line,
-                    reason: format!("chunk larger than {MAX_CHUNK_BYTES} bytes"),
-                });
-            }
-            let f = match out.take() {
-                Some(f) => f,
-                None => atomic_file::AtomicFile::create(dest).map_err(file_err)?,
-            };
-            if len == 0 {
-                f.commit().map_err(file_err)?;
-                return Ok(total);
-            }
-            let mut f = f;
-            // In pieces of at most 1 MiB: a peer announcing a large chunk
-            // and sending little costs no large allocation.
-            let mut piece = vec![0u8; len.min(1 << 20)];
-            let mut left = len;
-            while left > 0 {
-                let piece = &mut piece[..left.min(1 << 20)];
-                self.reader.read_exact(piece).map_err(|e| self.io(e))?;
-                f.write_all(piece).map_err(|e| file_err(f.error(e)))?;
-                left -= piece.len();
-            }
-            out = Some(f);
-            total += len as u64;
-        }
-    }
-}
 
 /// A measurement stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

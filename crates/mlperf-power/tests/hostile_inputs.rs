@@ -9,7 +9,9 @@
 
 use mlperf_power::checker::{average_watts, CheckError};
 use mlperf_power::loadgen_logs::{power_window, time_in_line};
-use mlperf_power::protocol::{BadCommand, Command, LineConn, ProtocolError, MAX_LINE_BYTES};
+use mlperf_power::protocol::{
+    BadCommand, Command, LineConn, ProtocolError, Waits, MAX_LINE_BYTES,
+};
 use mlperf_power::ptd_daemon::{DaemonError, PtdCommandLine, UsageError};
 use mlperf_power::server::{PowerDevConfig, ServerError};
 use proptest::prelude::*;
@@ -210,7 +212,7 @@ fn read_lines_from(bytes: Vec<u8>) -> (Vec<String>, Option<ProtocolError>) {
         let _ = s.write_all(&bytes);
     });
     let (stream, _) = listener.accept().unwrap();
-    let mut conn = LineConn::new(stream, Some(Duration::from_secs(10))).unwrap();
+    let mut conn = LineConn::new(stream, Waits::replies_within(Duration::from_secs(10))).unwrap();
     let mut lines = Vec::new();
     let err = loop {
         match conn.recv() {
@@ -617,7 +619,7 @@ fn recv_file_from(bytes: Vec<u8>, dest: &Path) -> Result<u64, ProtocolError> {
         let _ = s.write_all(&bytes);
     });
     let (stream, _) = listener.accept().unwrap();
-    let mut conn = LineConn::new(stream, Some(Duration::from_secs(10))).unwrap();
+    let mut conn = LineConn::new(stream, Waits::replies_within(Duration::from_secs(10))).unwrap();
     let r = conn.recv_file(dest);
     drop(conn);
     writer.join().unwrap();

@@ -36,7 +36,7 @@ pub use spl::spl_line;
 use crate::analyzer::{self, Analyzer, AnalyzerConfig, AnalyzerError};
 use crate::ntp;
 use crate::protocol::{
-    Command, LineConn, Mode, SessionAction, FETCH_FILES, MAGIC_CLIENT, MAGIC_SERVER,
+    Command, LineConn, Mode, SessionAction, Waits, FETCH_FILES, MAGIC_CLIENT, MAGIC_SERVER,
 };
 use crate::result_folder;
 use crate::session_log::SessionLog;
@@ -68,6 +68,13 @@ pub struct ServerConfig {
     pub ptd_timeouts: power::meter::ptd::PtdTimeouts,
     /// How long PTDaemon may take to start listening (power-dev: 30 s).
     pub ptd_start_timeout: Duration,
+    /// How long a client may take to send its greeting, and to end a line
+    /// it began: a client that stalls or trickles bytes is disconnected.
+    pub client_line_timeout: Duration,
+    /// How long a client with no session open may stay silent. During a
+    /// session there is no limit: the client runs the workload between two
+    /// commands.
+    pub client_idle_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,10 +233,15 @@ impl Server {
         }
     }
 
-    fn handle_connection(&mut self, stream: TcpStream, stop: &AtomicBool) {
-        let Ok(mut conn) = LineConn::new(stream, None) else {
+    fn handle_connection(&mut self, stream: TcpStream, stop: &Arc<AtomicBool>) {
+        let waits = Waits {
+            line_start: Some(self.config.client_line_timeout),
+            line_end: self.config.client_line_timeout,
+        };
+        let Ok(conn) = LineConn::new(stream, waits) else {
             return;
         };
+        let mut conn = conn.watching(Arc::clone(stop));
         let mut c = Conn {
             summary: Some(self.new_summary()),
             log: SessionLog::new("ptd-server"),
@@ -237,7 +249,11 @@ impl Server {
         c.log.info(format!("Connected {}", conn.peer()));
         let magic = match conn.recv() {
             Ok(Some(m)) => m,
-            _ => return,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("no greeting: {e}");
+                return;
+            }
         };
         let t = unix_now_s();
         if let Some(s) = c.summary.as_mut() {
@@ -254,6 +270,10 @@ impl Server {
         }
         let mut authed = self.config.token.is_none();
         while !stop.load(Ordering::SeqCst) {
+            conn.set_line_start_wait(match self.session {
+                Some(_) => None,
+                None => Some(self.config.client_idle_timeout),
+            });
             let line = match conn.recv() {
                 Ok(Some(l)) => l,
                 Ok(None) => {
@@ -261,6 +281,7 @@ impl Server {
                     break;
                 }
                 Err(e) => {
+                    tracing::warn!("client {}: {e}", conn.peer());
                     c.log.error(format!("Connection failed: {e}"));
                     break;
                 }

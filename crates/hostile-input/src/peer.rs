@@ -1,0 +1,256 @@
+//! Loopback peers that misbehave, for testing code that talks to other
+//! machines: a PTDaemon, a BMC, a power-dev director or client, a scraper.
+//!
+//! A test runs the normal conversation up to some step, then hands the
+//! stream to [`misbehave`], which does one [`Misbehaviour`] until the other
+//! side closes the connection or a limit passes, and reports what it got
+//! out ([`Outcome`]). The test then asserts on the other side's error and on
+//! the outcome: that it gave up within its bound (`after`), and that it
+//! stopped taking bytes (`bytes_sent` bounded: it did not buffer an endless
+//! line).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// What a hostile peer does once it reaches the step where it misbehaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Sends nothing, keeping the connection open.
+    Silent,
+    /// Sends these bytes (the start of a line, no line end), then nothing,
+    /// keeping the connection open.
+    StallMidLine(Vec<u8>),
+    /// Sends one byte (never a line end) every interval: each read the other
+    /// side makes succeeds, yet no line ever ends.
+    Trickle(Duration),
+    /// Sends bytes with no line end as fast as the other side takes them.
+    EndlessLine,
+    /// Sends these bytes, then closes.
+    Garbage(Vec<u8>),
+    /// Closes the connection.
+    Close,
+}
+
+impl Misbehaviour {
+    /// One of each kind (garbage: a few lines of non-UTF-8 and control
+    /// bytes), for tests that try them all at each step.
+    pub fn each() -> Vec<Misbehaviour> {
+        vec![
+            Misbehaviour::Silent,
+            Misbehaviour::StallMidLine(b"OK 12".to_vec()),
+            Misbehaviour::Trickle(Duration::from_millis(50)),
+            Misbehaviour::EndlessLine,
+            Misbehaviour::Garbage(b"\xff\xfe\x00garbage\r\n\x1b[2J,,,\r\n-1e999\n".to_vec()),
+            Misbehaviour::Close,
+        ]
+    }
+
+    /// Whether the other side can only notice this by waiting (a bound on
+    /// time), rather than at once (a close, a bad line, a size limit).
+    pub fn needs_a_timeout(&self) -> bool {
+        matches!(
+            self,
+            Misbehaviour::Silent | Misbehaviour::StallMidLine(_) | Misbehaviour::Trickle(_)
+        )
+    }
+}
+
+/// How a misbehaviour ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The other side closed the connection (or reset it).
+    OtherSideClosed,
+    /// The limit passed with the connection still open: the other side
+    /// neither gave up nor closed.
+    LimitPassed,
+    /// This peer closed ([`Misbehaviour::Close`], [`Misbehaviour::Garbage`]).
+    WeClosed,
+}
+
+/// What a misbehaving peer got out before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Bytes written by the misbehaviour (not counting the conversation
+    /// before it).
+    pub bytes_sent: u64,
+    /// Bytes the other side sent meanwhile (read and dropped, so its writes
+    /// never block on us).
+    pub bytes_received: u64,
+    pub ended: Ended,
+    /// From the start of the misbehaviour to its end.
+    pub after: Duration,
+}
+
+/// Carries out `how` on `stream` until the other side closes or `limit`
+/// passes.
+pub fn misbehave(mut stream: TcpStream, how: &Misbehaviour, limit: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut out = Outcome {
+        bytes_sent: 0,
+        bytes_received: 0,
+        ended: Ended::LimitPassed,
+        after: Duration::ZERO,
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let send = |stream: &mut TcpStream, bytes: &[u8], out: &mut Outcome| -> bool {
+        match stream.write(bytes) {
+            Ok(n) => {
+                out.bytes_sent += n as u64;
+                true
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => true,
+            Err(_) => false,
+        }
+    };
+    match how {
+        Misbehaviour::Close => {
+            out.ended = Ended::WeClosed;
+            return out;
+        }
+        Misbehaviour::Garbage(bytes) => {
+            let _ = stream.write_all(bytes);
+            out.bytes_sent = bytes.len() as u64;
+            // Let the other side read it before the close, so that it meets
+            // the garbage rather than a reset.
+            std::thread::sleep(Duration::from_millis(100));
+            out.ended = Ended::WeClosed;
+            out.after = started.elapsed();
+            return out;
+        }
+        Misbehaviour::StallMidLine(bytes) => {
+            if !send(&mut stream, bytes, &mut out) {
+                out.ended = Ended::OtherSideClosed;
+                out.after = started.elapsed();
+                return out;
+            }
+        }
+        _ => {}
+    }
+    let endless = vec![b'x'; 64 * 1024];
+    let mut last_trickle = Instant::now() - Duration::from_secs(1);
+    while started.elapsed() < limit {
+        let ok = match how {
+            Misbehaviour::EndlessLine => send(&mut stream, &endless, &mut out),
+            Misbehaviour::Trickle(every) if last_trickle.elapsed() >= *every => {
+                last_trickle = Instant::now();
+                send(&mut stream, b"7", &mut out)
+            }
+            _ => true,
+        };
+        if !ok || other_side_closed(&mut stream, &mut out) {
+            out.ended = Ended::OtherSideClosed;
+            break;
+        }
+    }
+    out.after = started.elapsed();
+    out
+}
+
+/// Reads (and drops) what the other side sent within a short wait; true
+/// when it has closed the connection.
+fn other_side_closed(stream: &mut TcpStream, out: &mut Outcome) -> bool {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            out.bytes_received += n as u64;
+            false
+        }
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+/// Reads one line (without its `\n` or `\r\n`) of at most 64 KiB, waiting
+/// at most `wait`: the well-behaved part of a scripted peer's conversation.
+/// `None` when the other side closed, went silent or sent too much.
+pub fn read_line(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    let _ = stream.set_read_timeout(Some(wait));
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) if line.len() < 64 * 1024 => line.push(byte[0]),
+            _ => return None,
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Some(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Resident memory of a process in KiB (`VmRSS` in `/proc/PID/status`):
+/// a test's bound on what a server buffers for a hostile client.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_stall_lasts_until_the_other_side_closes() {
+        let (ours, theirs) = pair();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(theirs);
+        });
+        let out = misbehave(
+            ours,
+            &Misbehaviour::StallMidLine(b"abc".to_vec()),
+            Duration::from_secs(10),
+        );
+        closer.join().unwrap();
+        assert_eq!(out.ended, Ended::OtherSideClosed);
+        assert_eq!(out.bytes_sent, 3);
+        assert!(out.after >= Duration::from_millis(250), "{out:?}");
+        assert!(out.after < Duration::from_secs(5), "{out:?}");
+    }
+
+    #[test]
+    fn an_endless_line_stops_when_the_reader_stops_reading_and_the_limit_passes() {
+        let (ours, theirs) = pair();
+        let out = misbehave(ours, &Misbehaviour::EndlessLine, Duration::from_millis(300));
+        assert_eq!(out.ended, Ended::LimitPassed);
+        // The kernel's buffers take a few MB at most; then writes block.
+        assert!(out.bytes_sent > 0 && out.bytes_sent < 64 << 20, "{out:?}");
+        drop(theirs);
+    }
+
+    #[test]
+    fn read_line_strips_the_line_end_and_sees_a_close() {
+        let (mut ours, mut theirs) = pair();
+        theirs.write_all(b"hello\r\nrest").unwrap();
+        drop(theirs);
+        assert_eq!(
+            read_line(&mut ours, Duration::from_secs(5)).as_deref(),
+            Some("hello")
+        );
+        assert_eq!(read_line(&mut ours, Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn this_process_has_a_resident_size() {
+        assert!(resident_kib(std::process::id()).unwrap() > 0);
+    }
+}
