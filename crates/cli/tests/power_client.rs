@@ -7,47 +7,7 @@ mod common;
 use common::joulebench;
 use common::power_dev::*;
 use mlperf_power::checker::{self, Outcome};
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// The server process; dropped with SIGTERM so it stops its PTDaemon child
-/// (SIGKILL would leave that child behind).
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        stop_gracefully(&mut self.0);
-    }
-}
-
-fn server(dir: &std::path::Path, wrapper: &std::path::Path, ntp: &str) -> (Killed, u16) {
-    let port = free_port();
-    let child = joulebench()
-        .args([
-            "power-server",
-            "--device-type",
-            "49",
-            "--device-port",
-            "/dev/null",
-        ])
-        .arg("--ptd")
-        .arg(wrapper)
-        .args([
-            "--ptd-port",
-            &free_port().to_string(),
-            "--ntp",
-            ntp,
-            "--settle",
-            "300ms",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--out-dir"])
-        .arg(dir.join("server"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port, Duration::from_secs(30));
-    (Killed(child), port)
-}
 
 #[test]
 fn client_server_and_virtual_analyzer_produce_a_folder_that_passes_all_but_the_source_checks() {
@@ -55,7 +15,8 @@ fn client_server_and_virtual_analyzer_produce_a_folder_that_passes_all_but_the_s
     let ntp = sntp();
     let trace = trace(dir.path(), 200.0, 20.0);
     let wrapper = wrapper(dir.path(), &trace, "--rehearsal-model WT310");
-    let (mut srv, port) = server(dir.path(), &wrapper, &ntp);
+    let mut srv = PowerServer::start(dir.path(), &wrapper, &ntp, "300ms", &[]);
+    let port = srv.port;
     let lg = dir.path().join("loadgen");
     let out = dir.path().join("out");
     let workload = format!(
@@ -92,7 +53,7 @@ fn client_server_and_virtual_analyzer_produce_a_folder_that_passes_all_but_the_s
         folder.is_dir() && !folder.to_string_lossy().ends_with(".incomplete"),
         "{stdout}"
     );
-    let status = srv.0.wait().unwrap(); // -S: the server exits after this client
+    let status = srv.child.wait().unwrap(); // -S: the server exits after this client
     assert!(status.success());
 
     let results = checker::check(&folder, None);
@@ -139,7 +100,8 @@ fn a_failing_workload_leaves_a_marked_incomplete_folder_on_both_sides() {
     let ntp = sntp();
     let trace = trace(dir.path(), 150.0, 0.0);
     let wrapper = wrapper(dir.path(), &trace, "");
-    let (_srv, port) = server(dir.path(), &wrapper, &ntp);
+    let srv = PowerServer::start(dir.path(), &wrapper, &ntp, "300ms", &[]);
+    let port = srv.port;
     let out = dir.path().join("out");
     let run = joulebench()
         .args([
@@ -193,7 +155,8 @@ fn a_clock_off_by_more_than_400_ms_is_refused_and_says_by_how_much() {
     let bad = mlperf_power::ntp::SntpResponder::bind("127.0.0.1:0", 0.9).unwrap();
     let trace = trace(dir.path(), 150.0, 0.0);
     let wrapper = wrapper(dir.path(), &trace, "");
-    let (_srv, port) = server(dir.path(), &wrapper, &good.addr().to_string());
+    let srv = PowerServer::start(dir.path(), &wrapper, &good.addr().to_string(), "300ms", &[]);
+    let port = srv.port;
     let run = joulebench()
         .args(["power-client", "-a", &format!("127.0.0.1:{port}"), "-n"])
         .arg(bad.addr().to_string())

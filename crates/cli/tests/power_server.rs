@@ -11,52 +11,10 @@
 
 mod common;
 
-use common::joulebench;
 use common::power_dev::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// The server process; dropped with SIGTERM so it stops its PTDaemon child
-/// (SIGKILL would leave that child behind).
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        stop_gracefully(&mut self.0);
-    }
-}
-
-fn server(dir: &std::path::Path, wrapper: &std::path::Path, extra: &[&str]) -> (Killed, u16) {
-    let port = free_port();
-    let child = joulebench()
-        .args([
-            "power-server",
-            "--device-type",
-            "49",
-            "--device-port",
-            "/dev/null",
-        ])
-        .arg("--ptd")
-        .arg(wrapper)
-        .args([
-            "--ptd-port",
-            &free_port().to_string(),
-            "--ntp",
-            &sntp(),
-            "--settle",
-            "200ms",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--out-dir"])
-        .arg(dir.join("server"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port, Duration::from_secs(30));
-    (Killed(child), port)
-}
 
 struct Peer {
     w: TcpStream,
@@ -104,7 +62,8 @@ fn our_server_answers_power_devs_client_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let trace = trace(dir.path(), 300.0, 0.0);
     let wrapper = wrapper(dir.path(), &trace, "--rehearsal-model WT310");
-    let (_srv, port) = server(dir.path(), &wrapper, &[]);
+    let srv = PowerServer::start(dir.path(), &wrapper, &sntp(), "200ms", &[]);
+    let port = srv.port;
     let mut p = Peer::connect(port);
     assert_eq!(
         p.cmd("mlcommons/power client v3"),
@@ -239,7 +198,8 @@ fn bad_input_gets_clear_errors_and_the_session_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let trace = trace(dir.path(), 300.0, 0.0);
     let wrapper = wrapper(dir.path(), &trace, "");
-    let (_srv, port) = server(dir.path(), &wrapper, &[]);
+    let srv = PowerServer::start(dir.path(), &wrapper, &sntp(), "200ms", &[]);
+    let port = srv.port;
     let mut p = Peer::connect(port);
     assert_eq!(
         p.cmd("mlcommons/power client v3"),
@@ -318,7 +278,14 @@ fn a_ptdaemon_that_stops_answering_or_exits_ends_the_session_with_an_error() {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&flaky, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let (_srv, port) = server(dir.path(), &flaky, &["--ptd-timeout", "1s"]);
+        let srv = PowerServer::start(
+            dir.path(),
+            &flaky,
+            &sntp(),
+            "200ms",
+            &["--ptd-timeout", "1s"],
+        );
+        let port = srv.port;
         let mut p = Peer::connect(port);
         p.cmd("mlcommons/power client v3");
         let reply = p.cmd("new,flaky,8d8ac610-566d-4ef0-9c22-186b2a5ed793");
@@ -351,11 +318,14 @@ fn a_server_with_a_token_takes_no_action_without_it() {
     let wrapper = wrapper(dir.path(), &trace, "");
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
-    let (_srv, port) = server(
+    let srv = PowerServer::start(
         dir.path(),
         &wrapper,
+        &sntp(),
+        "200ms",
         &["--token-file", token.to_str().unwrap()],
     );
+    let port = srv.port;
     let mut p = Peer::connect(port);
     p.cmd("mlcommons/power client v3");
     assert!(p

@@ -118,12 +118,10 @@ pub fn misbehave(mut stream: TcpStream, how: &Misbehaviour, limit: Duration) -> 
             out.after = started.elapsed();
             return out;
         }
-        Misbehaviour::StallMidLine(bytes) => {
-            if !send(&mut stream, bytes, &mut out) {
-                out.ended = Ended::OtherSideClosed;
-                out.after = started.elapsed();
-                return out;
-            }
+        Misbehaviour::StallMidLine(bytes) if !send(&mut stream, bytes, &mut out) => {
+            out.ended = Ended::OtherSideClosed;
+            out.after = started.elapsed();
+            return out;
         }
         _ => {}
     }
@@ -182,13 +180,24 @@ pub fn read_line(stream: &mut TcpStream, wait: Duration) -> Option<String> {
     Some(String::from_utf8_lossy(&line).into_owned())
 }
 
-/// Resident memory of a process in KiB (`VmRSS` in `/proc/PID/status`):
-/// a test's bound on what a server buffers for a hostile client.
+/// Resident memory of a process in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn resident_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Resident anonymous memory of a process in KiB (`RssAnon`): the heap and
+/// stacks, where a buffered hostile line would be, without the file pages
+/// (the executable, read files) that come and go with the page cache. A
+/// test's bound on what a server buffers for a hostile client.
+pub fn resident_anonymous_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -251,6 +260,8 @@ mod tests {
 
     #[test]
     fn this_process_has_a_resident_size() {
-        assert!(resident_kib(std::process::id()).unwrap() > 0);
+        let pid = std::process::id();
+        assert!(resident_kib(pid).unwrap() >= resident_anonymous_kib(pid).unwrap());
+        assert!(resident_anonymous_kib(pid).unwrap() > 0);
     }
 }

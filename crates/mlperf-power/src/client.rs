@@ -15,8 +15,8 @@
 use crate::loadgen_logs::{self, DETAIL_LOG, SUMMARY_LOG};
 use crate::ntp;
 use crate::protocol::{
-    valid_label, Command, LineConn, Mode, ProtocolError, SessionAction, Waits, FETCH_FILES, MAGIC_CLIENT,
-    MAGIC_SERVER, OPTIONAL_FETCH_FILES,
+    valid_label, Command, LineConn, Mode, ProtocolError, SessionAction, Waits, FETCH_FILES,
+    MAGIC_CLIENT, MAGIC_SERVER, OPTIONAL_FETCH_FILES,
 };
 use crate::result_folder;
 use crate::session_log::SessionLog;
@@ -146,10 +146,17 @@ impl Client<'_> {
         let t1 = unix_now_s();
         let reply = self.command("time")?;
         let t2 = unix_now_s();
-        let server: f64 = reply.trim().parse().map_err(|_| ClientError::Refused {
-            command: "time".into(),
-            reply: reply.clone(),
-        })?;
+        // A finite number only: NaN would compare false with the bound below
+        // and pass the check.
+        let server: f64 = reply
+            .trim()
+            .parse()
+            .ok()
+            .filter(|t: &f64| t.is_finite())
+            .ok_or_else(|| ClientError::Refused {
+                command: "time".into(),
+                reply: reply.clone(),
+            })?;
         let (dt1, dt2) = ((t1 - server) * 1000.0, (t2 - server) * 1000.0);
         self.log.info(format!(
             "The time difference between the client and the server is within range {dt1:.3} ms..{dt2:.3} ms"

@@ -147,12 +147,19 @@ pub fn timezone_offset_s() -> i64 {
 }
 
 /// `{"joulebench": sha1 of the running executable}`: honest about what ran.
+/// Hashed once per process, streamed (a debug build is tens of MB).
 fn own_sources() -> Value {
-    let digest = std::env::current_exe()
-        .ok()
-        .and_then(|p| std::fs::read(p).ok())
-        .map(|bytes| sha1_hex(&bytes))
-        .unwrap_or_else(|| "unknown".into());
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    let digest = DIGEST.get_or_init(|| {
+        let hash = |path: std::path::PathBuf| -> std::io::Result<String> {
+            let mut h = Sha1::new();
+            std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+            Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        };
+        std::env::current_exe()
+            .and_then(hash)
+            .unwrap_or_else(|_| "unknown".into())
+    });
     json!({ "joulebench-executable": digest })
 }
 

@@ -1,7 +1,9 @@
 //! The PTDaemon client against a loopback peer that speaks PTDaemon's protocol
 //! (the replies of `shared/reference/ptd-protocol.md`), including a peer that
-//! misbehaves: malformed lines, slow answers, a connection dropped mid-session.
+//! misbehaves: malformed lines, slow answers, a connection dropped mid-session,
+//! and each of `hostile_input`'s misbehaviours at each command of a session.
 
+use hostile_input::peer::{misbehave, Ended, Misbehaviour, Outcome};
 use power::meter::ptd::{PtdClient, PtdError, PtdMeter, PtdTimeouts, RangeQuantity, RangeSetting};
 use power::meter::{Meter, MeterError, Reading};
 use std::io::{BufRead, BufReader, Write};
@@ -24,12 +26,15 @@ struct Behaviour {
     malformed_rl: bool,
     /// Answer `Hello` with this instead.
     hello: Option<&'static str>,
+    /// Misbehave instead of answering the command with this index (0:
+    /// the first), until the client hangs up.
+    misbehave_at: Option<(usize, Misbehaviour)>,
 }
 
 struct FakePtd {
     port: u16,
     commands: Arc<Mutex<Vec<String>>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Option<Outcome>>>,
 }
 
 impl FakePtd {
@@ -39,9 +44,8 @@ impl FakePtd {
         let commands = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&commands);
         let thread = std::thread::spawn(move || {
-            if let Ok((stream, _)) = listener.accept() {
-                serve(stream, &behaviour, &log);
-            }
+            let (stream, _) = listener.accept().ok()?;
+            serve(stream, &behaviour, &log)
         });
         FakePtd {
             port,
@@ -58,11 +62,14 @@ impl FakePtd {
         self.commands.lock().unwrap().clone()
     }
 
-    fn finish(mut self) -> Vec<String> {
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.commands()
+    fn finish(self) -> Vec<String> {
+        self.finish_misbehaving().0
+    }
+
+    /// The commands it got, and what its misbehaviour came to.
+    fn finish_misbehaving(mut self) -> (Vec<String>, Option<Outcome>) {
+        let outcome = self.thread.take().and_then(|t| t.join().unwrap());
+        (self.commands(), outcome)
     }
 }
 
@@ -74,7 +81,7 @@ struct State {
     tick: u32,
 }
 
-fn serve(stream: TcpStream, b: &Behaviour, log: &Mutex<Vec<String>>) {
+fn serve(stream: TcpStream, b: &Behaviour, log: &Mutex<Vec<String>>) -> Option<Outcome> {
     let mut out = stream.try_clone().unwrap();
     let reader = BufReader::new(stream);
     let mut st = State {
@@ -84,13 +91,17 @@ fn serve(stream: TcpStream, b: &Behaviour, log: &Mutex<Vec<String>>) {
         last_mark: "notset".into(),
         tick: 0,
     };
-    for line in reader.lines() {
-        let Ok(line) = line else { return };
-        let cmd = line.trim_end_matches('\r').to_string();
+    for (i, line) in reader.lines().enumerate() {
+        let cmd = line.ok()?.trim_end_matches('\r').to_string();
         log.lock().unwrap().push(cmd.clone());
+        if let Some((at, how)) = &b.misbehave_at {
+            if i == *at {
+                return Some(misbehave(out, how, Duration::from_secs(30)));
+            }
+        }
         if let Some(prefix) = b.drop_on {
             if cmd.starts_with(prefix) {
-                return;
+                return None;
             }
         }
         if let Some((prefix, delay)) = b.slow {
@@ -104,13 +115,12 @@ fn serve(stream: TcpStream, b: &Behaviour, log: &Mutex<Vec<String>>) {
             replies[0] = format!("Last {} samples", replies.len());
             let text: String = replies.iter().map(|r| format!("{r}\r\n")).collect();
             let _ = out.write_all(text.as_bytes());
-            return;
+            return None;
         }
         let text: String = replies.iter().map(|r| format!("{r}\r\n")).collect();
-        if out.write_all(text.as_bytes()).is_err() {
-            return;
-        }
+        out.write_all(text.as_bytes()).ok()?;
     }
+    None
 }
 
 fn answer(cmd: &str, b: &Behaviour, st: &mut State) -> Vec<String> {
@@ -483,5 +493,84 @@ fn nobody_listening_is_not_present_with_a_hint() {
         }
         Err(e) => panic!("expected NotPresent, got {e}"),
         Ok(_) => panic!("connected to nobody"),
+    }
+}
+
+/// A session's commands in order, as MLPerf's server sends them: each call
+/// sends one command, except reading samples (`RL,*,*`, refused by a
+/// single-channel analyzer, then `RL`).
+const SESSION: [&str; 10] = [
+    "Hello",
+    "Identify",
+    "RR",
+    "SR,V,Auto",
+    "SR,A,Auto",
+    "Go",
+    "Watts",
+    "Stop",
+    "RL,*,*",
+    "RL",
+];
+
+fn session_step(c: &mut PtdClient, command: usize) -> Result<(), PtdError> {
+    match command {
+        0 => c.hello(),
+        1 => c.identify().map(drop),
+        2 => c.read_ranges().map(drop),
+        3 => c.set_range(RangeQuantity::Volts, RangeSetting::Auto),
+        4 => c.set_range(RangeQuantity::Amps, RangeSetting::Auto),
+        5 => c.go("hostile"),
+        6 => c.watts().map(drop),
+        7 => c.stop().map(drop),
+        _ => c.read_samples().map(drop),
+    }
+}
+
+#[test]
+fn each_misbehaviour_at_each_command_is_an_error_within_the_reply_wait() {
+    const REPLY: Duration = Duration::from_millis(500);
+    const SLACK: Duration = Duration::from_secs(4);
+    for (at, command) in SESSION.iter().enumerate() {
+        for how in Misbehaviour::each() {
+            let fake = FakePtd::start(Behaviour {
+                misbehave_at: Some((at, how.clone())),
+                ..Behaviour::default()
+            });
+            let mut c = client(
+                &fake,
+                PtdTimeouts {
+                    connect: Duration::from_secs(2),
+                    reply: REPLY,
+                },
+            );
+            let started = Instant::now();
+            let mut failed = None;
+            for step in 0..9 {
+                if let Err(e) = session_step(&mut c, step) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            let took = started.elapsed();
+            let ctx = format!("{command} ({at}), {how:?}: {failed:?} after {took:?}");
+            let err = failed.unwrap_or_else(|| panic!("{ctx}: no error"));
+            assert!(took < REPLY + SLACK, "{ctx}");
+            let text = err.to_string();
+            assert!(text.contains(command) || text.contains("PTDaemon"), "{ctx}");
+            // A late or partial reply could be taken for the next
+            // command's: the client refuses more. (A whole line of garbage
+            // leaves the stream in step: the next reply is read as such.)
+            if !matches!(how, Misbehaviour::Garbage(_)) {
+                assert!(matches!(c.watts(), Err(PtdError::Broken { .. })), "{ctx}");
+            }
+            drop(c);
+            let (_, outcome) = fake.finish_misbehaving();
+            let outcome = outcome.unwrap_or_else(|| panic!("{ctx}: the fake did not misbehave"));
+            if !matches!(how, Misbehaviour::Close | Misbehaviour::Garbage(_)) {
+                assert_eq!(outcome.ended, Ended::OtherSideClosed, "{ctx}");
+                // One reply line's limit, plus the sockets' buffers.
+                assert!(outcome.bytes_sent < 16 << 20, "{ctx}: {outcome:?}");
+            }
+        }
     }
 }

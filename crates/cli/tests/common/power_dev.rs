@@ -99,3 +99,57 @@ pub fn stop_gracefully(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A `joulebench power-server` process on a free loopback port with one
+/// virtual analyzer (`wrapper`), sessions under `dir/server`; dropped with
+/// SIGTERM so that it stops its PTDaemon child (SIGKILL would leave that
+/// child behind).
+pub struct PowerServer {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl PowerServer {
+    pub fn start(
+        dir: &Path,
+        wrapper: &Path,
+        ntp: &str,
+        settle: &str,
+        extra: &[&str],
+    ) -> PowerServer {
+        let port = free_port();
+        let child = super::joulebench()
+            .args([
+                "power-server",
+                "--device-type",
+                "49",
+                "--device-port",
+                "/dev/null",
+            ])
+            .arg("--ptd")
+            .arg(wrapper)
+            .args([
+                "--ptd-port",
+                &free_port().to_string(),
+                "--ntp",
+                ntp,
+                "--settle",
+                settle,
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--out-dir"])
+            .arg(dir.join("server"))
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, Duration::from_secs(30));
+        PowerServer { child, port }
+    }
+}
+
+impl Drop for PowerServer {
+    fn drop(&mut self) {
+        stop_gracefully(&mut self.child);
+    }
+}

@@ -36,7 +36,8 @@ pub use spl::spl_line;
 use crate::analyzer::{self, Analyzer, AnalyzerConfig, AnalyzerError};
 use crate::ntp;
 use crate::protocol::{
-    Command, LineConn, Mode, SessionAction, Waits, FETCH_FILES, MAGIC_CLIENT, MAGIC_SERVER,
+    Command, LineConn, Mode, ProtocolError, SessionAction, Waits, FETCH_FILES, MAGIC_CLIENT,
+    MAGIC_SERVER,
 };
 use crate::result_folder;
 use crate::session_log::SessionLog;
@@ -280,6 +281,7 @@ impl Server {
                     c.log.info("Connection closed");
                     break;
                 }
+                Err(ProtocolError::Stopped { .. }) => break,
                 Err(e) => {
                     tracing::warn!("client {}: {e}", conn.peer());
                     c.log.error(format!("Connection failed: {e}"));
@@ -325,6 +327,10 @@ impl Server {
             if conn.send(&reply).is_err() {
                 break;
             }
+        }
+        if stop.load(Ordering::SeqCst) {
+            // serve() abandons the session, saying why.
+            return;
         }
         if let Some(s) = self.session.take() {
             c.log.warn("Client connection closed unexpectedly");
