@@ -9,6 +9,7 @@ mod measure;
 mod merge;
 mod meters;
 mod model_args;
+mod ort_args;
 mod power_client;
 mod power_cmd;
 mod power_server;

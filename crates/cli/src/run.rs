@@ -32,6 +32,9 @@ pub enum WorkloadName {
     /// The digits CNN `joulebench train` saved (--weights DIR/model.safetensors) on the 359
     /// held-out digits images (real data, real weights: accuracy mode is meaningful).
     Digits,
+    /// Any ONNX model (--model-file) through ONNX Runtime, on seeded synthetic inputs of the
+    /// shapes and types the model declares; --device cpu or cuda:N (onnxruntime-gpu).
+    Onnx,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,6 +126,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     text_args: crate::model_args::TextArgs,
+
+    #[command(flatten)]
+    ort_args: crate::ort_args::OrtArgs,
 
     /// Samples that fit in memory at once (the performance set). Default: all.
     #[arg(long)]
@@ -232,6 +238,9 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
                 latency_ns: w.latency_ns,
                 batching: None,
             }
+        }
+        WorkloadName::Onnx => {
+            ort_backend::build(&args.model_args.options(&scope), &args.ort_args.options()?)?
         }
         WorkloadName::Null => Built {
             qsl: synthetic(),

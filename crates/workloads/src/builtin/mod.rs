@@ -258,7 +258,7 @@ pub enum BuildError {
 /// one-time set-up: on an H100 MiniLM's first b64 batch measured 5× slower
 /// than the run), then one full batch and one single sample, timed.
 /// Returns (samples/s at the full batch, seconds for one sample).
-fn calibrate(
+pub fn calibrate(
     qsl: &dyn QuerySampleLibrary,
     batch_size: usize,
     run: impl Fn(&[QuerySampleIndex]) -> Result<(), WorkloadError>,

@@ -1,0 +1,75 @@
+//! `--workload onnx`'s flags: the ONNX file and how ONNX Runtime runs it,
+//! turned into `ort_backend`'s options.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where `joulebench run --help` lists these options.
+const ORT_HEADING: &str = "ONNX models (onnx)";
+
+#[derive(Debug, Clone, Args)]
+pub struct OrtArgs {
+    /// The .onnx file `--workload onnx` runs through ONNX Runtime (found through
+    /// ORT_DYLIB_PATH, `pip install onnxruntime`, or the system's library).
+    #[arg(long, value_name = "FILE", help_heading = ORT_HEADING)]
+    pub model_file: Option<PathBuf>,
+
+    /// The size of one of the model's named dynamic dimensions, e.g. `--dim sequence=128`;
+    /// repeatable. The first dimension is the batch (--batch-size).
+    #[arg(long = "dim", value_name = "NAME=N", help_heading = ORT_HEADING)]
+    pub dims: Vec<String>,
+
+    /// ONNX Runtime's threads inside one session (intra-op). Default: one per core.
+    #[arg(long, value_name = "N", help_heading = ORT_HEADING)]
+    pub ort_threads: Option<usize>,
+
+    /// Graph optimisation: 0 none, 1 basic, 2 extended, 3 all.
+    #[arg(long, value_name = "LEVEL", default_value = "3", value_parser = clap::value_parser!(u8).range(0..=3), help_heading = ORT_HEADING)]
+    pub ort_optimization: u8,
+
+    /// A folder with one `<input name>.npy` per model input, the first dimension counting the
+    /// samples (np.save of all samples). Default: seeded synthetic inputs.
+    #[arg(long, value_name = "DIR", help_heading = ORT_HEADING)]
+    pub inputs: Option<PathBuf>,
+
+    /// Synthetic integer inputs (token ids) are drawn from [0, N); inputs named *mask* are 1.
+    #[arg(long, value_name = "N", default_value = "100", help_heading = ORT_HEADING)]
+    pub int_max: i64,
+}
+
+impl OrtArgs {
+    pub fn options(&self) -> Result<ort_backend::OrtOptions> {
+        let model = self.model_file.clone().context(
+            "--workload onnx needs --model-file FILE.onnx (--model names the conf files' model)",
+        )?;
+        if self.ort_threads == Some(0) {
+            bail!("--ort-threads must be at least 1");
+        }
+        if self.int_max < 1 {
+            bail!("--int-max must be at least 1");
+        }
+        let mut dims = BTreeMap::new();
+        for d in &self.dims {
+            let (name, n) = d
+                .split_once('=')
+                .with_context(|| format!("--dim {d}: expected NAME=N, e.g. sequence=128"))?;
+            let n: usize = n
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .with_context(|| format!("--dim {d}: N must be a positive whole number"))?;
+            dims.insert(name.trim().to_string(), n);
+        }
+        Ok(ort_backend::OrtOptions {
+            model,
+            threads: self.ort_threads,
+            optimization: self.ort_optimization,
+            dims,
+            int_max: self.int_max,
+            inputs: self.inputs.clone(),
+        })
+    }
+}

@@ -1,0 +1,143 @@
+"""Test models for `joulebench run --workload onnx`, their inputs, and what
+ONNX Runtime's own Python API answers on them: the peer's numbers that the
+Rust test compares joulebench's logged outputs with.
+
+    python onnx_models.py OUT_DIR
+
+writes, for each model NAME: OUT_DIR/NAME.onnx, OUT_DIR/NAME/<input>.npy
+(all samples, first dimension = sample) and OUT_DIR/NAME.expected/<output>.npy
+(ONNX Runtime's outputs, one sample at a time), and OUT_DIR/models.json
+(the names, inputs and outputs).
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+SAMPLES = 12
+
+
+def save(model, out, name):
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out, f"{name}.onnx"))
+
+
+def mlp(out, rng):
+    """float32 [batch, 16] -> MatMul, Add, Relu -> [batch, 8]."""
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("Add", ["h", "b"], ["z"]),
+            helper.make_node("Relu", ["z"], ["y"]),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out, "mlp")
+    return {"x": rng.standard_normal((SAMPLES, 16)).astype(np.float32)}
+
+
+def embed(out, rng):
+    """int64 input_ids and attention_mask [batch, sequence] -> an embedding
+    table, masked mean over the sequence -> float32 [batch, 4]; and the
+    number of tokens, int64 [batch, 1]: two outputs of two types."""
+    table = rng.standard_normal((50, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "input_ids"], ["e"]),
+            helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["m", "axis2"], ["m3"]),
+            helper.make_node("Mul", ["e", "m3"], ["em"]),
+            helper.make_node("ReduceSum", ["em", "axis1"], ["s"], keepdims=0),
+            helper.make_node("ReduceSum", ["m", "axis1"], ["n"], keepdims=1),
+            helper.make_node("Div", ["s", "n"], ["pooled"]),
+            helper.make_node("Cast", ["n"], ["tokens"], to=TensorProto.INT64),
+        ],
+        "embed",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+        ],
+        [
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", 1]),
+        ],
+        [
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        ],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out, "embed")
+    ids = rng.integers(0, 50, (SAMPLES, 7)).astype(np.int64)
+    mask = np.ones((SAMPLES, 7), dtype=np.int64)
+    for i in range(SAMPLES):
+        mask[i, 1 + i % 6:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def fixed(out, rng):
+    """A fixed batch of 4: float32 [4, 3] -> Sigmoid -> [4, 3]."""
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out, "fixed")
+    return {"x": rng.standard_normal((SAMPLES, 3)).astype(np.float32)}
+
+
+def strings(out, _rng):
+    """A string input: joulebench cannot feed it, and says so."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["t"])],
+        "strings",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["batch", 1])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, ["batch", 1])],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out, "strings")
+    return None
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(7)
+    described = {}
+    for make in (mlp, embed, fixed, strings):
+        name = make.__name__
+        inputs = make(out, rng)
+        described[name] = {}
+        if inputs is None:
+            continue
+        os.makedirs(os.path.join(out, name), exist_ok=True)
+        for k, v in inputs.items():
+            np.save(os.path.join(out, name, f"{k}.npy"), v)
+        if name == "fixed":
+            continue  # its batch is fixed: the Rust test checks the refusal
+        session = ort.InferenceSession(os.path.join(out, f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        answers = {n: [] for n in names}
+        for i in range(SAMPLES):
+            got = session.run(None, {k: v[i : i + 1] for k, v in inputs.items()})
+            for n, g in zip(names, got):
+                answers[n].append(g[0])
+        os.makedirs(os.path.join(out, f"{name}.expected"), exist_ok=True)
+        for n in names:
+            np.save(os.path.join(out, f"{name}.expected", f"{n}.npy"), np.stack(answers[n]))
+        described[name] = {"inputs": list(inputs), "outputs": names, "onnxruntime": ort.__version__}
+    json.dump(described, open(os.path.join(out, "models.json"), "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

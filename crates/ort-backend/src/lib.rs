@@ -1,0 +1,234 @@
+//! Any ONNX model as a system under test, run by ONNX Runtime: the
+//! runtime people deploy, loaded at run time (`ort` with `load-dynamic`), so
+//! the default build stays one binary that starts anywhere.
+//!
+//! - [`library`]: finding and loading the runtime's shared library;
+//! - [`model_io`]: the model's inputs and outputs from its own metadata;
+//! - [`samples`]: seeded synthetic inputs of those shapes and types;
+//! - [`npy`]: or the user's own, from `.npy` files;
+//! - [`model`]: sessions answering batches behind `workloads`' batching SUT.
+//!
+//! [`build`] puts them together the way `workloads::builtin` builds the
+//! built-in models: everything checked before anything is timed, then a
+//! short untimed calibration.
+
+pub mod library;
+pub mod model;
+pub mod model_io;
+pub mod npy;
+pub mod samples;
+
+use model_io::{Batching, ModelIo};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use workloads::batcher::BatchingSut;
+use workloads::builtin::{calibrate, BuildError, Built, ModelOptions, SharedQsl};
+use workloads::device::DeviceSpec;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OrtError {
+    #[error(
+        "ONNX Runtime's library was not found; tried:\n  {}\n\
+         `pip install onnxruntime` provides one (or set ORT_DYLIB_PATH to a libonnxruntime.so)",
+        tried.join("\n  ")
+    )]
+    NoLibrary { tried: Vec<String> },
+    #[error("ORT_DYLIB_PATH={}: {reason}", path.display())]
+    LoadLibrary { path: PathBuf, reason: String },
+    #[error("{}: {reason}", path.display())]
+    Model { path: PathBuf, reason: String },
+    #[error("`{name}`: {reason}")]
+    Unsupported { name: String, reason: String },
+    #[error("--batch-size {asked}: the model's inputs take batches of exactly {fixed}")]
+    FixedBatch { asked: usize, fixed: usize },
+    #[error("--device {device}: {reason}")]
+    Provider { device: String, reason: String },
+    #[error("{0}")]
+    Build(String),
+}
+
+impl From<BuildError> for OrtError {
+    fn from(e: BuildError) -> Self {
+        OrtError::Build(e.to_string())
+    }
+}
+
+/// How ONNX Runtime runs the model.
+#[derive(Debug, Clone)]
+pub struct OrtOptions {
+    pub model: PathBuf,
+    /// Threads inside one session (ONNX Runtime's intra-op threads);
+    /// `None`: its default (one per core).
+    pub threads: Option<usize>,
+    /// Graph optimisation: 0 none, 1 basic, 2 extended, 3 all (default).
+    pub optimization: u8,
+    /// Sizes of the model's named dynamic dimensions (`--dim sequence=128`).
+    pub dims: BTreeMap<String, usize>,
+    /// Synthetic integer inputs are drawn from [0, int_max).
+    pub int_max: i64,
+    /// A folder of `<input>.npy` files; `None`: seeded synthetic inputs.
+    pub inputs: Option<PathBuf>,
+}
+
+fn model_err(path: &Path, e: impl std::fmt::Display) -> OrtError {
+    OrtError::Model {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// One session on `device` with `ort`'s options.
+fn session(ort: &OrtOptions, device: DeviceSpec) -> Result<Session, OrtError> {
+    let runtime = library::runtime()?;
+    let err = |e: ort::Error| model_err(&ort.model, e);
+    let level = match ort.optimization {
+        0 => GraphOptimizationLevel::Disable,
+        1 => GraphOptimizationLevel::Level1,
+        2 => GraphOptimizationLevel::Level2,
+        _ => GraphOptimizationLevel::All,
+    };
+    let mut builder = Session::builder(&runtime.environment)
+        .map_err(err)?
+        .with_optimization_level(level)
+        .map_err(|e| err(e.into()))?;
+    if let Some(n) = ort.threads {
+        builder = builder.with_intra_threads(n).map_err(|e| err(e.into()))?;
+    }
+    if let DeviceSpec::Cuda(i) = device {
+        use ort::ep::ExecutionProvider;
+        let cuda = ort::ep::CUDA::default().with_device_id(i as i32);
+        // Refuse rather than fall back to the CPU in silence.
+        if !ort::ep::CUDA::is_available().unwrap_or(false) {
+            return Err(OrtError::Provider {
+                device: device.to_string(),
+                reason: format!(
+                    "the ONNX Runtime at {} has no CUDA execution provider \
+                     (pip install onnxruntime-gpu provides one)",
+                    runtime.library.display()
+                ),
+            });
+        }
+        builder = builder
+            .with_execution_providers([cuda.build().error_on_failure()])
+            .map_err(|e| err(e.into()))?;
+    }
+    builder.commit_from_file(&ort.model).map_err(err)
+}
+
+/// Builds the SUT for `ort.model` on `options.device`.
+pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError> {
+    if options.batch_size == 0 {
+        return Err(BuildError::AtLeastOne("--batch-size").into());
+    }
+    if options.accuracy && ort.inputs.is_none() {
+        return Err(OrtError::Build(
+            "accuracy mode needs real inputs (--inputs DIR of .npy files): synthetic inputs \
+             have no answers"
+                .into(),
+        ));
+    }
+    if !ort.model.is_file() {
+        return Err(model_err(&ort.model, "no such file"));
+    }
+    let device = options.device;
+    let runtime = library::runtime()?;
+    eprintln!(
+        "loading {} with ONNX Runtime {} ({}, found by {}) on {device}",
+        ort.model.display(),
+        runtime.version,
+        runtime.library.display(),
+        runtime.found_by
+    );
+    let workers = options.workers.unwrap_or(1);
+    let first = session(ort, device)?;
+    let io = ModelIo::resolve(&first, &ort.dims)?;
+    if let Batching::Fixed(fixed) = io.batching {
+        if options.batch_size != fixed {
+            return Err(OrtError::FixedBatch {
+                asked: options.batch_size,
+                fixed,
+            });
+        }
+    }
+    for spec in &io.inputs {
+        eprintln!("  input  {}", spec.describe());
+    }
+    for spec in &io.outputs {
+        eprintln!("  output {}", spec.describe());
+    }
+    let mut sessions = vec![first];
+    for _ in 1..workers {
+        sessions.push(session(ort, device)?);
+    }
+    let samples: Arc<dyn samples::SampleSource> = match &ort.inputs {
+        Some(dir) => Arc::new(npy::NpyFolder::open(dir, &io, options.performance_samples)?),
+        None => Arc::new(samples::SyntheticSamples::new(
+            io.clone(),
+            options.samples,
+            options.performance_samples,
+            options.seed,
+            ort.int_max,
+        )),
+    };
+    let model = Arc::new(model::OrtModel::new(
+        sessions,
+        io.clone(),
+        Arc::clone(&samples),
+    ));
+    let qsl = SharedQsl(Arc::clone(&samples));
+    let (batch_rate, single_s) = calibrate(&qsl, options.batch_size, |indices| {
+        model
+            .run(indices)
+            .map(|_| ())
+            .map_err(|e| workloads::WorkloadError::Model {
+                model: "onnx".into(),
+                reason: e.to_string(),
+            })
+    })?;
+    eprintln!(
+        "calibrated: {batch_rate:.1} samples/s at batch {}, {:.2} ms for one sample",
+        options.batch_size,
+        single_s * 1e3
+    );
+    let parameters = serde_json::json!({
+        "model": ort.model.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        "model_file": ort.model.display().to_string(),
+        "engine": "onnxruntime",
+        "onnxruntime_version": runtime.version,
+        "onnxruntime_library": runtime.library.display().to_string(),
+        "execution_provider": match device {
+            DeviceSpec::Cuda(_) => "CUDAExecutionProvider",
+            _ => "CPUExecutionProvider",
+        },
+        "device": device.to_string(),
+        "intra_op_threads": ort.threads,
+        "graph_optimization_level": ort.optimization.min(3),
+        "inputs": io.inputs.iter().map(|s| s.describe()).collect::<Vec<_>>(),
+        "outputs": io.outputs.iter().map(|s| s.describe()).collect::<Vec<_>>(),
+        "batch_size": options.batch_size,
+        "max_wait_ns": options.max_wait.as_nanos() as u64,
+        "workers": workers,
+        "data": samples.describe(),
+        "dataset_samples": samples.total_sample_count(),
+        "calibrated_samples_per_s": batch_rate,
+    });
+    let name = format!("joulebench-onnxruntime-{device}");
+    let policy = workloads::batcher::BatchPolicy {
+        max_batch: options.batch_size,
+        max_wait: options.max_wait,
+        workers,
+    };
+    let sut = Arc::new(BatchingSut::new(name, model, policy));
+    Ok(Built {
+        sut: Box::new(Arc::clone(&sut)),
+        qsl: Box::new(qsl),
+        parameters,
+        capacity_per_s: batch_rate,
+        offline_capacity_per_s: batch_rate * workers as f64,
+        latency_ns: single_s * 1e9,
+        batching: Some(sut),
+    })
+}

@@ -1,0 +1,126 @@
+//! ONNX Runtime sessions answering batches: one session per worker thread
+//! (ort runs a session through `&mut`: some of ONNX Runtime's allocators
+//! are not thread-safe), inputs stacked along the batch dimension from the
+//! samples' bytes, each sample's answer the bytes of its slice of every
+//! output, in the model's output order.
+
+use crate::model_io::ModelIo;
+use crate::samples::SampleSource;
+use loadgen::QuerySampleIndex;
+use ort::memory::Allocator;
+use ort::session::Session;
+use ort::value::DynTensor;
+use std::sync::{Arc, Mutex};
+use workloads::batcher::{BatchModel, ModelError};
+
+/// Why a batch could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("sample {0} is not loaded")]
+    NotLoaded(QuerySampleIndex),
+    #[error("input `{name}`: {source}")]
+    Input { name: String, source: ort::Error },
+    #[error("running the model: {0}")]
+    Run(ort::Error),
+    #[error("output `{name}`: {reason}")]
+    Output { name: String, reason: String },
+}
+
+pub struct OrtModel {
+    sessions: Vec<Mutex<Session>>,
+    io: ModelIo,
+    samples: Arc<dyn SampleSource>,
+}
+
+impl OrtModel {
+    pub fn new(sessions: Vec<Session>, io: ModelIo, samples: Arc<dyn SampleSource>) -> Self {
+        OrtModel {
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
+            io,
+            samples,
+        }
+    }
+
+    /// A free session (there is one per worker, so one is free unless a
+    /// caller outside the workers, such as calibration, runs alongside).
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        loop {
+            for s in &self.sessions {
+                if let Ok(guard) = s.try_lock() {
+                    return guard;
+                }
+            }
+            // All busy: wait on the first.
+            if let Ok(guard) = self.sessions[0].lock() {
+                return guard;
+            }
+        }
+    }
+
+    /// Runs `indices` as one batch; each sample's answer in order.
+    pub fn run(&self, indices: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, InferError> {
+        let batch = indices.len();
+        let allocator = Allocator::default();
+        let mut inputs = Vec::with_capacity(self.io.inputs.len());
+        for (i, spec) in self.io.inputs.iter().enumerate() {
+            let input_err = |source| InferError::Input {
+                name: spec.name.clone(),
+                source,
+            };
+            let mut shape = vec![batch as i64];
+            shape.extend(self.io.sample_shapes[i].iter().map(|&d| d as i64));
+            let mut tensor = DynTensor::new(&allocator, spec.element, shape).map_err(input_err)?;
+            let per_sample = self.io.sample_bytes(i);
+            let ptr = tensor.data_ptr_mut().cast::<u8>();
+            // SAFETY: the tensor was allocated on the CPU for `batch` samples
+            // of `per_sample` bytes each (its shape and element type above),
+            // and nothing else refers to it yet.
+            let all = unsafe { std::slice::from_raw_parts_mut(ptr, batch * per_sample) };
+            for (dst, &index) in all.chunks_exact_mut(per_sample.max(1)).zip(indices) {
+                if !self.samples.copy_input(index, i, dst) {
+                    return Err(InferError::NotLoaded(index));
+                }
+            }
+            inputs.push((spec.name.clone(), tensor));
+        }
+        let mut session = self.session();
+        let outputs = session.run(inputs).map_err(InferError::Run)?;
+        let mut answers = vec![Vec::new(); batch];
+        for (spec, (_, value)) in self.io.outputs.iter().zip(outputs.iter()) {
+            let output_err = |reason: String| InferError::Output {
+                name: spec.name.clone(),
+                reason,
+            };
+            let tensor = value
+                .downcast::<ort::value::DynTensorValueType>()
+                .map_err(|e| output_err(e.to_string()))?;
+            let bytes = tensor
+                .size()
+                .ok_or_else(|| output_err("a string tensor: joulebench cannot log it".into()))?;
+            let first = tensor.shape().first().copied().unwrap_or(0);
+            if first != batch as i64 || bytes % batch != 0 {
+                return Err(output_err(format!(
+                    "shape {:?} has no batch dimension of {batch} first",
+                    tensor.shape()
+                )));
+            }
+            let per_sample = bytes / batch;
+            let data = tensor.data_ptr().cast::<u8>();
+            for (k, answer) in answers.iter_mut().enumerate() {
+                // SAFETY: ONNX Runtime holds `bytes` bytes of CPU memory
+                // (the CPU provider's outputs) at `data` while `outputs`
+                // lives; sample k's slice is inside it.
+                let slice =
+                    unsafe { std::slice::from_raw_parts(data.add(k * per_sample), per_sample) };
+                answer.extend_from_slice(slice);
+            }
+        }
+        Ok(answers)
+    }
+}
+
+impl BatchModel for OrtModel {
+    fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError> {
+        self.run(samples).map_err(|e| Box::new(e) as ModelError)
+    }
+}
