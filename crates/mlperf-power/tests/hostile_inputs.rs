@@ -9,9 +9,7 @@
 
 use mlperf_power::checker::{average_watts, CheckError};
 use mlperf_power::loadgen_logs::{power_window, time_in_line};
-use mlperf_power::protocol::{
-    BadCommand, Command, LineConn, ProtocolError, Waits, MAX_LINE_BYTES,
-};
+use mlperf_power::protocol::{BadCommand, Command, LineConn, ProtocolError, Waits, MAX_LINE_BYTES};
 use mlperf_power::ptd_daemon::{DaemonError, PtdCommandLine, UsageError};
 use mlperf_power::server::{PowerDevConfig, ServerError};
 use proptest::prelude::*;
