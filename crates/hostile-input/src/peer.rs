@@ -118,12 +118,10 @@ pub fn misbehave(mut stream: TcpStream, how: &Misbehaviour, limit: Duration) -> 
             out.after = started.elapsed();
             return out;
         }
-        Misbehaviour::StallMidLine(bytes) => {
-            if !send(&mut stream, bytes, &mut out) {
-                out.ended = Ended::OtherSideClosed;
-                out.after = started.elapsed();
-                return out;
-            }
+        Misbehaviour::StallMidLine(bytes) if !send(&mut stream, bytes, &mut out) => {
+            out.ended = Ended::OtherSideClosed;
+            out.after = started.elapsed();
+            return out;
         }
         _ => {}
     }
@@ -196,6 +194,70 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Threads of a process (`Threads` in `/proc/PID/status`): a test's bound
+/// on what a server spawns for hostile clients.
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Samples a process's resident memory in the background (every 20 ms)
+/// and keeps the peak: what a server held while a hostile client sent an
+/// endless line, even if it freed it once the client left.
+pub struct ResidentWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Option<u64>>>,
+    /// Resident KiB when the watch began.
+    pub start_kib: u64,
+}
+
+impl ResidentWatch {
+    /// Starts watching `pid`; `None` when its resident size cannot be read.
+    pub fn start(pid: u32) -> Option<ResidentWatch> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let start_kib = resident_kib(pid)?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = resident_kib(pid)?;
+            while !flag.load(Ordering::SeqCst) {
+                if let Some(now) = resident_kib(pid) {
+                    peak = peak.max(now);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(peak.max(resident_kib(pid).unwrap_or(0)))
+        });
+        Some(ResidentWatch {
+            stop,
+            thread: Some(thread),
+            start_kib,
+        })
+    }
+
+    /// Stops watching; the largest growth seen over the start, in KiB
+    /// (`None` when the process went away).
+    pub fn peak_growth_kib(mut self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let peak = self.thread.take()?.join().ok()??;
+        Some(peak.saturating_sub(self.start_kib))
+    }
+}
+
+impl Drop for ResidentWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +314,34 @@ mod tests {
     #[test]
     fn this_process_has_a_resident_size() {
         assert!(resident_kib(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn thread_count_sees_a_new_thread() {
+        let pid = std::process::id();
+        let before = thread_count(pid).unwrap();
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv().ok());
+        // Other tests' threads come and go; ours is there at least.
+        assert!(thread_count(pid).unwrap() >= 2);
+        drop(tx);
+        t.join().unwrap();
+        assert_eq!(thread_count(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_resident_watch_sees_a_peak_that_was_freed() {
+        let watch = ResidentWatch::start(std::process::id()).unwrap();
+        {
+            // 64 MiB touched, held a while, then freed.
+            let v = vec![1u8; 64 << 20];
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(v[v.len() - 1], 1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let growth = watch.peak_growth_kib().unwrap();
+        assert!(growth >= 32 << 10, "{growth} KiB");
+        assert!(ResidentWatch::start(u32::MAX).is_none());
     }
 }
