@@ -145,6 +145,40 @@ pub fn misbehave(mut stream: TcpStream, how: &Misbehaviour, limit: Duration) -> 
     out
 }
 
+/// Sends `message` over and over and never reads what comes back (a
+/// client that pipelines requests and ignores the replies), until the other
+/// side closes (or resets) the connection or `limit` passes. Its replies
+/// pile up in the kernel's buffers until its writes block: it must give up
+/// on us, not wait for ever. `bytes_received` stays 0.
+pub fn flood_without_reading(mut stream: TcpStream, message: &[u8], limit: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut out = Outcome {
+        bytes_sent: 0,
+        bytes_received: 0,
+        ended: Ended::LimitPassed,
+        after: Duration::ZERO,
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let batch = message.repeat((16 * 1024 / message.len().max(1)).max(1));
+    while started.elapsed() < limit {
+        match stream.write(&batch) {
+            Ok(0) => {
+                out.ended = Ended::OtherSideClosed;
+                break;
+            }
+            Ok(n) => out.bytes_sent += n as u64,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                out.ended = Ended::OtherSideClosed;
+                break;
+            }
+        }
+    }
+    out.after = started.elapsed();
+    out
+}
+
 /// Reads (and drops) what the other side sent within a short wait; true
 /// when it has closed the connection.
 fn other_side_closed(stream: &mut TcpStream, out: &mut Outcome) -> bool {
@@ -295,6 +329,29 @@ mod tests {
         let out = misbehave(ours, &Misbehaviour::EndlessLine, Duration::from_millis(300));
         assert_eq!(out.ended, Ended::LimitPassed);
         // The kernel's buffers take a few MB at most; then writes block.
+        assert!(out.bytes_sent > 0 && out.bytes_sent < 64 << 20, "{out:?}");
+        drop(theirs);
+    }
+
+    #[test]
+    fn a_flood_ends_when_the_other_side_closes_or_the_limit_passes() {
+        let (ours, theirs) = pair();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(theirs);
+        });
+        let out = flood_without_reading(ours, b"GET / HTTP/1.1\r\n\r\n", Duration::from_secs(10));
+        closer.join().unwrap();
+        assert_eq!(out.ended, Ended::OtherSideClosed, "{out:?}");
+        assert!(out.after >= Duration::from_millis(250), "{out:?}");
+        assert!(out.after < Duration::from_secs(5), "{out:?}");
+        assert_eq!(out.bytes_received, 0);
+
+        // A reader that neither reads nor closes: the writes block, the
+        // limit ends it.
+        let (ours, theirs) = pair();
+        let out = flood_without_reading(ours, b"x", Duration::from_millis(300));
+        assert_eq!(out.ended, Ended::LimitPassed, "{out:?}");
         assert!(out.bytes_sent > 0 && out.bytes_sent < 64 << 20, "{out:?}");
         drop(theirs);
     }
