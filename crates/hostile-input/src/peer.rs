@@ -127,6 +127,7 @@ pub fn misbehave(mut stream: TcpStream, how: &Misbehaviour, limit: Duration) -> 
     }
     let endless = vec![b'x'; 64 * 1024];
     let mut last_trickle = Instant::now() - Duration::from_secs(1);
+    let mut last_look = Instant::now() - Duration::from_secs(1);
     while started.elapsed() < limit {
         let ok = match how {
             Misbehaviour::EndlessLine => send(&mut stream, &endless, &mut out),
@@ -136,7 +137,15 @@ pub fn misbehave(mut stream: TcpStream, how: &Misbehaviour, limit: Duration) -> 
             }
             _ => true,
         };
-        if !ok || other_side_closed(&mut stream, &mut out) {
+        // Looking for a close waits up to 10 ms; an endless line looks only
+        // every 10 ms, so that it goes as fast as the other side reads.
+        let look =
+            *how != Misbehaviour::EndlessLine || last_look.elapsed() >= Duration::from_millis(10);
+        let closed = look && other_side_closed(&mut stream, &mut out);
+        if look {
+            last_look = Instant::now();
+        }
+        if !ok || closed {
             out.ended = Ended::OtherSideClosed;
             break;
         }
@@ -354,6 +363,28 @@ mod tests {
         assert_eq!(out.ended, Ended::LimitPassed, "{out:?}");
         assert!(out.bytes_sent > 0 && out.bytes_sent < 64 << 20, "{out:?}");
         drop(theirs);
+    }
+
+    #[test]
+    fn an_endless_line_goes_as_fast_as_the_other_side_reads() {
+        let (ours, mut theirs) = pair();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut got = 0u64;
+            let started = Instant::now();
+            while got < 64 << 20 && started.elapsed() < Duration::from_secs(8) {
+                match theirs.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n as u64,
+                }
+            }
+            (got, started.elapsed())
+        });
+        let out = misbehave(ours, &Misbehaviour::EndlessLine, Duration::from_secs(30));
+        let (got, took) = reader.join().unwrap();
+        assert_eq!(out.ended, Ended::OtherSideClosed, "{out:?}");
+        // 64 MiB within 8 s: not 64 KiB per 10 ms wait for a close (6.4 MB/s).
+        assert!(got >= 64 << 20, "{got} bytes in {took:?}");
     }
 
     #[test]
