@@ -443,16 +443,18 @@ fn serve_connection(mut stream: TcpStream, page: &Page, timeout: Duration) -> st
 /// Sends a last reply and closes. What the client sent that we did not
 /// read (a body, pipelined requests, the rest of an endless header) would
 /// turn a plain close into a reset that can destroy the reply in flight:
-/// half-close, then drop what still comes for a moment.
+/// half-close, then drop what still comes for a moment (at most 0.5 s and
+/// 256 KiB: a client that sends without end is not read for long).
 fn reply_and_close(mut stream: TcpStream, reply: &[u8], timeout: Duration) -> std::io::Result<()> {
     write_by(&mut stream, reply, Instant::now() + timeout)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut sink = [0u8; 2048];
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 256 * 1024;
     let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
+    while Instant::now() < until && left > 0 {
         match stream.read(&mut sink) {
-            Ok(n) if n > 0 => {}
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
             _ => break,
         }
     }
