@@ -41,6 +41,17 @@ pub struct PtdServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = crate::run::parse_duration)]
     read_period: Duration,
 
+    /// How long a client may take to end a line it began, or to take a
+    /// reply; one that stalls is disconnected.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::run::parse_duration)]
+    client_line_timeout: Duration,
+
+    /// How long a client may stay silent while no measurement runs before it
+    /// is disconnected (one client at a time: a silent one would hold the
+    /// daemon for ever). While a measurement runs there is no limit.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = crate::run::parse_duration)]
+    client_idle_timeout: Duration,
+
     #[command(flatten)]
     power: crate::meters::PowerArgs,
 
@@ -82,6 +93,8 @@ pub fn run(args: PtdServeArgs) -> Result<ExitCode> {
         assumed_volts: args.volts,
         assumed_power_factor: args.power_factor,
         read_period: args.read_period,
+        client_line_timeout: args.client_line_timeout,
+        client_idle_timeout: args.client_idle_timeout,
     };
     ptd_daemon::serve(config, Box::new(source), stop, Box::new(std::io::stdout()))?;
     Ok(ExitCode::SUCCESS)

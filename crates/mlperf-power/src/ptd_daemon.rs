@@ -3,7 +3,10 @@
 //! It takes PTDaemon's own command line
 //! (`-l LOGFILE -p PORT [-b N] [-c CH] [dcFlag] [interfaceFlag] DEVICE_TYPE DEVICE_PORT`),
 //! so power-dev's director can start it where it would start PTDaemon. Like
-//! PTDaemon it stays in the foreground, serves one connection at a time,
+//! PTDaemon it stays in the foreground, serves one connection at a time
+//! (cutting off a client that stalls mid-line, sends an endless line, or
+//! sits silent with no measurement running: see [`DaemonConfig`]; a
+//! measurement a client leaves running is stopped when it goes),
 //! appends every sample to LOGFILE, prints timestamped status lines on stdout
 //! (they become the director's `ptd_logs.txt`) and ends cleanly when asked
 //! (SIGTERM: the caller sets the stop flag).
@@ -28,7 +31,7 @@
 use crate::meter_source::PowerSource;
 use crate::virtual_analyzer::{Electrical, Identity, VirtualAnalyzer};
 use mlperf_time::Timestamp;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,6 +178,15 @@ pub struct DaemonConfig {
     pub assumed_power_factor: f64,
     /// How often the meter is read.
     pub read_period: Duration,
+    /// How long a client may take to end a line it began, and to take each
+    /// reply: one that stalls, trickles bytes or does not read is
+    /// disconnected.
+    pub client_line_timeout: Duration,
+    /// How long a client may stay silent while no measurement runs before
+    /// it is disconnected, so that it cannot hold the daemon (one client at
+    /// a time) for ever. While a measurement runs there is no limit: the
+    /// director is silent through the workload.
+    pub client_idle_timeout: Duration,
 }
 
 struct Shared {
@@ -267,9 +279,14 @@ pub fn serve(
         match listener.accept() {
             Ok((stream, peer)) => {
                 tracing::info!(%peer, "ptd-serve: connection");
-                if let Err(e) = serve_connection(stream, &shared, &stop) {
+                if let Err(e) = serve_connection(stream, &config, &shared, &stop) {
                     tracing::warn!(%peer, "ptd-serve: connection ended: {e}");
                 }
+                // The next client starts afresh: a measurement this one left
+                // running is stopped, its unread samples dropped.
+                let mut s = lock(&shared);
+                s.analyzer.client_gone();
+                s.flush_status();
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50))
@@ -292,55 +309,159 @@ pub fn serve(
     }
 }
 
+/// Longest command line accepted: PTDaemon's commands are a few dozen
+/// bytes; a longer line gets an error and the connection is closed.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// How often a wait on the client looks at the stop flag and the clock.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Why a connection ended other than by the client closing it between lines.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionEnd {
+    #[error("stopped (signal)")]
+    Stopped,
+    #[error("no line end within {:.1} s of the line's start ({bytes} bytes)", waited.as_secs_f64())]
+    Stalled { bytes: usize, waited: Duration },
+    #[error("silent for {:.1} s with no measurement running", waited.as_secs_f64())]
+    Idle { waited: Duration },
+    #[error("a line longer than {MAX_LINE_BYTES} bytes")]
+    LineTooLong,
+    #[error("closed in the middle of a line ({bytes} bytes)")]
+    ClosedMidLine { bytes: usize },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves one client until it closes, misbehaves past a bound, or `stop`
+/// is set. Every wait is bounded: a line once begun must end within the
+/// line timeout (a client that stalls or trickles bytes is cut off), lines
+/// are at most [`MAX_LINE_BYTES`] (an endless line costs nothing), a client
+/// with no measurement running must send a line within the idle timeout,
+/// each reply must go out within the line timeout, and the stop flag is
+/// looked at every [`POLL`].
 fn serve_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
+    config: &DaemonConfig,
     shared: &Mutex<Shared>,
     stop: &AtomicBool,
-) -> std::io::Result<()> {
+) -> Result<(), ConnectionEnd> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    stream.set_read_timeout(Some(POLL))?;
     let mut line: Vec<u8> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) if line.ends_with(b"\n") => {
-                let text = String::from_utf8_lossy(&line).trim().to_string();
-                line.clear();
-                if text.is_empty() {
-                    continue;
-                }
-                let replies = {
-                    let mut s = lock(shared);
-                    let r = s.analyzer.handle(&text);
-                    s.flush_status();
-                    if let Some(first) = r.first() {
-                        let _ = writeln!(
-                            s.out,
-                            "{}: Response to client sent: {first}",
-                            Timestamp::now()
-                        );
-                        let _ = s.out.flush();
-                    }
-                    r
-                };
-                let mut bytes = String::new();
-                for r in replies {
-                    bytes.push_str(&r);
-                    bytes.push_str("\r\n");
-                }
-                writer.write_all(bytes.as_bytes())?;
-            }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    let mut line_began: Option<Instant> = None;
+    let mut last_line = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(ConnectionEnd::Stopped);
         }
-        if line.len() > 64 * 1024 {
-            writer.write_all(b"Error: line too long\r\n")?;
-            return Ok(());
+        if let Some(began) = line_began {
+            if began.elapsed() >= config.client_line_timeout {
+                return Err(ConnectionEnd::Stalled {
+                    bytes: line.len(),
+                    waited: config.client_line_timeout,
+                });
+            }
+        } else if last_line.elapsed() >= config.client_idle_timeout
+            && lock(shared).analyzer.interval_ms().is_none()
+        {
+            return Err(ConnectionEnd::Idle {
+                waited: last_line.elapsed(),
+            });
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(0) if line.is_empty() => return Ok(()),
+            Ok(0) => return Err(ConnectionEnd::ClosedMidLine { bytes: line.len() }),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&b| b == b'\n');
+            let take = end.map_or(rest.len(), |p| p + 1);
+            line.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            line_began.get_or_insert_with(Instant::now);
+            if line.len() > MAX_LINE_BYTES + 2 {
+                let _ = write_within(&mut stream, b"Error: line too long\r\n", config, stop);
+                return Err(ConnectionEnd::LineTooLong);
+            }
+            if end.is_none() {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line).trim().to_string();
+            line.clear();
+            line_began = None;
+            last_line = Instant::now();
+            if text.is_empty() {
+                continue;
+            }
+            let replies = {
+                let mut s = lock(shared);
+                let r = s.analyzer.handle(&text);
+                s.flush_status();
+                if let Some(first) = r.first() {
+                    let _ = writeln!(
+                        s.out,
+                        "{}: Response to client sent: {first}",
+                        Timestamp::now()
+                    );
+                    let _ = s.out.flush();
+                }
+                r
+            };
+            let mut bytes = String::new();
+            for r in replies {
+                bytes.push_str(&r);
+                bytes.push_str("\r\n");
+            }
+            write_within(&mut stream, bytes.as_bytes(), config, stop)?;
+        }
+    }
+}
+
+/// Writes all of `bytes` within the line timeout (a client that does not
+/// read its replies is cut off), looking at the stop flag meanwhile.
+fn write_within(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    config: &DaemonConfig,
+    stop: &AtomicBool,
+) -> Result<(), ConnectionEnd> {
+    let deadline = Instant::now() + config.client_line_timeout;
+    while !bytes.is_empty() {
+        if stop.load(Ordering::SeqCst) {
+            return Err(ConnectionEnd::Stopped);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnectionEnd::Io(std::io::Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "the client took no reply within {:.1} s",
+                    config.client_line_timeout.as_secs_f64()
+                ),
+            )));
+        }
+        stream.set_write_timeout(Some(left.min(POLL)))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(ConnectionEnd::Io(ErrorKind::WriteZero.into())),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

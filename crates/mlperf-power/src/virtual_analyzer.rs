@@ -215,6 +215,21 @@ impl VirtualAnalyzer {
         self.measuring.as_ref().map(|m| m.interval_ms)
     }
 
+    /// The client's connection ended: a measurement it left running is
+    /// stopped (with a warning and PTDaemon's `Completed test`) and the
+    /// samples it did not read are dropped (they are in LOGFILE), so that
+    /// the next client's `Go` and `RL` are its own.
+    pub fn client_gone(&mut self) {
+        if let Some(m) = self.measuring.take() {
+            self.status.push(format!(
+                "WARNING: the client disconnected during the measurement with mark '{}'; stopped it",
+                m.mark
+            ));
+            self.status.push("Completed test".into());
+        }
+        self.unread.clear();
+    }
+
     /// The latest instantaneous reading (for `Watts`), measuring or not.
     pub fn set_latest_watts(&mut self, watts: f64) {
         self.latest_watts = Some(watts);
@@ -495,6 +510,26 @@ mod tests {
         assert_eq!(a.handle("RL"), ["Last 0 samples"]);
         // Auto range followed the reading: 230 V -> 300 V, 0.87 A -> 1 A.
         assert_eq!(a.handle("RR"), ["Ranges,1,1.000000,1,300.000000"]);
+    }
+
+    #[test]
+    fn a_client_gone_mid_measurement_leaves_nothing_to_the_next() {
+        let mut a = rehearsal();
+        a.client_gone();
+        assert!(a.take_status().is_empty());
+        a.handle("Go,1000,0,gone");
+        a.record(reading(200.0), t());
+        a.take_status();
+        a.client_gone();
+        assert_eq!(a.interval_ms(), None);
+        let status = a.take_status();
+        assert!(
+            status[0].starts_with("WARNING: the client disconnected"),
+            "{status:?}"
+        );
+        assert_eq!(status[1], "Completed test");
+        assert_eq!(a.handle("RL"), ["Last 0 samples"]);
+        assert!(a.handle("Go,1000,0,next")[0].starts_with("Starting"));
     }
 
     #[test]

@@ -421,6 +421,10 @@ fn file_safe(text: &str) -> String {
         .collect()
 }
 
+/// Most output taken from one ipmitool run, on stdout and on stderr each
+/// (`dcmi power reading` prints a few hundred bytes).
+pub const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+
 /// Runs ipmitool with a deadline and returns its stdout; failures become
 /// errors that say what to do.
 fn run_ipmitool(config: &IpmiConfig) -> Result<String, MeterError> {
@@ -449,40 +453,70 @@ fn run_ipmitool(config: &IpmiConfig) -> Result<String, MeterError> {
             },
         })?;
     let deadline = Instant::now() + config.timeout;
-    // dcmi output is a few hundred bytes, far below a pipe's buffer, so the
-    // child never blocks on a full pipe while we poll for its exit.
+    let read_err = |reason: String| MeterError::Read {
+        meter: METER.into(),
+        reason,
+    };
+    // Both pipes are read while the child runs, each by a thread that takes
+    // at most MAX_OUTPUT_BYTES and then closes its end (a child that goes
+    // on writing gets SIGPIPE): the child never blocks on a full pipe, and
+    // endless output costs a bounded amount of memory.
+    let (stdout_rx, stderr_rx) = match (
+        child.stdout.take().map(collect_output).transpose(),
+        child.stderr.take().map(collect_output).transpose(),
+    ) {
+        (Ok(Some(out)), Ok(Some(err))) => (out, err),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(read_err(format!("reading `{binary}`'s output: {e}")));
+        }
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(read_err(format!("`{binary}`: no output pipes")));
+        }
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(MeterError::Read {
-                    meter: METER.into(),
-                    reason: format!(
-                        "`{binary}` gave no answer within {} ms (BMC unreachable or busy?)",
-                        config.timeout.as_millis()
-                    ),
-                });
+                return Err(read_err(format!(
+                    "`{binary}` gave no answer within {} ms (BMC unreachable or busy?)",
+                    config.timeout.as_millis()
+                )));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => {
                 let _ = child.kill();
-                return Err(MeterError::Read {
-                    meter: METER.into(),
-                    reason: format!("waiting for `{binary}`: {e}"),
-                });
+                let _ = child.wait();
+                return Err(read_err(format!("waiting for `{binary}`: {e}")));
             }
         }
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    // The child has exited; its output ends when every process holding the
+    // pipes (a child of its own, say) has closed them: not waited for past
+    // the deadline.
+    let taken = |rx: std::sync::mpsc::Receiver<Output>, which: &str| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.max(Duration::from_millis(100))) {
+            Ok(Output::Complete(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(Output::TooLong) => Err(read_err(format!(
+                "`{binary}` printed more than {MAX_OUTPUT_BYTES} bytes on {which}; \
+                 not `dcmi power reading` output"
+            ))),
+            Ok(Output::Failed(e)) => Err(read_err(format!("reading `{binary}`'s {which}: {e}"))),
+            Err(_) => Err(read_err(format!(
+                "`{binary}` exited ({status}) but its {which} was still open after {} ms \
+                 (a process it started holds it?)",
+                config.timeout.as_millis()
+            ))),
+        }
+    };
+    let stdout = taken(stdout_rx, "stdout")?;
+    let stderr = taken(stderr_rx, "stderr")?;
     if status.success() {
         return Ok(stdout);
     }
@@ -494,6 +528,35 @@ fn run_ipmitool(config: &IpmiConfig) -> Result<String, MeterError> {
         .unwrap_or("no message")
         .to_string();
     Err(classify_failure(&binary, &said))
+}
+
+/// What a pipe of ipmitool's gave.
+enum Output {
+    Complete(Vec<u8>),
+    /// More than [`MAX_OUTPUT_BYTES`]: reading stopped there.
+    TooLong,
+    Failed(std::io::Error),
+}
+
+/// Reads `pipe` to its end on a thread of its own, taking at most
+/// [`MAX_OUTPUT_BYTES`] (then it closes the pipe); the result arrives on
+/// the channel.
+fn collect_output(
+    pipe: impl Read + Send + 'static,
+) -> std::io::Result<std::sync::mpsc::Receiver<Output>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("ipmitool-output".into())
+        .spawn(move || {
+            let mut bytes = Vec::new();
+            let out = match pipe.take(MAX_OUTPUT_BYTES + 1).read_to_end(&mut bytes) {
+                Ok(_) if bytes.len() as u64 > MAX_OUTPUT_BYTES => Output::TooLong,
+                Ok(_) => Output::Complete(bytes),
+                Err(e) => Output::Failed(e),
+            };
+            let _ = tx.send(out);
+        })?;
+    Ok(rx)
 }
 
 /// Turns ipmitool's complaint into an error with a remedy.

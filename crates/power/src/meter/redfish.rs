@@ -25,6 +25,12 @@ use std::path::Path;
 use std::time::Duration;
 
 const METER: &str = "redfish";
+/// Largest reply accepted for one resource: Redfish resources are a few
+/// KiB; a BMC that sends more (an endless body) gets an error, not our
+/// memory.
+pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest head (status line and headers) accepted for one reply.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Environment variables read for the BMC user and password.
 pub const USER_ENV: &str = "REDFISH_USER";
 pub const PASSWORD_ENV: &str = "REDFISH_PASSWORD";
@@ -245,6 +251,7 @@ impl Client {
             .build();
         let agent_config = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
+            .max_response_header_size(MAX_HEADER_BYTES)
             .http_status_as_error(false)
             .proxy(None)
             .tls_config(tls)
@@ -282,8 +289,19 @@ impl Client {
         }
         let body = response
             .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .lossy_utf8(true)
             .read_to_string()
-            .map_err(|e| read_error(format!("GET {url}: reading the body: {e}")))?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(limit) => read_error(format!(
+                    "GET {url}: the reply is larger than {limit} bytes; not a Redfish resource"
+                )),
+                ureq::Error::Timeout(_) => read_error(format!(
+                    "GET {url}: the reply did not arrive whole in time ({e})"
+                )),
+                e => read_error(format!("GET {url}: reading the body: {e}")),
+            })?;
         serde_json::from_str(&body)
             .map_err(|e| read_error(format!("GET {url}: the reply is not JSON: {e}")))
     }
@@ -340,12 +358,33 @@ fn transport_error(url: &str, e: &ureq::Error) -> MeterError {
             meter: METER.into(),
             reason: format!("GET {url}: host not found"),
         },
+        ureq::Error::Io(io) if !cannot_connect(io.kind()) => read_error(format!(
+            "GET {url}: the BMC closed the connection before answering ({text})"
+        )),
         ureq::Error::ConnectionFailed | ureq::Error::Io(_) => MeterError::NotPresent {
             meter: METER.into(),
             reason: format!("GET {url}: cannot connect: {text}"),
         },
         _ => read_error(format!("GET {url}: {text}{hint}")),
     }
+}
+
+/// Whether an I/O error means nothing answers at that address (rather than
+/// a BMC that answered, then hung up or reset the connection).
+fn cannot_connect(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | NotConnected
+            | AddrNotAvailable
+            | AddrInUse
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | NotFound
+            | PermissionDenied
+    )
 }
 
 /// Where a chassis reports its power.
