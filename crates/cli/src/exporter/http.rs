@@ -1,10 +1,7 @@
-//! `joulebench exporter`: power and energy as Prometheus metrics
-//! (`power::prometheus`), served over HTTP. It listens on loopback unless an
-//! address is given.
-//!
-//! The HTTP server is a small one of our own (std only), because whoever can
-//! reach the port may send anything, and every cost a client can impose is
-//! bounded here:
+//! The exporter's HTTP/1.1 server, a small one of our own (std only;
+//! tiny_http bounded none of what follows), because whoever can reach the
+//! port may send anything, and every cost a client can impose is bounded
+//! here:
 //! - each connection has its own thread, so a client that is slow, silent
 //!   or does not read its replies delays nobody else;
 //! - at most [`MAX_CONNECTIONS`] are served at once; more wait in the
@@ -18,14 +15,11 @@
 //! - a failed `accept` (out of file descriptors, say) is retried after a
 //!   pause, never the end of the server.
 
-use anyhow::{bail, Context, Result};
-use clap::Args;
-use power::prometheus::{read_forever, render, MeterState};
+use super::Page;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most connections served at once; more wait in the listen backlog.
@@ -38,75 +32,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// renders a page of a few KiB.
 const CONNECTION_STACK: usize = 256 * 1024;
 
-#[derive(Debug, Args)]
-pub struct ExporterArgs {
-    /// Address to serve on; loopback unless you name another (e.g. 0.0.0.0:9469).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9469")]
-    listen: String,
-
-    /// How long a client may take to send a request (and to take the reply);
-    /// a keep-alive connection idle this long is closed.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
-    client_timeout: Duration,
-
-    #[command(flatten)]
-    power: crate::meters::PowerArgs,
-}
-
-/// What the connection threads share: the meters' running figures.
-struct Page {
-    states: Vec<Arc<Mutex<MeterState>>>,
-    host: String,
-}
-
-impl Page {
-    fn metrics(&self) -> String {
-        let snapshot: Vec<MeterState> = self
-            .states
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect();
-        render(&snapshot, &self.host)
-    }
-}
-
-pub fn run(args: ExporterArgs) -> Result<ExitCode> {
-    if args.client_timeout.is_zero() {
-        bail!("--client-timeout must be more than 0");
-    }
-    let selection = args.power.select()?;
-    for u in &selection.unusable {
-        tracing::info!("not usable: {}", u.error);
-    }
-    if selection.meters.is_empty() {
-        bail!("no usable meter to export (`joulebench power list` shows what this machine has)");
-    }
-    let interval = args.power.power_interval;
-    let host = report::system::SystemDescription::detect().hostname;
-    let mut states = Vec::new();
-    let mut ids = Vec::new();
-    for meter in selection.meters {
-        ids.push(meter.info().id.clone());
-        let state = Arc::new(Mutex::new(MeterState::new(meter.info().clone(), interval)));
-        let s = Arc::clone(&state);
-        std::thread::Builder::new()
-            .name(format!("export-{}", meter.info().id))
-            .spawn(move || read_forever(meter, s, interval))
-            .context("starting a meter thread")?;
-        states.push(state);
-    }
-    let listener = TcpListener::bind(args.listen.as_str())
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr().context("the listening address")?;
-    eprintln!(
-        "joulebench exporter: serving http://{addr}/metrics ({})",
-        ids.join(", ")
-    );
-    let page = Arc::new(Page { states, host });
-    serve(listener, page, args.client_timeout);
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Decrements the count of open connections when a connection ends.
 struct Slot(Arc<AtomicUsize>);
 
@@ -117,7 +42,7 @@ impl Drop for Slot {
 }
 
 /// Accepts for ever, one thread per connection, at most `MAX_CONNECTIONS`.
-fn serve(listener: TcpListener, page: Arc<Page>, timeout: Duration) {
+pub fn serve(listener: TcpListener, page: Arc<Page>, timeout: Duration) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut last_warning: Option<Instant> = None;
     loop {
