@@ -15,8 +15,8 @@
 use crate::loadgen_logs::{self, DETAIL_LOG, SUMMARY_LOG};
 use crate::ntp;
 use crate::protocol::{
-    valid_label, Command, LineConn, Mode, ProtocolError, SessionAction, Waits, FETCH_FILES, MAGIC_CLIENT,
-    MAGIC_SERVER, OPTIONAL_FETCH_FILES,
+    valid_label, Command, LineConn, Mode, ProtocolError, SessionAction, Waits, FETCH_FILES,
+    MAGIC_CLIENT, MAGIC_SERVER, OPTIONAL_FETCH_FILES,
 };
 use crate::result_folder;
 use crate::session_log::SessionLog;
