@@ -53,9 +53,19 @@ impl TextTokenizer {
             return Err(err("no such file (give the model's tokenizer.json)".into()));
         }
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        check_charsmaps(&bytes).map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
-        let mut inner = guarded(|| tokenizers::Tokenizer::from_bytes(&bytes))
-            .map_err(|e| err(format!("not a valid tokenizer.json: {e}")))?;
+        TextTokenizer::parse(&bytes, path)
+    }
+
+    /// A tokenizer from the bytes of a `tokenizer.json` read from `path`
+    /// (which only names it in errors), as [`TextTokenizer::from_file`]
+    /// takes it.
+    pub fn parse(json: &[u8], path: &Path) -> Result<TextTokenizer, TextError> {
+        let err = |reason: String| TextError::Tokenizer {
+            path: path.to_path_buf(),
+            reason: format!("not a valid tokenizer.json: {reason}"),
+        };
+        check_charsmaps(json).map_err(err)?;
+        let mut inner = guarded(|| tokenizers::Tokenizer::from_bytes(json)).map_err(err)?;
         inner.with_padding(None);
         inner
             .with_truncation(None)
