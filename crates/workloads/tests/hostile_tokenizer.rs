@@ -18,86 +18,8 @@ use workloads::text::TextError;
 
 /// A small BERT-style WordPiece tokenizer, laid out as Hugging Face writes
 /// them (one entry a line, so that line mutations hit single settings).
-const WORDPIECE: &str = r###"{
-  "version": "1.0",
-  "truncation": null,
-  "padding": null,
-  "added_tokens": [
-    {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 1, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 2, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 3, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 4, "content": "[MASK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
-  ],
-  "normalizer": {
-    "type": "BertNormalizer",
-    "clean_text": true,
-    "handle_chinese_chars": true,
-    "strip_accents": null,
-    "lowercase": true
-  },
-  "pre_tokenizer": {
-    "type": "BertPreTokenizer"
-  },
-  "post_processor": {
-    "type": "TemplateProcessing",
-    "single": [
-      {"SpecialToken": {"id": "[CLS]", "type_id": 0}},
-      {"Sequence": {"id": "A", "type_id": 0}},
-      {"SpecialToken": {"id": "[SEP]", "type_id": 0}}
-    ],
-    "pair": [
-      {"SpecialToken": {"id": "[CLS]", "type_id": 0}},
-      {"Sequence": {"id": "A", "type_id": 0}},
-      {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
-      {"Sequence": {"id": "B", "type_id": 1}},
-      {"SpecialToken": {"id": "[SEP]", "type_id": 1}}
-    ],
-    "special_tokens": {
-      "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-      "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
-    }
-  },
-  "decoder": {
-    "type": "WordPiece",
-    "prefix": "##",
-    "cleanup": true
-  },
-  "model": {
-    "type": "WordPiece",
-    "unk_token": "[UNK]",
-    "continuing_subword_prefix": "##",
-    "max_input_chars_per_word": 100,
-    "vocab": {
-      "[PAD]": 0,
-      "[UNK]": 1,
-      "[CLS]": 2,
-      "[SEP]": 3,
-      "[MASK]": 4,
-      "the": 5,
-      "quick": 6,
-      "brown": 7,
-      "fox": 8,
-      "jump": 9,
-      "##s": 10,
-      "##ed": 11,
-      "over": 12,
-      "lazy": 13,
-      "dog": 14,
-      "who": 15,
-      "?": 16,
-      ".": 17,
-      ",": 18,
-      "a": 19,
-      "##a": 20,
-      "b": 21,
-      "##b": 22,
-      "1": 23,
-      "##1": 24
-    }
-  }
-}
-"###;
+/// bench/fuzz.sh seeds the tokenizer fuzz target with it too.
+const WORDPIECE: &str = include_str!("data/wordpiece_tokenizer.json");
 
 /// Tokens in [`WORDPIECE`]'s vocabulary.
 const WORDPIECE_VOCAB: usize = 25;
