@@ -8,8 +8,9 @@
 # flags (the address sanitizer); this machine has one stable toolchain, so the
 # flags are allowed with RUSTC_BOOTSTRAP=1. Each target starts from a corpus
 # seeded with fuzz/seeds/<target>/ and real files of the repository (our power
-# logs and result.json fixtures). A crash is kept in fuzz/artifacts/<target>/
-# and makes the script exit 1: turn it into a regression test, then fix it.
+# logs and result.json fixtures, the tests' tokenizer.json). A crash is kept in
+# fuzz/artifacts/<target>/ and makes the script exit 1: turn it into a
+# regression test, then fix it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -49,6 +50,7 @@ for target in "${targets[@]}"; do
   case $target in
     power_log | replay) corpus=$(seed "$target" "$fixtures"/*/power/*.csv) ;;
     result_json) corpus=$(seed "$target" "$fixtures"/*/result.json) ;;
+    tokenizer) corpus=$(seed "$target" "$root"/crates/workloads/tests/data/*tokenizer*.json) ;;
     *) corpus=$(seed "$target") ;;
   esac
   before=$(crashes_of "$target")

@@ -3,6 +3,7 @@
 //! panic, errors name the file and line, and mutations that keep a file valid
 //! (CRLF, duplicated or reordered lines) give the same settings.
 
+use hostile_input::strategies::{config, mutate, mutations, nasty_value};
 use loadgen::conf::{apply_override, ConfError, ConfFile};
 use loadgen::layers::Layers;
 use loadgen::{Scenario, TestSettings};
@@ -99,22 +100,7 @@ fn conf_like_line() -> impl Strategy<Value = String> {
         Just("target_latency_percentile".to_string()),
         "[a-z_]{0,20}",
     ];
-    let value = prop_oneof![
-        Just("NaN".to_string()),
-        Just("inf".to_string()),
-        Just("-inf".to_string()),
-        Just("-1".to_string()),
-        Just("1e308".to_string()),
-        Just("18446744073709551615".to_string()),
-        Just("18446744073709551616".to_string()),
-        Just("0xffffffffffffffff".to_string()),
-        Just("99999999999999999999999999".to_string()),
-        Just("1".to_string()),
-        Just("0".to_string()),
-        any::<u64>().prop_map(|v| v.to_string()),
-        any::<f64>().prop_map(|v| v.to_string()),
-        "[ -~]{0,12}",
-    ];
+    let value = nasty_value();
     (model, scenario, key, value, "[ \t=#.\r]{0,3}")
         .prop_map(|(m, s, k, v, junk)| format!("{m}.{s}.{k} = {v}{junk}"))
 }
@@ -124,7 +110,7 @@ fn bytes_to_text(bytes: &[u8]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     /// Arbitrary text: parse and apply never panic; errors name file:line.
     #[test]
@@ -161,6 +147,17 @@ proptest! {
         let text = &VALID[..cut];
         if let Err(e) = applied_all(text) {
             check_error(&e, text);
+        }
+    }
+
+    /// A valid file damaged line by line (lines cut, duplicated, deleted,
+    /// swapped or inserted, values replaced by hostile ones, CRLF, bytes
+    /// that are not UTF-8): never a panic; an error names file:line.
+    #[test]
+    fn mutated_valid_file_never_panics_and_errors_name_the_line(muts in mutations(1..6)) {
+        let text = bytes_to_text(&mutate(VALID, &muts));
+        if let Err(e) = applied_all(&text) {
+            check_error(&e, &text);
         }
     }
 
@@ -232,8 +229,7 @@ proptest! {
         lines in proptest::collection::vec(conf_like_line(), 0..8),
         overrides in proptest::collection::vec(
             prop_oneof![
-                ("[a-z_]{1,30}", prop_oneof![Just("NaN".to_string()), Just("-1".to_string()), Just("1e400".to_string()), "[ -~]{0,10}"])
-                    .prop_map(|(k, v)| format!("{k}={v}")),
+                ("[a-z_]{1,30}", nasty_value()).prop_map(|(k, v)| format!("{k}={v}")),
                 Just("server_target_qps=NaN".to_string()),
                 Just("offline_expected_qps=inf".to_string()),
                 Just("min_duration_ms=-5".to_string()),

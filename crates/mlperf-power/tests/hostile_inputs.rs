@@ -7,6 +7,7 @@
 //! very long lines) must never panic, must finish quickly, and errors must
 //! name where (file and line, the peer, or the offending text).
 
+use hostile_input::strategies::{config, mutate, mutations, nasty_value, timed};
 use mlperf_power::checker::{average_watts, CheckError};
 use mlperf_power::loadgen_logs::{power_window, time_in_line};
 use mlperf_power::protocol::{BadCommand, Command, LineConn, ProtocolError, Waits, MAX_LINE_BYTES};
@@ -16,115 +17,7 @@ use proptest::prelude::*;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// Generous bound on one parse of a few KB (debug build, shared cores).
-const BOUND: Duration = Duration::from_secs(5);
-
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(128)
-}
-
-/// A value a hostile file might hold where a number or a word belongs.
-fn hostile_value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("NaN".to_string()),
-        Just("-nan".to_string()),
-        Just("inf".to_string()),
-        Just("-1".to_string()),
-        Just("-9223372036854775809".to_string()),
-        Just("99999999999999999999999999999999".to_string()),
-        Just("1e309".to_string()),
-        Just(String::new()),
-        Just("\u{FFFD}\u{0}".to_string()),
-        Just("x".repeat(20_000)),
-        "\\PC{0,40}",
-        any::<i64>().prop_map(|n| n.to_string()),
-        any::<f64>().prop_map(|n| n.to_string()),
-    ]
-}
-
-/// One structured change to a line-oriented text.
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Cut the text after this many bytes (a torn write).
-    Truncate(usize),
-    Duplicate(usize),
-    Delete(usize),
-    Swap(usize, usize),
-    /// Replace what follows a line's last separator with a hostile value.
-    Value(usize, String),
-    Insert(usize, String),
-    /// Windows line ends.
-    Crlf,
-    /// A byte that is not UTF-8 at this offset.
-    NotUtf8(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    let i = 0usize..64;
-    prop_oneof![
-        (0usize..4096).prop_map(Mutation::Truncate),
-        i.clone().prop_map(Mutation::Duplicate),
-        i.clone().prop_map(Mutation::Delete),
-        (i.clone(), i.clone()).prop_map(|(a, b)| Mutation::Swap(a, b)),
-        (i.clone(), hostile_value()).prop_map(|(a, v)| Mutation::Value(a, v)),
-        (i.clone(), hostile_value()).prop_map(|(a, v)| Mutation::Insert(a, v)),
-        Just(Mutation::Crlf),
-        (0usize..4096).prop_map(Mutation::NotUtf8),
-    ]
-}
-
-/// Applies `muts` to `valid`, returning bytes (possibly not UTF-8).
-fn mutate(valid: &str, muts: &[Mutation]) -> Vec<u8> {
-    let mut lines: Vec<String> = valid.lines().map(str::to_string).collect();
-    let mut crlf = false;
-    let mut cuts = Vec::new();
-    for m in muts {
-        let n = lines.len().max(1);
-        match m {
-            Mutation::Duplicate(i) if !lines.is_empty() => {
-                let l = lines[i % n].clone();
-                lines.insert(i % n, l);
-            }
-            Mutation::Delete(i) if !lines.is_empty() => {
-                lines.remove(i % n);
-            }
-            Mutation::Swap(a, b) if !lines.is_empty() => lines.swap(a % n, b % n),
-            Mutation::Value(i, v) if !lines.is_empty() => {
-                let l = &mut lines[i % n];
-                let at = l.rfind([':', '=', ',', ' ', '\t']).map_or(0, |p| p + 1);
-                l.truncate(at);
-                l.push_str(v);
-            }
-            Mutation::Insert(i, v) => lines.insert(i % (lines.len() + 1), v.clone()),
-            Mutation::Crlf => crlf = true,
-            Mutation::Truncate(_) | Mutation::NotUtf8(_) => cuts.push(m.clone()),
-            _ => {}
-        }
-    }
-    let mut bytes = lines.join(if crlf { "\r\n" } else { "\n" }).into_bytes();
-    bytes.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
-    for m in cuts {
-        match m {
-            Mutation::Truncate(at) => bytes.truncate(at.min(bytes.len())),
-            Mutation::NotUtf8(at) => bytes.insert(at.min(bytes.len()), 0xFF),
-            _ => unreachable!(),
-        }
-    }
-    bytes
-}
-
-fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
-    let out = f();
-    assert!(
-        t.elapsed() < BOUND,
-        "{what} took {:?} (bound {BOUND:?})",
-        t.elapsed()
-    );
-    out
-}
+use std::time::Duration;
 
 // ---------------------------------------------------------------- protocol
 
@@ -169,7 +62,7 @@ fn valid_commands_parse() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(128))]
 
     #[test]
     fn command_parse_survives_arbitrary_text(line in "\\PC{0,300}") {
@@ -184,8 +77,8 @@ proptest! {
     #[test]
     fn command_parse_survives_mutated_commands(
         pick in 0..VALID_COMMANDS.len(),
-        fields in proptest::collection::vec((0usize..8, hostile_value()), 0..4),
-        extra in proptest::option::of(hostile_value()),
+        fields in proptest::collection::vec((0usize..8, nasty_value()), 0..4),
+        extra in proptest::option::of(nasty_value()),
     ) {
         let mut f: Vec<String> = VALID_COMMANDS[pick].split(',').map(str::to_string).collect();
         for (i, v) in fields {
@@ -245,7 +138,7 @@ fn check_line_reader(bytes: Vec<u8>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn line_reader_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
@@ -253,8 +146,8 @@ proptest! {
     }
 
     #[test]
-    fn line_reader_survives_mutated_sessions(muts in proptest::collection::vec(mutation(), 0..6)) {
-        let valid = VALID_COMMANDS.join("\n");
+    fn line_reader_survives_mutated_sessions(muts in mutations(0..6)) {
+        let valid = VALID_COMMANDS.join("\n") + "\n";
         let bytes = mutate(&valid, &muts);
         check_line_reader(bytes);
     }
@@ -329,7 +222,7 @@ fn server_conf_with_a_huge_analyzer_count_names_the_missing_section() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(128))]
 
     #[test]
     fn server_conf_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
@@ -337,7 +230,7 @@ proptest! {
     }
 
     #[test]
-    fn server_conf_survives_mutations(muts in proptest::collection::vec(mutation(), 0..6)) {
+    fn server_conf_survives_mutations(muts in mutations(0..6)) {
         check_server_conf(&mutate(SERVER_CONF, &muts));
     }
 }
@@ -392,7 +285,7 @@ fn valid_ptd_command_line_parses() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(128))]
 
     #[test]
     fn ptd_command_line_survives_arbitrary_args(args in proptest::collection::vec("\\PC{0,12}|-[lpbc]", 0..14)) {
@@ -401,7 +294,7 @@ proptest! {
 
     #[test]
     fn ptd_command_line_survives_mutations(
-        muts in proptest::collection::vec(mutation(), 0..6),
+        muts in mutations(0..6),
     ) {
         // One argument a line, so the line mutations apply to arguments.
         let bytes = mutate(&PTD_ARGS.join("\n"), &muts);
@@ -469,7 +362,7 @@ fn time_in_line_is_fast_on_a_long_line_of_date_like_text() {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(128))]
 
     #[test]
     fn spl_reader_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
@@ -477,7 +370,7 @@ proptest! {
     }
 
     #[test]
-    fn spl_reader_survives_mutations(muts in proptest::collection::vec(mutation(), 0..6)) {
+    fn spl_reader_survives_mutations(muts in mutations(0..6)) {
         check_spl(&mutate(SPL, &muts));
     }
 
@@ -487,7 +380,7 @@ proptest! {
     }
 
     #[test]
-    fn detail_log_reader_survives_mutations(muts in proptest::collection::vec(mutation(), 0..6)) {
+    fn detail_log_reader_survives_mutations(muts in mutations(0..6)) {
         check_detail(&mutate(DETAIL, &muts));
     }
 
@@ -564,18 +457,14 @@ fn text_file() -> impl Strategy<Value = Option<Vec<u8>>> {
         Just(None),
         Just(Some(SPL.as_bytes().to_vec())),
         Just(Some(DETAIL.as_bytes().to_vec())),
-        mutations().prop_map(|m| Some(mutate(SPL, &m))),
-        mutations().prop_map(|m| Some(mutate(DETAIL, &m))),
+        mutations(0..6).prop_map(|m| Some(mutate(SPL, &m))),
+        mutations(0..6).prop_map(|m| Some(mutate(DETAIL, &m))),
         proptest::collection::vec(any::<u8>(), 0..500).prop_map(Some),
     ]
 }
 
-fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
-    proptest::collection::vec(mutation(), 0..6)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn checker_survives_hostile_result_folders(
@@ -650,7 +539,7 @@ fn file_transfer() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn file_receiver_survives_hostile_transfers(bytes in file_transfer()) {

@@ -4,6 +4,7 @@
 //! numbers too big to hold are refused rather than taken as energy, and what
 //! the writer writes reads back as the same samples.
 
+use hostile_input::strategies::{config, hostile_bytes, hostile_text, mutate, mutations};
 use power::log::{parse_log, read_log, write_log, LogError, PowerLogWriter, Sample};
 use power::meter::replay::{self, Format, ReplayError, ReplayMeter};
 use power::meter::{Meter, Reading, ReadingKind, Scope};
@@ -16,31 +17,21 @@ fn path() -> &'static Path {
     Path::new(PATH)
 }
 
-fn config() -> ProptestConfig {
-    // Failures are kept as plain #[test]s below, not in a regressions file.
-    ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(256)
-    }
-}
+/// Words of power logs and traces: separators, comments, field names.
+const LOG_WORDS: &[&str] = &[
+    ",",
+    "#",
+    "t_s",
+    "t_ns",
+    "watts",
+    "energy_j",
+    "counter_uj",
+    "wrap_uj",
+    "volts",
+];
 
-/// Number-ish and CSV-ish pieces, plus any character, joined.
-fn hostile_text() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        4 => any::<char>().prop_map(String::from),
-        2 => Just(",".to_string()),
-        2 => Just("\n".to_string()),
-        1 => Just("\r\n".to_string()),
-        1 => Just("NaN".to_string()),
-        1 => Just("-inf".to_string()),
-        1 => Just("-5".to_string()),
-        1 => Just("1e400".to_string()),
-        1 => Just("18446744073709551616".to_string()),
-        1 => Just("18446744073709551615".to_string()),
-        1 => Just("#".to_string()),
-        2 => "[0-9]{1,20}",
-        2 => "[0-9]{1,5}\\.[0-9]{1,5}",
-    ];
+/// Hostile text, often after a valid header of one of the formats.
+fn log_text() -> impl Strategy<Value = String> {
     let header = prop_oneof![
         Just(""),
         Just("t_s,watts\n"),
@@ -49,26 +40,7 @@ fn hostile_text() -> impl Strategy<Value = String> {
         Just("t_ns,counter_uj,wrap_uj\n"),
         Just("t_ns,watts\n"),
     ];
-    (header, prop::collection::vec(piece, 0..300))
-        .prop_map(|(h, pieces)| format!("{h}{}", pieces.concat()))
-}
-
-/// Arbitrary bytes, sometimes after a valid header.
-fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..2000),
-        (
-            hostile_text(),
-            prop::collection::vec(any::<u8>(), 0..50),
-            any::<prop::sample::Index>()
-        )
-            .prop_map(|(text, junk, at)| {
-                let mut bytes = text.into_bytes();
-                let at = at.index(bytes.len() + 1);
-                bytes.splice(at..at, junk);
-                bytes
-            }),
-    ]
+    (header, hostile_text(LOG_WORDS)).prop_map(|(h, text)| format!("{h}{text}"))
 }
 
 /// Mostly values next to 0, u64::MAX and 2^63, where arithmetic overflows.
@@ -143,55 +115,6 @@ fn written(kind: ReadingKind, samples: &[Sample]) -> String {
     let file = dir.path().join("m.csv");
     write_log(&file, kind, samples).unwrap();
     std::fs::read_to_string(&file).unwrap()
-}
-
-/// A valid file's lines mutated: truncated, duplicated, reordered, dropped,
-/// a field replaced by something hostile, CRLF line ends.
-fn mutate(text: &str, op: u8, i: usize, j: usize, value: &str, cut: usize) -> String {
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    let (i, j) = (i % lines.len(), j % lines.len());
-    match op {
-        0 => {
-            let d = lines[i].clone();
-            lines.insert(j, d);
-        }
-        1 => lines.swap(i, j),
-        2 => {
-            lines.remove(i);
-        }
-        3 => {
-            let mut fields: Vec<String> = lines[i].split(',').map(String::from).collect();
-            let k = j % fields.len();
-            fields[k] = value.to_string();
-            lines[i] = fields.join(",");
-        }
-        4 => {
-            let whole = text.to_string();
-            let cut = whole.len().min(cut);
-            let cut = (0..=cut)
-                .rev()
-                .find(|c| whole.is_char_boundary(*c))
-                .unwrap();
-            return whole[..cut].to_string();
-        }
-        _ => return lines.join("\r\n") + "\r\n",
-    }
-    lines.join("\n") + "\n"
-}
-
-fn nasty_value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("NaN".to_string()),
-        Just("inf".to_string()),
-        Just("-1".to_string()),
-        Just("-0".to_string()),
-        Just("1e400".to_string()),
-        Just("1e300".to_string()),
-        Just("18446744073709551616".to_string()),
-        Just("".to_string()),
-        Just("\u{fffd}".to_string()),
-        "[0-9.eE+-]{0,25}",
-    ]
 }
 
 /// A log error names the file and, where it concerns a line, the line.
@@ -270,7 +193,7 @@ fn check_replay(bytes: &[u8], probes: &[u64]) {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(256))]
 
     #[test]
     fn written_logs_read_back_as_the_same_samples((kind, samples) in samples()) {
@@ -316,7 +239,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_text_as_a_power_log_never_panics_and_errors_name_file_and_line(text in hostile_text()) {
+    fn arbitrary_text_as_a_power_log_never_panics_and_errors_name_file_and_line(text in log_text()) {
         match parse_log(&text, path()) {
             Ok(log) => {
                 for s in &log.samples {
@@ -332,9 +255,10 @@ proptest! {
     #[test]
     fn mutated_logs_never_panic_and_errors_name_file_and_line(
         (kind, samples) in samples(),
-        op in 0u8..6, i in 0usize..64, j in 0usize..64, value in nasty_value(), cut in 0usize..4000,
+        muts in mutations(1..4),
     ) {
-        let text = mutate(&written(kind, &samples), op, i, j, &value, cut);
+        let bytes = mutate(&written(kind, &samples), &muts);
+        let text = String::from_utf8_lossy(&bytes);
         match parse_log(&text, path()) {
             Ok(log) => {
                 for s in &log.samples {
@@ -347,7 +271,7 @@ proptest! {
             }
             Err(e) => check_log_error(&e),
         }
-        check_replay(text.as_bytes(), &[0, u64::MAX]);
+        check_replay(&bytes, &[0, u64::MAX]);
     }
 
     #[test]
@@ -396,7 +320,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_as_a_replay_never_panic_and_errors_name_file_and_line(
-        bytes in hostile_bytes(),
+        bytes in hostile_bytes(log_text()),
         probes in prop::collection::vec(any::<u64>(), 0..8),
     ) {
         check_replay(&bytes, &probes);

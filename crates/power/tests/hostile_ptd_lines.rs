@@ -2,6 +2,7 @@
 //! hostile input: arbitrary bytes and mutations of valid lines never panic,
 //! errors quote the offending line, and what does parse is what was written.
 
+use hostile_input::strategies::{config, hostile_text, mutate, mutation_with, nasty_value};
 use mlperf_time::Timestamp;
 use power::meter::ptd::{
     format_sample_line, parse_identify_reply, parse_ptd_url, parse_ranges_reply, parse_sample_line,
@@ -13,85 +14,49 @@ use std::time::{Duration, SystemTime};
 const VALID: &str = "Time,02-29-2024 12:34:56.789,Watts,230.500000,Volts,229.900000,Amps,1.010000,PF,0.990000,Mark,run_1";
 const MULTI: &str = "Time,02-29-2024 12:34:56.789,Watts,400.000000,Volts,-1.000000,Amps,-1.000000,PF,-1.000000,Mark,m,Ch1,Watts,200.000000,Volts,230.000000,Amps,0.900000,PF,0.970000,Ch2,Watts,200.000000,Volts,231.000000,Amps,0.910000,PF,0.960000";
 
-fn config() -> ProptestConfig {
-    // Failures are kept as plain #[test]s below, not in a regressions file.
-    ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::with_cases(256)
-    }
-}
+/// Words of PTDaemon's replies and sample lines.
+const PTD_WORDS: &[&str] = &[
+    ",",
+    "Time",
+    "Watts",
+    "Volts",
+    "Amps",
+    "PF",
+    "Mark",
+    "Ch",
+    "Ch99999999999",
+    "Ranges",
+    "02-29-2024 12:34:56.789",
+];
 
 /// Text a hostile peer might send: any characters, with the protocol's
-/// separators and number spellings over-represented.
-fn hostile_text() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        any::<char>().prop_map(String::from),
-        Just(",".to_string()),
-        Just("\r\n".to_string()),
-        Just("\n".to_string()),
-        Just("NaN".to_string()),
-        Just("inf".to_string()),
-        Just("-1".to_string()),
-        Just("1e999".to_string()),
-        Just("99999999999999999999999".to_string()),
-        Just("Time".to_string()),
-        Just("Watts".to_string()),
-        Just("Mark".to_string()),
-        Just("Ch".to_string()),
-        Just("Ranges".to_string()),
-        Just("02-29-2024 12:34:56.789".to_string()),
-    ];
-    prop::collection::vec(piece, 0..200).prop_map(|v| v.concat())
+/// separators, words and number spellings over-represented.
+fn ptd_text() -> impl Strategy<Value = String> {
+    hostile_text(PTD_WORDS)
 }
 
-/// A valid line's fields, mutated: one field replaced, dropped, duplicated or
-/// two swapped; the line truncated or ended with CRLF.
+/// A valid line with its fields damaged: one field a line, so that the
+/// line mutations (cut, duplicated, deleted, swapped, replaced by a nasty
+/// value or a word of the protocol, inserted, non-UTF-8) apply to fields;
+/// then joined back with commas, sometimes with PTDaemon's CRLF line end.
 fn mutated_line() -> impl Strategy<Value = String> {
-    let nasty = prop_oneof![
-        Just("NaN".to_string()),
-        Just("-NaN".to_string()),
-        Just("inf".to_string()),
-        Just("-inf".to_string()),
-        Just("1e309".to_string()),
-        Just("-5".to_string()),
-        Just("".to_string()),
-        Just("Ch".to_string()),
-        Just("Ch99999999999".to_string()),
-        Just("Mark".to_string()),
-        Just("Watts".to_string()),
-        Just("\u{fffd}".to_string()),
-        "[0-9.eE+-]{0,30}",
+    let value = prop_oneof![
+        3 => nasty_value(),
+        1 => prop::sample::select(PTD_WORDS).prop_map(String::from),
     ];
     (
         prop_oneof![Just(VALID), Just(MULTI)],
-        0usize..64,
-        0usize..64,
-        0u8..6,
-        nasty,
-        0usize..400,
+        prop::collection::vec(mutation_with(value), 1..4),
+        any::<bool>(),
     )
-        .prop_map(|(base, i, j, op, value, cut)| {
-            let mut f: Vec<String> = base.split(',').map(String::from).collect();
-            let (i, j) = (i % f.len(), j % f.len());
-            match op {
-                0 => f[i] = value,
-                1 => {
-                    f.remove(i);
-                }
-                2 => {
-                    let d = f[i].clone();
-                    f.insert(j, d);
-                }
-                3 => f.swap(i, j),
-                4 => {
-                    let line = f.join(",");
-                    let cut = line.len().min(cut);
-                    let cut = (0..=cut).rev().find(|c| line.is_char_boundary(*c)).unwrap();
-                    return line[..cut].to_string();
-                }
-                _ => return format!("{}\r\n", f.join(",")),
+        .prop_map(|(base, muts, crlf)| {
+            let fields = mutate(&base.replace(',', "\n"), &muts);
+            let line = String::from_utf8_lossy(&fields).replace('\n', ",");
+            if crlf {
+                line + "\r\n"
+            } else {
+                line
             }
-            f.join(",")
         })
 }
 
@@ -173,10 +138,10 @@ fn sample() -> impl Strategy<Value = PtdSample> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(256))]
 
     #[test]
-    fn arbitrary_text_as_a_sample_line_never_panics_and_errors_quote_it(line in hostile_text()) {
+    fn arbitrary_text_as_a_sample_line_never_panics_and_errors_quote_it(line in ptd_text()) {
         check_sample_line(&line);
     }
 
@@ -195,7 +160,7 @@ proptest! {
 
     #[test]
     fn a_sample_log_counts_every_non_blank_line_once(
-        lines in prop::collection::vec(prop_oneof![mutated_line(), hostile_text()], 0..20),
+        lines in prop::collection::vec(prop_oneof![mutated_line(), ptd_text()], 0..20),
         crlf in any::<bool>(),
     ) {
         let text = lines.join(if crlf { "\r\n" } else { "\n" });
@@ -208,7 +173,7 @@ proptest! {
     }
 
     #[test]
-    fn ranges_replies_parse_only_with_known_flags_and_positive_ranges(reply in hostile_text()) {
+    fn ranges_replies_parse_only_with_known_flags_and_positive_ranges(reply in ptd_text()) {
         match parse_ranges_reply(&reply) {
             Ok(r) => {
                 for range in [r.amps_range_a, r.volts_range_v].into_iter().flatten() {
@@ -239,7 +204,7 @@ proptest! {
     }
 
     #[test]
-    fn identify_replies_never_panic_and_keep_the_reply(reply in hostile_text()) {
+    fn identify_replies_never_panic_and_keep_the_reply(reply in ptd_text()) {
         match parse_identify_reply(&reply) {
             Ok(id) => {
                 prop_assert_eq!(id.raw, reply.trim());
@@ -251,7 +216,7 @@ proptest! {
     }
 
     #[test]
-    fn ptd_urls_never_panic_and_errors_quote_the_url(url in hostile_text()) {
+    fn ptd_urls_never_panic_and_errors_quote_the_url(url in ptd_text()) {
         let url = format!("ptd://{url}");
         match parse_ptd_url(&url) {
             Ok((host, port)) => {
@@ -273,7 +238,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_text_as_a_timestamp_never_panics(text in hostile_text()) {
+    fn arbitrary_text_as_a_timestamp_never_panics(text in ptd_text()) {
         let _ = Timestamp::parse(&text);
     }
 

@@ -5,6 +5,7 @@
 //! errors name the file (and the line and column, for JSON), and a result
 //! written by serde reads back with the same values.
 
+use hostile_input::strategies::{config, mutate, mutations};
 use proptest::prelude::*;
 use report::accuracy_record::{record_score, Recorded};
 use report::format::Format;
@@ -69,92 +70,8 @@ fn as_json(r: &AnyResult) -> serde_json::Value {
     }
 }
 
-/// Numbers hostile to a reader: over u64, negative counters, huge, NaN.
-fn hostile_number() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("NaN".to_string()),
-        Just("-1".to_string()),
-        Just("-9223372036854775809".to_string()),
-        Just("18446744073709551616".to_string()),
-        Just("1e999".to_string()),
-        Just("-0".to_string()),
-        Just("1e-400".to_string()),
-        Just("99999999999999999999999999999999".to_string()),
-        Just("Infinity".to_string()),
-        Just("\"12\"".to_string()),
-        Just("null".to_string()),
-        any::<i64>().prop_map(|v| v.to_string()),
-        any::<f64>().prop_map(|v| format!("{v:e}")),
-    ]
-}
-
-/// A line-level mutation of a text: (kind, a line, another line, a number).
-#[derive(Debug, Clone)]
-enum LineEdit {
-    Delete(usize),
-    Duplicate(usize),
-    Swap(usize, usize),
-    /// Replace the first number on the line.
-    Number(usize, String),
-    Crlf,
-    Garbage(usize, Vec<u8>),
-}
-
-fn line_edit() -> impl Strategy<Value = LineEdit> {
-    prop_oneof![
-        any::<usize>().prop_map(LineEdit::Delete),
-        any::<usize>().prop_map(LineEdit::Duplicate),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| LineEdit::Swap(a, b)),
-        (any::<usize>(), hostile_number()).prop_map(|(a, n)| LineEdit::Number(a, n)),
-        Just(LineEdit::Crlf),
-        (
-            any::<usize>(),
-            proptest::collection::vec(any::<u8>(), 1..16)
-        )
-            .prop_map(|(a, g)| LineEdit::Garbage(a, g)),
-    ]
-}
-
-fn apply_edits(text: &str, edits: &[LineEdit]) -> Vec<u8> {
-    let mut lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
-    let mut crlf = false;
-    for edit in edits {
-        let n = lines.len();
-        if n == 0 {
-            break;
-        }
-        match edit {
-            LineEdit::Delete(i) => {
-                lines.remove(i % n);
-            }
-            LineEdit::Duplicate(i) => {
-                let line = lines[i % n].clone();
-                lines.insert(i % n, line);
-            }
-            LineEdit::Swap(a, b) => lines.swap(a % n, b % n),
-            LineEdit::Number(i, number) => {
-                let line = &mut lines[i % n];
-                if let Some(start) = line.iter().position(u8::is_ascii_digit) {
-                    let end = line[start..]
-                        .iter()
-                        .position(|b| !(b.is_ascii_digit() || b".eE+-".contains(b)))
-                        .map_or(line.len(), |e| start + e);
-                    line.splice(start..end, number.bytes());
-                }
-            }
-            LineEdit::Crlf => crlf = true,
-            LineEdit::Garbage(i, bytes) => {
-                let line = &mut lines[i % n];
-                let at = i % (line.len() + 1);
-                line.splice(at..at, bytes.iter().copied());
-            }
-        }
-    }
-    lines.join(if crlf { &b"\r\n"[..] } else { &b"\n"[..] })
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     /// Arbitrary bytes as result.json: an error naming the file (and line
     /// and column for bad JSON), never a panic.
@@ -185,10 +102,10 @@ proptest! {
     #[test]
     fn mutated_result_lines_never_panic(
         which in 0..FIXTURES.len(),
-        edits in proptest::collection::vec(line_edit(), 1..4),
+        edits in mutations(1..4),
     ) {
         let text = fixture_text(FIXTURES[which]);
-        let _ = read_text(&apply_edits(&text, &edits));
+        let _ = read_text(&mutate(&text, &edits));
     }
 
     /// The run folder loader (report, compare, merge) on a damaged
@@ -197,15 +114,15 @@ proptest! {
     #[test]
     fn damaged_run_folder_loads_or_names_the_problem_and_renders(
         which in 0..FIXTURES.len(),
-        result_edits in proptest::collection::vec(line_edit(), 0..2),
-        log_edits in proptest::collection::vec(line_edit(), 0..5),
+        result_edits in mutations(0..2),
+        log_edits in mutations(0..5),
         log in 0..2usize,
     ) {
         let dir = copy_of(FIXTURES[which]);
         let result = dir.path().join("result.json");
         if !result_edits.is_empty() {
             let text = std::fs::read_to_string(&result).unwrap();
-            std::fs::write(&result, apply_edits(&text, &result_edits)).unwrap();
+            std::fs::write(&result, mutate(&text, &result_edits)).unwrap();
         }
         let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("power"))
             .unwrap()
@@ -214,7 +131,7 @@ proptest! {
         logs.sort();
         let log = &logs[log % logs.len()];
         let text = std::fs::read_to_string(log).unwrap();
-        std::fs::write(log, apply_edits(&text, &log_edits)).unwrap();
+        std::fs::write(log, mutate(&text, &log_edits)).unwrap();
         match load(dir.path()) {
             Ok(run) => {
                 for problem in &run.problems {
@@ -267,7 +184,7 @@ proptest! {
     /// is still JSON; never a panic.
     #[test]
     fn score_into_a_damaged_result_never_panics(
-        edits in proptest::collection::vec(line_edit(), 0..3),
+        edits in mutations(0..3),
         cut in any::<prop::sample::Index>(),
     ) {
         let text = fixture_text("run-offline").replacen(
@@ -275,7 +192,7 @@ proptest! {
             "\"accuracy\": {\n    \"samples_issued\": 3,\n    \"samples_logged\": 3,\n    \"complete\": true\n  }",
             1,
         );
-        let mut bytes = apply_edits(&text, &edits);
+        let mut bytes = mutate(&text, &edits);
         bytes.truncate(cut.index(bytes.len() + 1));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("result.json");
