@@ -14,20 +14,12 @@
 
 mod common;
 
+use common::skip;
+
 use common::{joulebench, read_json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-fn skip(reason: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason} (CI is set: this test must run, not skip)");
-    }
-    eprintln!(
-        "\n{bar}\nSKIPPED: an onnx test did NOT run: {reason}\n{bar}\n",
-        bar = "!".repeat(78)
-    );
-}
 
 /// A Python with onnxruntime, onnx and numpy, made once per test process.
 fn python() -> Option<&'static PathBuf> {
@@ -46,7 +38,10 @@ fn python() -> Option<&'static PathBuf> {
                     .arg(&venv)
                     .status();
                 if !made.is_ok_and(|s| s.success()) {
-                    skip("cannot create a Python virtualenv (python3 -m venv)");
+                    skip(
+                        "an onnx test",
+                        "cannot create a Python virtualenv (python3 -m venv)",
+                    );
                     return None;
                 }
                 let installed = Command::new(&python)
@@ -60,7 +55,10 @@ fn python() -> Option<&'static PathBuf> {
                     .args(["onnxruntime", "onnx", "numpy"])
                     .status();
                 if !installed.is_ok_and(|s| s.success()) {
-                    skip("pip could not install onnxruntime, onnx and numpy (no PyPI?)");
+                    skip(
+                        "an onnx test",
+                        "pip could not install onnxruntime, onnx and numpy (no PyPI?)",
+                    );
                     return None;
                 }
                 std::fs::write(&ready, b"").unwrap();

@@ -13,24 +13,14 @@
 
 mod common;
 
+use common::skip;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// What cannot be had here: a banner on stderr, or a failure under CI,
-/// where everything this test needs can be installed.
-fn skip(reason: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason} (CI is set: this test must run, not skip)");
-    }
-    eprintln!(
-        "\n{bar}\nSKIPPED: train_mlperf_logging did NOT run: {reason}\n{bar}\n",
-        bar = "!".repeat(78)
-    );
 }
 
 /// A Python with mlperf-logging, or `None` after saying why not.
@@ -43,7 +33,10 @@ fn python_with_mlperf_logging(venv: &Path) -> Option<PathBuf> {
         .arg(venv)
         .status();
     if !made.is_ok_and(|s| s.success()) {
-        skip("cannot create a Python virtualenv (python3 -m venv)");
+        skip(
+            "train_mlperf_logging",
+            "cannot create a Python virtualenv (python3 -m venv)",
+        );
         return None;
     }
     let python = venv.join("bin/python");
@@ -58,7 +51,10 @@ fn python_with_mlperf_logging(venv: &Path) -> Option<PathBuf> {
         ])
         .status();
     if !installed.is_ok_and(|s| s.success()) {
-        skip("pip could not install mlperf-logging (no PyPI?)");
+        skip(
+            "train_mlperf_logging",
+            "pip could not install mlperf-logging (no PyPI?)",
+        );
         return None;
     }
     Some(python)
@@ -79,7 +75,10 @@ fn digits_file() -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok || !path.is_file() {
-            skip("the digits data set could not be fetched (bench/data/fetch_digits.sh)");
+            skip(
+                "train_mlperf_logging",
+                "the digits data set could not be fetched (bench/data/fetch_digits.sh)",
+            );
             return None;
         }
     }

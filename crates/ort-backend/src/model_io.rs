@@ -7,6 +7,10 @@ use crate::OrtError;
 use ort::value::{Outlet, TensorElementType, ValueType};
 use std::collections::BTreeMap;
 
+/// The largest sample joulebench feeds (4 GiB): a larger one is a `--dim`
+/// typo, and its byte count must not overflow.
+const MAX_SAMPLE_BYTES: usize = 4 << 30;
+
 /// One dimension of a tensor as the model declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dim {
@@ -129,6 +133,20 @@ impl ModelIo {
             .iter()
             .map(|spec| sample_shape(spec, dims))
             .collect::<Result<Vec<_>, _>>()?;
+        for (spec, shape) in inputs.iter().zip(&sample_shapes) {
+            let bytes = shape
+                .iter()
+                .try_fold(spec.element_bytes().unwrap_or(1), |n, &d| n.checked_mul(d));
+            if bytes.is_none_or(|b| b > MAX_SAMPLE_BYTES) {
+                return Err(OrtError::Unsupported {
+                    name: spec.name.clone(),
+                    reason: format!(
+                        "one sample of shape {shape:?} would be over {} GiB (check --dim)",
+                        MAX_SAMPLE_BYTES >> 30
+                    ),
+                });
+            }
+        }
         for (spec, _) in inputs.iter().zip(&sample_shapes) {
             if spec.element_bytes().is_none() {
                 return Err(OrtError::Unsupported {

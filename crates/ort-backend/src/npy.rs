@@ -178,7 +178,8 @@ impl NpyFolder {
             }
             let per_sample = io.sample_bytes(i);
             let body = &bytes[header.data_offset..];
-            if body.len() != count * per_sample {
+            // A hostile count must not overflow the product.
+            if count.checked_mul(per_sample) != Some(body.len()) {
                 return Err(err(format!(
                     "{} data bytes, expected {count} samples × {per_sample}",
                     body.len()

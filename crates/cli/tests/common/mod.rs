@@ -22,3 +22,15 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A test that cannot run here says so: a loud banner on stderr, or a
+/// failure when `CI` is set, where everything it needs can be installed.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {reason} (CI is set: this test must run, not skip)");
+    }
+    eprintln!(
+        "\n{bar}\nSKIPPED: {test} did NOT run: {reason}\n{bar}\n",
+        bar = "!".repeat(78)
+    );
+}
