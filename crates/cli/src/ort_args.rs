@@ -40,7 +40,11 @@ pub struct OrtArgs {
 }
 
 impl OrtArgs {
-    pub fn options(&self) -> Result<ort_backend::OrtOptions> {
+    /// `images`: the run's --image-folder and --image-preprocess.
+    pub fn options(
+        &self,
+        images: workloads::builtin::image::ImageOptions,
+    ) -> Result<ort_backend::OrtOptions> {
         let model = self.model_file.clone().context(
             "--workload onnx needs --model-file FILE.onnx (--model names the conf files' model)",
         )?;
@@ -70,6 +74,7 @@ impl OrtArgs {
             dims,
             int_max: self.int_max,
             inputs: self.inputs.clone(),
+            images,
         })
     }
 }

@@ -240,7 +240,8 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
             }
         }
         WorkloadName::Onnx => {
-            ort_backend::build(&args.model_args.options(&scope), &args.ort_args.options()?)?
+            let ort = args.ort_args.options(args.model_args.image_options())?;
+            ort_backend::build(&args.model_args.options(&scope), &ort)?
         }
         WorkloadName::Null => Built {
             qsl: synthetic(),

@@ -356,3 +356,61 @@ fn a_missing_runtime_says_where_it_looked_and_how_to_get_one() {
         assert!(err.contains("found by system"), "{err}");
     }
 }
+
+/// An ONNX classifier on an ImageNet-layout folder, in both layouts:
+/// preprocessed as MLPerf does, answered with the top-1 class, and scored
+/// by `joulebench accuracy --kind top1`. The classifiers' scores are each
+/// colour channel's mean, so solid red, green and blue images are classes
+/// 0, 1 and 2: every answer right.
+#[test]
+fn an_image_classifier_on_an_image_folder_scores_with_joulebench_accuracy() {
+    let Some(models) = models() else { return };
+    let folder = models.join("colours");
+    for (model, layout) in [("classify_nchw", "NCHW"), ("classify_nhwc", "NHWC")] {
+        let out = tempfile::tempdir().unwrap();
+        let o = run_onnx(&[
+            "--model-file",
+            models.join(format!("{model}.onnx")).to_str().unwrap(),
+            "--image-folder",
+            folder.to_str().unwrap(),
+            "--batch-size",
+            "4",
+            "--mode",
+            "accuracy",
+            "-o",
+            out.path().to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+        let r = read_json(&out.path().join("result.json")).to_string();
+        assert!(
+            r.contains(layout) && r.contains("top-1 class"),
+            "{model}: {r}"
+        );
+        let scored = joulebench()
+            .args(["accuracy"])
+            .arg(out.path())
+            .args(["--kind", "top1", "--labels"])
+            .arg(folder.join("val_map.txt"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&scored.stdout);
+        assert!(scored.status.success(), "{model}: {}", stderr(&scored));
+        assert!(
+            stdout.starts_with("accuracy=100.000%, good=6, total=6"),
+            "{model}: {stdout}"
+        );
+    }
+    // A model whose input is not an image is refused with the reason.
+    let o = run_onnx(&[
+        "--model-file",
+        models.join("mlp.onnx").to_str().unwrap(),
+        "--image-folder",
+        folder.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--image-folder gives 3×224×224 images"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,12 +6,14 @@
 //! - [`model_io`]: the model's inputs and outputs from its own metadata;
 //! - [`samples`]: seeded synthetic inputs of those shapes and types;
 //! - [`npy`]: or the user's own, from `.npy` files;
+//! - [`images`]: or an ImageNet-layout folder, preprocessed as MLPerf does;
 //! - [`model`]: sessions answering batches behind `workloads`' batching SUT.
 //!
 //! [`build`] puts them together the way `workloads::builtin` builds the
 //! built-in models: everything checked before anything is timed, then a
 //! short untimed calibration.
 
+pub mod images;
 pub mod library;
 pub mod model;
 pub mod model_io;
@@ -71,6 +73,9 @@ pub struct OrtOptions {
     pub int_max: i64,
     /// A folder of `<input>.npy` files; `None`: seeded synthetic inputs.
     pub inputs: Option<PathBuf>,
+    /// An ImageNet-layout folder for an image classifier (`folder: None`:
+    /// not used). Its samples are answered with their top-1 class.
+    pub images: workloads::builtin::image::ImageOptions,
 }
 
 fn model_err(path: &Path, e: impl std::fmt::Display) -> OrtError {
@@ -118,15 +123,49 @@ fn session(ort: &OrtOptions, device: DeviceSpec) -> Result<Session, OrtError> {
     builder.commit_from_file(&ort.model).map_err(err)
 }
 
+/// Where the samples come from, and what each answer holds.
+fn sample_source(
+    options: &ModelOptions,
+    ort: &OrtOptions,
+    io: &ModelIo,
+) -> Result<(Arc<dyn samples::SampleSource>, model::Answer), OrtError> {
+    if let Some(dir) = &ort.images.folder {
+        let folder = workloads::datasets::image_folder::ImageFolder::open(
+            dir,
+            ort.images.preprocessing.parameters(),
+        )
+        .map_err(|e| model_err(dir, e))?
+        .with_performance_count(options.performance_samples);
+        let inputs = images::ImageInputs::new(Arc::new(folder), io)?;
+        return Ok((Arc::new(inputs), model::Answer::top1(io)?));
+    }
+    let source: Arc<dyn samples::SampleSource> = match &ort.inputs {
+        Some(dir) => Arc::new(npy::NpyFolder::open(dir, io, options.performance_samples)?),
+        None => Arc::new(samples::SyntheticSamples::new(
+            io.clone(),
+            options.samples,
+            options.performance_samples,
+            options.seed,
+            ort.int_max,
+        )),
+    };
+    Ok((source, model::Answer::Outputs))
+}
+
 /// Builds the SUT for `ort.model` on `options.device`.
 pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError> {
     if options.batch_size == 0 {
         return Err(BuildError::AtLeastOne("--batch-size").into());
     }
-    if options.accuracy && ort.inputs.is_none() {
+    if ort.inputs.is_some() && ort.images.folder.is_some() {
         return Err(OrtError::Build(
-            "accuracy mode needs real inputs (--inputs DIR of .npy files): synthetic inputs \
-             have no answers"
+            "--inputs and --image-folder both give the samples: choose one".into(),
+        ));
+    }
+    if options.accuracy && ort.inputs.is_none() && ort.images.folder.is_none() {
+        return Err(OrtError::Build(
+            "accuracy mode needs real inputs (--inputs DIR of .npy files, or --image-folder): \
+             synthetic inputs have no answers"
                 .into(),
         ));
     }
@@ -163,20 +202,12 @@ pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError
     for _ in 1..workers {
         sessions.push(session(ort, device)?);
     }
-    let samples: Arc<dyn samples::SampleSource> = match &ort.inputs {
-        Some(dir) => Arc::new(npy::NpyFolder::open(dir, &io, options.performance_samples)?),
-        None => Arc::new(samples::SyntheticSamples::new(
-            io.clone(),
-            options.samples,
-            options.performance_samples,
-            options.seed,
-            ort.int_max,
-        )),
-    };
+    let (samples, answer) = sample_source(options, ort, &io)?;
     let model = Arc::new(model::OrtModel::new(
         sessions,
         io.clone(),
         Arc::clone(&samples),
+        answer,
     ));
     let qsl = SharedQsl(Arc::clone(&samples));
     let (batch_rate, single_s) = calibrate(&qsl, options.batch_size, |indices| {
@@ -212,6 +243,7 @@ pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError
         "max_wait_ns": options.max_wait.as_nanos() as u64,
         "workers": workers,
         "data": samples.describe(),
+        "answer": answer.describe(),
         "dataset_samples": samples.total_sample_count(),
         "calibrated_samples_per_s": batch_rate,
     });

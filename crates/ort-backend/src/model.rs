@@ -26,18 +26,66 @@ pub enum InferError {
     Output { name: String, reason: String },
 }
 
+/// What a sample's answer (its response data) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Its slice of every output, in the model's output order.
+    Outputs,
+    /// The index of its largest score in the one output, as a
+    /// little-endian f32: what joulebench's built-in classifiers answer and
+    /// `joulebench accuracy --kind top1` scores.
+    Top1,
+}
+
+impl Answer {
+    /// Top-1, for a model whose one output is float32 scores per class.
+    pub fn top1(io: &ModelIo) -> Result<Answer, crate::OrtError> {
+        match io.outputs.as_slice() {
+            [o] if o.element == ort::value::TensorElementType::Float32 && o.dims.len() == 2 => {
+                Ok(Answer::Top1)
+            }
+            _ => Err(crate::OrtError::Unsupported {
+                name: "(outputs)".into(),
+                reason: format!(
+                    "--image-folder answers each image with its top-1 class, which needs one \
+                     float32 output of class scores [batch, classes]; this model gives {}",
+                    io.outputs
+                        .iter()
+                        .map(|o| o.describe())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Answer::Outputs => "each output's slice for the sample, in output order",
+            Answer::Top1 => "the top-1 class index as a little-endian float32",
+        }
+    }
+}
+
 pub struct OrtModel {
     sessions: Vec<Mutex<Session>>,
     io: ModelIo,
     samples: Arc<dyn SampleSource>,
+    answer: Answer,
 }
 
 impl OrtModel {
-    pub fn new(sessions: Vec<Session>, io: ModelIo, samples: Arc<dyn SampleSource>) -> Self {
+    pub fn new(
+        sessions: Vec<Session>,
+        io: ModelIo,
+        samples: Arc<dyn SampleSource>,
+        answer: Answer,
+    ) -> Self {
         OrtModel {
             sessions: sessions.into_iter().map(Mutex::new).collect(),
             io,
             samples,
+            answer,
         }
     }
 
@@ -76,11 +124,9 @@ impl OrtModel {
             // of `per_sample` bytes each (its shape and element type above),
             // and nothing else refers to it yet.
             let all = unsafe { std::slice::from_raw_parts_mut(ptr, batch * per_sample) };
-            for (dst, &index) in all.chunks_exact_mut(per_sample.max(1)).zip(indices) {
-                if !self.samples.copy_input(index, i, dst) {
-                    return Err(InferError::NotLoaded(index));
-                }
-            }
+            self.samples
+                .write_input(indices, i, all)
+                .map_err(InferError::NotLoaded)?;
             inputs.push((spec.name.clone(), tensor));
         }
         let mut session = self.session();
@@ -115,8 +161,27 @@ impl OrtModel {
                 answer.extend_from_slice(slice);
             }
         }
+        if self.answer == Answer::Top1 {
+            return Ok(answers.iter().map(|scores| top1(scores)).collect());
+        }
         Ok(answers)
     }
+}
+
+/// The index of the largest of little-endian f32 scores, as f32 bytes.
+fn top1(scores: &[u8]) -> Vec<u8> {
+    let best = scores
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        });
+    (best.0 as f32).to_le_bytes().to_vec()
 }
 
 impl BatchModel for OrtModel {

@@ -10,7 +10,7 @@
 //! and `shape`, then the data.
 
 use crate::model_io::ModelIo;
-use crate::samples::SampleSource;
+use crate::samples::{write_each, SampleSource};
 use crate::OrtError;
 use loadgen::qsl::QslError;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
@@ -206,15 +206,22 @@ impl NpyFolder {
 }
 
 impl SampleSource for NpyFolder {
-    fn copy_input(&self, index: QuerySampleIndex, input: usize, dst: &mut [u8]) -> bool {
+    fn write_input(
+        &self,
+        indices: &[QuerySampleIndex],
+        input: usize,
+        dst: &mut [u8],
+    ) -> Result<(), QuerySampleIndex> {
         let n = self.sample_bytes[input];
-        match self.data[input].get(index * n..(index + 1) * n) {
-            Some(src) if src.len() == dst.len() => {
-                dst.copy_from_slice(src);
-                true
+        write_each(indices, dst, |index, slot| {
+            match self.data[input].get(index * n..(index + 1) * n) {
+                Some(src) if src.len() == slot.len() => {
+                    slot.copy_from_slice(src);
+                    true
+                }
+                _ => false,
             }
-            _ => false,
-        }
+        })
     }
 
     fn describe(&self) -> String {

@@ -14,13 +14,38 @@ use std::sync::{Arc, RwLock};
 type Sample = Arc<Vec<Vec<u8>>>;
 
 /// Where a batch's input bytes come from: the samples loaded by the load
-/// generator, copied straight into the input tensors.
+/// generator, written straight into the input tensors.
 pub trait SampleSource: QuerySampleLibrary {
-    /// Copies input `input` of sample `index` into `dst` (exactly one
-    /// sample's bytes); false when the sample is not loaded.
-    fn copy_input(&self, index: QuerySampleIndex, input: usize, dst: &mut [u8]) -> bool;
+    /// Writes input `input` of each sample of `indices`, one after another,
+    /// into `dst` (exactly their bytes); the first sample that is not
+    /// loaded is the error.
+    fn write_input(
+        &self,
+        indices: &[QuerySampleIndex],
+        input: usize,
+        dst: &mut [u8],
+    ) -> Result<(), QuerySampleIndex>;
     /// Where the samples come from, for the result.
     fn describe(&self) -> String;
+}
+
+/// [`SampleSource::write_input`] for sources that hold each sample's bytes:
+/// `copy` writes one sample into its slice.
+pub fn write_each(
+    indices: &[QuerySampleIndex],
+    dst: &mut [u8],
+    mut copy: impl FnMut(QuerySampleIndex, &mut [u8]) -> bool,
+) -> Result<(), QuerySampleIndex> {
+    if indices.is_empty() {
+        return Ok(());
+    }
+    let per_sample = dst.len() / indices.len();
+    for (slot, &index) in dst.chunks_exact_mut(per_sample.max(1)).zip(indices) {
+        if !copy(index, slot) {
+            return Err(index);
+        }
+    }
+    Ok(())
 }
 
 pub struct SyntheticSamples {
@@ -113,17 +138,22 @@ fn f16_bits(x: f32) -> u16 {
 }
 
 impl SampleSource for SyntheticSamples {
-    fn copy_input(&self, index: QuerySampleIndex, input: usize, dst: &mut [u8]) -> bool {
-        let Ok(loaded) = self.loaded.read() else {
-            return false;
-        };
-        match loaded.get(&index).and_then(|s| s.get(input)) {
-            Some(bytes) if bytes.len() == dst.len() => {
-                dst.copy_from_slice(bytes);
-                true
+    fn write_input(
+        &self,
+        indices: &[QuerySampleIndex],
+        input: usize,
+        dst: &mut [u8],
+    ) -> Result<(), QuerySampleIndex> {
+        let loaded = self.loaded.read().map_err(|_| indices[0])?;
+        write_each(indices, dst, |index, slot| {
+            match loaded.get(&index).and_then(|s| s.get(input)) {
+                Some(bytes) if bytes.len() == slot.len() => {
+                    slot.copy_from_slice(bytes);
+                    true
+                }
+                _ => false,
             }
-            _ => false,
-        }
+        })
     }
 
     fn describe(&self) -> String {

@@ -11,7 +11,9 @@ writes, for each model NAME: OUT_DIR/NAME.onnx, OUT_DIR/NAME/<input>.npy
 """
 import json
 import os
+import struct
 import sys
+import zlib
 
 import numpy as np
 import onnx
@@ -97,6 +99,45 @@ def fixed(out, rng):
     return {"x": rng.standard_normal((SAMPLES, 3)).astype(np.float32)}
 
 
+def png(path, rgb, size=40):
+    """A solid-colour RGB PNG, written with zlib alone."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    row = b"\x00" + bytes(rgb) * size
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)))
+        f.write(chunk(b"IDAT", zlib.compress(row * size)))
+        f.write(chunk(b"IEND", b""))
+
+
+def colours(out):
+    """An ImageNet-layout folder of solid red, green and blue images (labels
+    0, 1, 2), and two classifiers whose class scores are the mean of each
+    colour channel after preprocessing: NCHW and NHWC."""
+    folder = os.path.join(out, "colours")
+    os.makedirs(folder, exist_ok=True)
+    lines = []
+    for i, (rgb, label) in enumerate([((250, 10, 10), 0), ((10, 250, 10), 1), ((10, 10, 250), 2),
+                                      ((10, 240, 20), 1), ((230, 20, 20), 0), ((20, 20, 230), 2)]):
+        name = f"img{i}.png"
+        png(os.path.join(folder, name), rgb)
+        lines.append(f"{name} {label}")
+    with open(os.path.join(folder, "val_map.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for name, shape, axes in [("classify_nchw", ["batch", 3, 224, 224], [2, 3]),
+                              ("classify_nhwc", ["batch", 224, 224, 3], [1, 2])]:
+        graph = helper.make_graph(
+            [helper.make_node("ReduceMean", ["image", "axes"], ["scores"], keepdims=0)],
+            name,
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])],
+            [numpy_helper.from_array(np.array(axes, dtype=np.int64), "axes")],
+        )
+        save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), out, name)
+
+
 def strings(out, _rng):
     """A string input: joulebench cannot feed it, and says so."""
     graph = helper.make_graph(
@@ -136,6 +177,7 @@ def main():
         for n in names:
             np.save(os.path.join(out, f"{name}.expected", f"{n}.npy"), np.stack(answers[n]))
         described[name] = {"inputs": list(inputs), "outputs": names, "onnxruntime": ort.__version__}
+    colours(out)
     json.dump(described, open(os.path.join(out, "models.json"), "w"), indent=1)
 
 
