@@ -9,7 +9,10 @@ batch run again and again for SECONDS. Prints one JSON line:
   ort_file_offline.py MODEL.onnx BATCH SECONDS THREADS [INT_MAX] [NAME=N ...]
 
 THREADS 0 leaves ONNX Runtime's default (one per physical core).
+ORT_PROVIDER=cuda in the environment runs on the CUDA execution provider
+(onnxruntime-gpu), device 0.
 """
+import os
 import json
 import sys
 import time
@@ -36,7 +39,8 @@ def main():
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    provider = "CUDAExecutionProvider" if os.environ.get("ORT_PROVIDER") == "cuda" else "CPUExecutionProvider"
+    session = ort.InferenceSession(path, options, providers=[provider])
     rng = np.random.default_rng(1)
     feeds = {}
     for i in session.get_inputs():
@@ -55,7 +59,7 @@ def main():
         done += batch
     rate = done / (time.perf_counter() - start)
     print(json.dumps({"runtime": f"onnxruntime {ort.__version__} (Python)", "model": path, "batch": batch,
-                      "threads": threads, "samples_per_s": rate}))
+                      "threads": threads, "provider": session.get_providers()[0], "samples_per_s": rate}))
 
 
 if __name__ == "__main__":
