@@ -40,11 +40,18 @@ pub struct OrtArgs {
 }
 
 impl OrtArgs {
-    /// `images`: the run's --image-folder and --image-preprocess.
+    /// `images`: the run's --image-folder and --image-preprocess; `text`:
+    /// its --dataset and --tokenizer.
     pub fn options(
         &self,
         images: workloads::builtin::image::ImageOptions,
+        text: &crate::model_args::TextArgs,
     ) -> Result<ort_backend::OrtOptions> {
+        let text = match (&text.dataset, &text.tokenizer) {
+            (Some(d), Some(t)) => Some((d.clone(), t.clone())),
+            (Some(_), None) => bail!("--workload onnx --dataset needs --tokenizer tokenizer.json"),
+            (None, _) => None,
+        };
         let model = self.model_file.clone().context(
             "--workload onnx needs --model-file FILE.onnx (--model names the conf files' model)",
         )?;
@@ -75,6 +82,7 @@ impl OrtArgs {
             int_max: self.int_max,
             inputs: self.inputs.clone(),
             images,
+            text,
         })
     }
 }

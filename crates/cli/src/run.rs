@@ -240,7 +240,9 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
             }
         }
         WorkloadName::Onnx => {
-            let ort = args.ort_args.options(args.model_args.image_options())?;
+            let ort = args
+                .ort_args
+                .options(args.model_args.image_options(), &args.text_args)?;
             ort_backend::build(&args.model_args.options(&scope), &ort)?
         }
         WorkloadName::Null => Built {

@@ -52,12 +52,12 @@ fn python() -> Option<&'static PathBuf> {
                         "--quiet",
                         "--disable-pip-version-check",
                     ])
-                    .args(["onnxruntime", "onnx", "numpy"])
+                    .args(["onnxruntime", "onnx", "numpy", "tokenizers"])
                     .status();
                 if !installed.is_ok_and(|s| s.success()) {
                     skip(
                         "an onnx test",
-                        "pip could not install onnxruntime, onnx and numpy (no PyPI?)",
+                        "pip could not install onnxruntime, onnx, numpy and tokenizers (no PyPI?)",
                     );
                     return None;
                 }
@@ -79,6 +79,7 @@ fn models() -> Option<&'static Path> {
             let status = Command::new(python)
                 .arg(script)
                 .arg(dir.path())
+                .arg(tokenizer_json())
                 .status()
                 .unwrap();
             assert!(status.success(), "onnx_models.py failed");
@@ -86,6 +87,11 @@ fn models() -> Option<&'static Path> {
         })
         .as_ref()
         .map(|d| d.path())
+}
+
+/// The small WordPiece tokenizer the workloads tests ship.
+fn tokenizer_json() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/tests/data/wordpiece_tokenizer.json")
 }
 
 /// `joulebench run --workload onnx` with the test Python's folder first on
@@ -161,38 +167,100 @@ fn logged_outputs_are_onnx_runtimes_own_answers_on_the_same_inputs() {
             out.path().to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let logged = logged(out.path());
-        assert_eq!(logged.len(), 12, "{name}: every sample logged once");
-        // Each sample's answer is its slice of every output, in order.
-        let outputs: Vec<(String, Vec<usize>, Vec<u8>)> = described[name]["outputs"]
+        let outputs: Vec<String> = described[name]["outputs"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|n| read_npy(&models.join(format!("{name}.expected/{}.npy", n.as_str().unwrap()))))
+            .map(|n| n.as_str().unwrap().to_string())
             .collect();
-        for (&i, got) in &logged {
-            let mut at = 0;
-            for (kind, shape, data) in &outputs {
-                let per_sample = data.len() / shape[0];
-                let want = &data[i as usize * per_sample..(i as usize + 1) * per_sample];
-                let got = &got[at..at + per_sample];
-                at += per_sample;
-                if kind == "f4" {
-                    for (g, w) in got.chunks(4).zip(want.chunks(4)) {
-                        let g = f32::from_le_bytes(g.try_into().unwrap());
-                        let w = f32::from_le_bytes(w.try_into().unwrap());
-                        assert!(
-                            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-                            "{name} sample {i}: {g} vs ONNX Runtime's {w}"
-                        );
-                    }
-                } else {
-                    assert_eq!(got, want, "{name} sample {i} ({kind})");
-                }
-            }
-            assert_eq!(at, got.len(), "{name} sample {i}: nothing but the outputs");
-        }
+        assert_logged_outputs_are(
+            out.path(),
+            &models.join(format!("{name}.expected")),
+            &outputs,
+            12,
+        );
     }
+}
+
+/// Each sample's logged bytes are its slice of every expected output (in
+/// `expected/<output>.npy`), in order: floats within 1e-5, the rest exact.
+fn assert_logged_outputs_are(run: &Path, expected: &Path, outputs: &[String], samples: usize) {
+    let logged = logged(run);
+    assert_eq!(
+        logged.len(),
+        samples,
+        "{}: every sample logged once",
+        run.display()
+    );
+    let outputs: Vec<(String, Vec<usize>, Vec<u8>)> = outputs
+        .iter()
+        .map(|n| read_npy(&expected.join(format!("{n}.npy"))))
+        .collect();
+    for (&i, got) in &logged {
+        let mut at = 0;
+        for (kind, shape, data) in &outputs {
+            let per_sample = data.len() / shape[0];
+            let want = &data[i as usize * per_sample..(i as usize + 1) * per_sample];
+            let got = &got[at..at + per_sample];
+            at += per_sample;
+            if kind == "f4" {
+                for (g, w) in got.chunks(4).zip(want.chunks(4)) {
+                    let g = f32::from_le_bytes(g.try_into().unwrap());
+                    let w = f32::from_le_bytes(w.try_into().unwrap());
+                    assert!(
+                        (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "sample {i}: {g} vs ONNX Runtime's {w}"
+                    );
+                }
+            } else {
+                assert_eq!(got, want, "sample {i} ({kind})");
+            }
+        }
+        assert_eq!(at, got.len(), "sample {i}: nothing but the outputs");
+    }
+}
+
+/// A text data set, tokenized by joulebench (our tokenizer.json reader) and
+/// fed by input name, gives the answers ONNX Runtime gives on the same
+/// texts as Hugging Face's tokenizers library encodes them.
+#[test]
+fn a_text_data_set_is_tokenized_and_fed_as_hugging_faces_library_does() {
+    let Some(models) = models() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let o = run_onnx(&[
+        "--model-file",
+        models.join("embed.onnx").to_str().unwrap(),
+        "--dataset",
+        models.join("texts.jsonl").to_str().unwrap(),
+        "--tokenizer",
+        tokenizer_json().to_str().unwrap(),
+        "--dim",
+        "sequence=7",
+        "--batch-size",
+        "4",
+        "--mode",
+        "accuracy",
+        "-o",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let outputs = ["pooled".to_string(), "tokens".to_string()];
+    assert_logged_outputs_are(out.path(), &models.join("embed.text_expected"), &outputs, 6);
+    // A model whose inputs are not named as tokens is refused.
+    let o = run_onnx(&[
+        "--model-file",
+        models.join("mlp.onnx").to_str().unwrap(),
+        "--dataset",
+        models.join("texts.jsonl").to_str().unwrap(),
+        "--tokenizer",
+        tokenizer_json().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--dataset feeds inputs named input_ids"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - [`samples`]: seeded synthetic inputs of those shapes and types;
 //! - [`npy`]: or the user's own, from `.npy` files;
 //! - [`images`]: or an ImageNet-layout folder, preprocessed as MLPerf does;
+//! - [`tokens`]: or a text data set, tokenized, fed by input name;
 //! - [`model`]: sessions answering batches behind `workloads`' batching SUT.
 //!
 //! [`build`] puts them together the way `workloads::builtin` builds the
@@ -19,6 +20,7 @@ pub mod model;
 pub mod model_io;
 pub mod npy;
 pub mod samples;
+pub mod tokens;
 
 use model_io::{Batching, ModelIo};
 use ort::session::builder::GraphOptimizationLevel;
@@ -76,6 +78,8 @@ pub struct OrtOptions {
     /// An ImageNet-layout folder for an image classifier (`folder: None`:
     /// not used). Its samples are answered with their top-1 class.
     pub images: workloads::builtin::image::ImageOptions,
+    /// A text data set and the tokenizer.json that tokenizes it.
+    pub text: Option<(PathBuf, PathBuf)>,
 }
 
 fn model_err(path: &Path, e: impl std::fmt::Display) -> OrtError {
@@ -139,6 +143,10 @@ fn sample_source(
         let inputs = images::ImageInputs::new(Arc::new(folder), io)?;
         return Ok((Arc::new(inputs), model::Answer::top1(io)?));
     }
+    if let Some((dataset, tokenizer)) = &ort.text {
+        let inputs = tokens::TokenInputs::new(dataset, tokenizer, io, options.performance_samples)?;
+        return Ok((Arc::new(inputs), model::Answer::Outputs));
+    }
     let source: Arc<dyn samples::SampleSource> = match &ort.inputs {
         Some(dir) => Arc::new(npy::NpyFolder::open(dir, io, options.performance_samples)?),
         None => Arc::new(samples::SyntheticSamples::new(
@@ -157,15 +165,20 @@ pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError
     if options.batch_size == 0 {
         return Err(BuildError::AtLeastOne("--batch-size").into());
     }
-    if ort.inputs.is_some() && ort.images.folder.is_some() {
+    let sources = [
+        ort.inputs.is_some(),
+        ort.images.folder.is_some(),
+        ort.text.is_some(),
+    ];
+    if sources.iter().filter(|&&s| s).count() > 1 {
         return Err(OrtError::Build(
-            "--inputs and --image-folder both give the samples: choose one".into(),
+            "--inputs, --image-folder and --dataset each give the samples: choose one".into(),
         ));
     }
-    if options.accuracy && ort.inputs.is_none() && ort.images.folder.is_none() {
+    if options.accuracy && !sources.contains(&true) {
         return Err(OrtError::Build(
-            "accuracy mode needs real inputs (--inputs DIR of .npy files, or --image-folder): \
-             synthetic inputs have no answers"
+            "accuracy mode needs real inputs (--inputs DIR of .npy files, --image-folder or \
+             --dataset): synthetic inputs have no answers"
                 .into(),
         ));
     }

@@ -2,12 +2,15 @@
 ONNX Runtime's own Python API answers on them: the peer's numbers that the
 Rust test compares joulebench's logged outputs with.
 
-    python onnx_models.py OUT_DIR
+    python onnx_models.py OUT_DIR [TOKENIZER_JSON]
 
 writes, for each model NAME: OUT_DIR/NAME.onnx, OUT_DIR/NAME/<input>.npy
 (all samples, first dimension = sample) and OUT_DIR/NAME.expected/<output>.npy
 (ONNX Runtime's outputs, one sample at a time), and OUT_DIR/models.json
-(the names, inputs and outputs).
+(the names, inputs and outputs). With TOKENIZER_JSON, also
+OUT_DIR/texts.jsonl and OUT_DIR/embed.text_expected/<output>.npy: the embed
+model's answers on those texts as Hugging Face's tokenizers library encodes
+them (cut and padded to 7 tokens).
 """
 import json
 import os
@@ -138,6 +141,31 @@ def colours(out):
         save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), out, name)
 
 
+def texts(out, tokenizer_json):
+    from tokenizers import Tokenizer
+
+    lines = ["The quick brown fox.", "jumps over the lazy dog", "who?", "a b 1",
+             "The lazy dog jumped over the quick brown fox, who jumps.", "dog"]
+    with open(os.path.join(out, "texts.jsonl"), "w") as f:
+        for t in lines:
+            f.write(json.dumps({"text": t}) + "\n")
+    tok = Tokenizer.from_file(tokenizer_json)
+    tok.enable_truncation(max_length=7)
+    tok.enable_padding(length=7, pad_id=0)
+    session = ort.InferenceSession(os.path.join(out, "embed.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    answers = {n: [] for n in names}
+    for t in lines:
+        e = tok.encode(t)
+        feeds = {"input_ids": np.array([e.ids], dtype=np.int64),
+                 "attention_mask": np.array([e.attention_mask], dtype=np.int64)}
+        for n, g in zip(names, session.run(None, feeds)):
+            answers[n].append(g[0])
+    os.makedirs(os.path.join(out, "embed.text_expected"), exist_ok=True)
+    for n in names:
+        np.save(os.path.join(out, "embed.text_expected", f"{n}.npy"), np.stack(answers[n]))
+
+
 def strings(out, _rng):
     """A string input: joulebench cannot feed it, and says so."""
     graph = helper.make_graph(
@@ -178,6 +206,8 @@ def main():
             np.save(os.path.join(out, f"{name}.expected", f"{n}.npy"), np.stack(answers[n]))
         described[name] = {"inputs": list(inputs), "outputs": names, "onnxruntime": ort.__version__}
     colours(out)
+    if len(sys.argv) > 2:
+        texts(out, sys.argv[2])
     json.dump(described, open(os.path.join(out, "models.json"), "w"), indent=1)
 
 
