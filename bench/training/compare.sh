@@ -7,7 +7,9 @@
 #   digits     time and energy to train (to 97% held-out accuracy), then the
 #              trained weights served Offline: samples/s, samples/J
 #   resnet50   training throughput (synthetic ImageNet-shaped data): samples/s,
-#              J/sample; then inference Offline (seeded weights): samples/s, samples/J
+#              J/sample; then inference Offline (seeded weights): samples/s, samples/J,
+#              on candle and, on the CPU, also on ONNX Runtime (the faster CPU
+#              engine; each row names its engine)
 #
 # and, on the GPU, joulebench's ResNet-50 training throughput against
 # PyTorch's (bench/training/torch_train.py: same model, batch, optimiser), as a
@@ -75,6 +77,24 @@ for dev in "${backends[@]}"; do
   echo "== $dev: ResNet-50 inference (Offline, ${serve_s} s) ==" >&2
   "$jb" run --workload resnet50 --device "$dev" --scenario Offline --duration "$serve_s" \
     --batch-size "$rn50_batch" --quiet "${power[@]}" -o "$d/rn50-serve" >&2 || true
+  # The faster CPU engine: the same seeded ResNet-50 through ONNX Runtime
+  # (`--workload onnx`), where the python3 on PATH has onnxruntime, onnx and
+  # safetensors to build the model file.
+  if [ "$dev" = cpu ] && python3 -c "import onnxruntime, onnx, safetensors" 2>/dev/null; then
+    echo "== cpu: ResNet-50 inference through ONNX Runtime (Offline, ${serve_s} s) ==" >&2
+    if [ ! -s "$d/resnet50.onnx" ]; then
+      cargo run -q --release -p workloads --example export_weights -- resnet50 1 "$d/resnet50.safetensors" >&2
+      python3 - "$here/../models" "$d/resnet50.safetensors" "$d/resnet50.onnx" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import onnx, resnet_to_onnx
+from safetensors.numpy import load_file
+onnx.save(resnet_to_onnx.build(load_file(sys.argv[2]), "resnet50"), sys.argv[3])
+PY
+    fi
+    "$jb" run --workload onnx --model-file "$d/resnet50.onnx" --scenario Offline --duration "$serve_s" \
+      --batch-size "$rn50_batch" --quiet "${power[@]}" -o "$d/rn50-serve-ort" >&2 || true
+  fi
   if [ "$dev" = cuda ] && python3 -c "import torch, torchvision" 2>/dev/null; then
     echo "== cuda: PyTorch ResNet-50 training throughput (same model and batch) ==" >&2
     python3 "$here/torch_train.py" --device cuda --batch-size "$rn50_batch" --steps "$steps" \
@@ -131,8 +151,15 @@ for dev in backends:
     sps = ((rs or {}).get("performance") or {}).get("throughput_samples_per_s")
     spj, sest = samples_per_j(rs)
     jps = run.get("j_per_sample")
-    rows.append((dev, "resnet50", f"{f(run.get('samples_per_s'))} samples/s, {f(jps)} J/sample{test}",
+    rows.append((dev, "resnet50 (candle)", f"{f(run.get('samples_per_s'))} samples/s, {f(jps)} J/sample{test}",
                  f"{f(sps)} samples/s, {f(spj)} samples/J{sest}"))
+    ort = load(os.path.join(d, "rn50-serve-ort", "result.json"))
+    if ort:
+        sps = (ort.get("performance") or {}).get("throughput_samples_per_s")
+        spj, sest = samples_per_j(ort)
+        version = ((ort.get("workload") or {}).get("parameters") or {}).get("onnxruntime_version", "?")
+        rows.append((dev, f"resnet50 (ONNX Runtime {version})", "-",
+                     f"{f(sps)} samples/s, {f(spj)} samples/J{sest}"))
     torch = load(os.path.join(d, "torch-train.json"))
     if torch and run.get("samples_per_s"):
         rows.append((dev, "resnet50 vs PyTorch",
