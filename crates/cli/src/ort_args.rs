@@ -29,9 +29,9 @@ pub struct OrtArgs {
     #[arg(long, value_name = "LEVEL", default_value = "3", value_parser = clap::value_parser!(u8).range(0..=3), help_heading = ORT_HEADING)]
     pub ort_optimization: u8,
 
-    /// A folder with one `<input name>.npy` per model input, the first dimension counting the
-    /// samples (np.save of all samples). Default: seeded synthetic inputs.
-    #[arg(long, value_name = "DIR", help_heading = ORT_HEADING)]
+    /// A folder with one `<input name>.npy` per model input, or an .npz archive of them
+    /// (np.savez), the first dimension counting the samples. Default: seeded synthetic inputs.
+    #[arg(long, value_name = "DIR|FILE.npz", help_heading = ORT_HEADING)]
     pub inputs: Option<PathBuf>,
 
     /// Synthetic integer inputs (token ids) are drawn from [0, N); inputs named *mask* are 1.

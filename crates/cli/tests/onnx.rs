@@ -149,13 +149,14 @@ fn logged(dir: &Path) -> std::collections::BTreeMap<u64, Vec<u8>> {
 fn logged_outputs_are_onnx_runtimes_own_answers_on_the_same_inputs() {
     let Some(models) = models() else { return };
     let described = read_json(&models.join("models.json"));
-    for name in ["mlp", "embed"] {
+    // Each model's samples as a folder of .npy files and as an .npz archive.
+    for (name, inputs) in [("mlp", "mlp"), ("embed", "embed"), ("embed", "embed.npz")] {
         let out = tempfile::tempdir().unwrap();
         let o = run_onnx(&[
             "--model-file",
             models.join(format!("{name}.onnx")).to_str().unwrap(),
             "--inputs",
-            models.join(name).to_str().unwrap(),
+            models.join(inputs).to_str().unwrap(),
             "--dim",
             "sequence=7",
             // Batches of 5 over 12 samples: full and partial batches.
@@ -315,6 +316,28 @@ fn bad_models_and_inputs_are_refused_before_the_run_with_the_reason() {
         (
             vec!["--model-file".into(), m("missing.onnx")],
             "no such file",
+        ),
+        (
+            vec!["--model-file".into(), m("future_opset.onnx")],
+            "future_opset.onnx",
+        ),
+        (
+            vec![
+                "--model-file".into(),
+                m("mlp.onnx"),
+                "--inputs".into(),
+                m("mlp.compressed.npz"),
+            ],
+            "np.savez_compressed",
+        ),
+        (
+            vec![
+                "--model-file".into(),
+                m("mlp.onnx"),
+                "--inputs".into(),
+                m("mlp.onnx"),
+            ],
+            "not an .npz",
         ),
         (vec![], "needs --model-file"),
         (

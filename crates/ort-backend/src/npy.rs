@@ -1,5 +1,5 @@
-//! Samples from NumPy files: a folder holding `<input name>.npy` for each
-//! of the model's inputs, each an array whose first dimension is the
+//! Samples from NumPy files: a folder (or an `.npz` archive, `np.savez`)
+//! holding `<input name>.npy` for each of the model's inputs, each an array whose first dimension is the
 //! sample and whose other dimensions are one sample's shape (what
 //! `np.save(f"{name}.npy", batch_of_all_samples)` writes). Every sample is
 //! read into memory once.
@@ -15,6 +15,7 @@ use crate::OrtError;
 use loadgen::qsl::QslError;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
 use ort::value::TensorElementType;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The most header bytes read: NumPy pads headers to 64 bytes; a longer
@@ -101,6 +102,24 @@ fn quoted(text: &str) -> Option<&str> {
     rest.find(quote).map(|end| &rest[..end])
 }
 
+/// One `.npy` file of an `.npz` archive. `np.savez` stores them
+/// uncompressed; a compressed entry (`np.savez_compressed`) is an error
+/// that says so.
+fn read_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Result<Vec<u8>, String> {
+    let compressed = |e: &dyn std::fmt::Display| {
+        let text = e.to_string();
+        if text.contains("compression method") {
+            format!("{name} is compressed ({text}): save with np.savez, not np.savez_compressed")
+        } else {
+            format!("{name}: {text}")
+        }
+    };
+    let mut entry = zip.by_name(name).map_err(|e| compressed(&e))?;
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).map_err(|e| compressed(&e))?;
+    Ok(bytes)
+}
+
 /// NumPy's type string for an ONNX element type.
 fn numpy_kind(t: TensorElementType) -> Option<&'static str> {
     Some(match t {
@@ -136,13 +155,31 @@ impl NpyFolder {
         let mut data = Vec::new();
         let mut sample_bytes = Vec::new();
         let mut total: Option<(usize, String)> = None;
+        // An .npz (np.savez) holds the same files in a zip archive.
+        let mut archive = if dir.is_file() {
+            let file = std::fs::File::open(dir).map_err(|e| OrtError::Model {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            Some(zip::ZipArchive::new(file).map_err(|e| OrtError::Model {
+                path: dir.to_path_buf(),
+                reason: format!("not an .npz (zip) archive: {e}"),
+            })?)
+        } else {
+            None
+        };
         for (i, spec) in io.inputs.iter().enumerate() {
-            let path = dir.join(format!("{}.npy", spec.name));
+            let entry = format!("{}.npy", spec.name);
+            let path = dir.join(&entry);
             let err = |reason: String| OrtError::Model {
                 path: path.clone(),
                 reason,
             };
-            let bytes = std::fs::read(&path).map_err(|e| {
+            let bytes = match &mut archive {
+                Some(zip) => read_entry(zip, &entry),
+                None => std::fs::read(&path).map_err(|e| e.to_string()),
+            }
+            .map_err(|e| {
                 err(format!(
                     "{e} (input `{}` needs its samples here)",
                     spec.name

@@ -5,7 +5,8 @@ Rust test compares joulebench's logged outputs with.
     python onnx_models.py OUT_DIR [TOKENIZER_JSON]
 
 writes, for each model NAME: OUT_DIR/NAME.onnx, OUT_DIR/NAME/<input>.npy
-(all samples, first dimension = sample) and OUT_DIR/NAME.expected/<output>.npy
+(all samples, first dimension = sample; the same in OUT_DIR/NAME.npz, and
+compressed in OUT_DIR/NAME.compressed.npz) and OUT_DIR/NAME.expected/<output>.npy
 (ONNX Runtime's outputs, one sample at a time), and OUT_DIR/models.json
 (the names, inputs and outputs). With TOKENIZER_JSON, also
 OUT_DIR/texts.jsonl and OUT_DIR/embed.text_expected/<output>.npy: the embed
@@ -166,6 +167,19 @@ def texts(out, tokenizer_json):
         np.save(os.path.join(out, "embed.text_expected", f"{n}.npy"), np.stack(answers[n]))
 
 
+def future_opset(out):
+    """A model asking for an opset no ONNX Runtime has: refused at load."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "future",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 99)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(out, "future_opset.onnx"))
+
+
 def strings(out, _rng):
     """A string input: joulebench cannot feed it, and says so."""
     graph = helper.make_graph(
@@ -192,6 +206,8 @@ def main():
         os.makedirs(os.path.join(out, name), exist_ok=True)
         for k, v in inputs.items():
             np.save(os.path.join(out, name, f"{k}.npy"), v)
+        np.savez(os.path.join(out, f"{name}.npz"), **inputs)
+        np.savez_compressed(os.path.join(out, f"{name}.compressed.npz"), **inputs)
         if name == "fixed":
             continue  # its batch is fixed: the Rust test checks the refusal
         session = ort.InferenceSession(os.path.join(out, f"{name}.onnx"), providers=["CPUExecutionProvider"])
@@ -206,6 +222,7 @@ def main():
             np.save(os.path.join(out, f"{name}.expected", f"{n}.npy"), np.stack(answers[n]))
         described[name] = {"inputs": list(inputs), "outputs": names, "onnxruntime": ort.__version__}
     colours(out)
+    future_opset(out)
     if len(sys.argv) > 2:
         texts(out, sys.argv[2])
     json.dump(described, open(os.path.join(out, "models.json"), "w"), indent=1)
