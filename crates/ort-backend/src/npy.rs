@@ -250,14 +250,8 @@ impl SampleSource for NpyFolder {
         dst: &mut [u8],
     ) -> Result<(), QuerySampleIndex> {
         let n = self.sample_bytes[input];
-        write_each(indices, dst, |index, slot| {
-            match self.data[input].get(index * n..(index + 1) * n) {
-                Some(src) if src.len() == slot.len() => {
-                    slot.copy_from_slice(src);
-                    true
-                }
-                _ => false,
-            }
+        write_each(indices, dst, |index| {
+            self.data[input].get(index * n..(index + 1) * n)
         })
     }
 

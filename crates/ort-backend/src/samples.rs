@@ -30,19 +30,20 @@ pub trait SampleSource: QuerySampleLibrary {
 }
 
 /// [`SampleSource::write_input`] for sources that hold each sample's bytes:
-/// `copy` writes one sample into its slice.
-pub fn write_each(
+/// `bytes_of` gives one sample's, copied into its slot when the size fits.
+pub fn write_each<'a>(
     indices: &[QuerySampleIndex],
     dst: &mut [u8],
-    mut copy: impl FnMut(QuerySampleIndex, &mut [u8]) -> bool,
+    mut bytes_of: impl FnMut(QuerySampleIndex) -> Option<&'a [u8]>,
 ) -> Result<(), QuerySampleIndex> {
     if indices.is_empty() {
         return Ok(());
     }
     let per_sample = dst.len() / indices.len();
     for (slot, &index) in dst.chunks_exact_mut(per_sample.max(1)).zip(indices) {
-        if !copy(index, slot) {
-            return Err(index);
+        match bytes_of(index) {
+            Some(src) if src.len() == slot.len() => slot.copy_from_slice(src),
+            _ => return Err(index),
         }
     }
     Ok(())
@@ -145,14 +146,11 @@ impl SampleSource for SyntheticSamples {
         dst: &mut [u8],
     ) -> Result<(), QuerySampleIndex> {
         let loaded = self.loaded.read().map_err(|_| indices[0])?;
-        write_each(indices, dst, |index, slot| {
-            match loaded.get(&index).and_then(|s| s.get(input)) {
-                Some(bytes) if bytes.len() == slot.len() => {
-                    slot.copy_from_slice(bytes);
-                    true
-                }
-                _ => false,
-            }
+        write_each(indices, dst, |index| {
+            loaded
+                .get(&index)
+                .and_then(|s| s.get(input))
+                .map(Vec::as_slice)
         })
     }
 
