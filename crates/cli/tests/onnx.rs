@@ -325,6 +325,24 @@ fn bad_models_and_inputs_are_refused_before_the_run_with_the_reason() {
             vec![
                 "--model-file".into(),
                 m("mlp.onnx"),
+                "--weights".into(),
+                m("mlp.onnx"),
+            ],
+            "holds its own weights",
+        ),
+        (
+            vec![
+                "--model-file".into(),
+                m("mlp.onnx"),
+                "--devices".into(),
+                "all".into(),
+            ],
+            "runs on one device",
+        ),
+        (
+            vec![
+                "--model-file".into(),
+                m("mlp.onnx"),
                 "--inputs".into(),
                 m("mlp.compressed.npz"),
             ],

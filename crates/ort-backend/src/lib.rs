@@ -165,6 +165,21 @@ pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError
     if options.batch_size == 0 {
         return Err(BuildError::AtLeastOne("--batch-size").into());
     }
+    if options.workers == Some(0) {
+        return Err(BuildError::AtLeastOne("--workers").into());
+    }
+    // Flags of the built-in models that mean nothing here: refused, not ignored.
+    if options.weights.is_some() {
+        return Err(OrtError::Build(
+            "--weights: an ONNX file holds its own weights (give the file with --model-file)"
+                .into(),
+        ));
+    }
+    if options.devices.is_some() {
+        return Err(OrtError::Build(
+            "--devices: the onnx workload runs on one device; choose it with --device".into(),
+        ));
+    }
     let sources = [
         ort.inputs.is_some(),
         ort.images.folder.is_some(),
