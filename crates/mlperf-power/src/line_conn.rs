@@ -55,6 +55,11 @@ pub enum ProtocolError {
         peer: String,
         line: String,
         reason: String,
+        /// The whole line was read, so the next one can be (a line that is
+        /// not UTF-8, say); false when the stream is out of step (a line
+        /// too long, a file transfer cut short) and the connection must
+        /// close.
+        in_step: bool,
     },
     #[error("{}: {source}", path.display())]
     File {
@@ -102,7 +107,6 @@ impl LineConn {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "peer".into());
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(waits.line_end))?;
         Ok(LineConn {
             reader: BufReader::new(stream),
             peer,
@@ -153,11 +157,44 @@ impl LineConn {
 
     /// Sends one line (`\r\n` appended).
     pub fn send(&mut self, line: &str) -> Result<(), ProtocolError> {
-        let bytes = format!("{line}\r\n");
-        self.reader
-            .get_mut()
-            .write_all(bytes.as_bytes())
-            .map_err(|e| self.io(e))
+        self.write_all(format!("{line}\r\n").as_bytes())
+    }
+
+    /// Writes all of `bytes` within `line_end` (a peer that does not read
+    /// is cut off), looking at the stop flag meanwhile.
+    fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), ProtocolError> {
+        let deadline = Instant::now() + self.waits.line_end;
+        while !bytes.is_empty() {
+            if self.stopped() {
+                return Err(ProtocolError::Stopped {
+                    peer: self.peer.clone(),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.io(ErrorKind::TimedOut.into()));
+            }
+            let wait = if self.stop.is_some() {
+                left.min(STOP_POLL)
+            } else {
+                left
+            };
+            self.reader
+                .get_ref()
+                .set_write_timeout(Some(wait))
+                .map_err(|e| self.io(e))?;
+            match self.reader.get_mut().write(bytes) {
+                Ok(0) => return Err(self.io(ErrorKind::WriteZero.into())),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Fills the read buffer, waiting at most until `deadline` (for ever
@@ -168,6 +205,13 @@ impl LineConn {
             return Ok(true);
         }
         loop {
+            // Also between reads that succeed: a peer trickling a byte at a
+            // time must not keep a stop waiting until the line deadline.
+            if self.stopped() {
+                return Err(ProtocolError::Stopped {
+                    peer: self.peer.clone(),
+                });
+            }
             let now = Instant::now();
             let left = deadline.map(|d| d.saturating_duration_since(now));
             if left.is_some_and(|l| l.is_zero()) {
@@ -250,6 +294,7 @@ impl LineConn {
                     peer: self.peer.clone(),
                     line: String::from_utf8_lossy(&line[..80]).into_owned(),
                     reason: format!("line longer than {MAX_LINE_BYTES} bytes"),
+                    in_step: false,
                 });
             }
             if done {
@@ -262,6 +307,7 @@ impl LineConn {
                         peer: self.peer.clone(),
                         line: String::from_utf8_lossy(e.as_bytes()).into_owned(),
                         reason: "not UTF-8 text".into(),
+                        in_step: true,
                     });
             }
         }
@@ -289,10 +335,7 @@ impl LineConn {
             if n == 0 {
                 return Ok(());
             }
-            self.reader
-                .get_mut()
-                .write_all(&buf[..n])
-                .map_err(|e| self.io(e))?;
+            self.write_all(&buf[..n])?;
         }
     }
 
@@ -341,6 +384,7 @@ impl LineConn {
                 peer: self.peer.clone(),
                 line: line.clone(),
                 reason,
+                in_step: false,
             };
             let len: usize = line
                 .trim()

@@ -4,9 +4,10 @@
 //! (`-l LOGFILE -p PORT [-b N] [-c CH] [dcFlag] [interfaceFlag] DEVICE_TYPE DEVICE_PORT`),
 //! so power-dev's director can start it where it would start PTDaemon. Like
 //! PTDaemon it stays in the foreground, serves one connection at a time
-//! (cutting off a client that stalls mid-line, sends an endless line, or
-//! sits silent with no measurement running: see [`DaemonConfig`]; a
-//! measurement a client leaves running is stopped when it goes),
+//! (through [`LineConn`], cutting off a client that stalls mid-line, sends
+//! an endless line, or sits silent with no measurement running: see
+//! [`DaemonConfig`]; a measurement a client leaves running is stopped when
+//! it goes),
 //! appends every sample to LOGFILE, prints timestamped status lines on stdout
 //! (they become the director's `ptd_logs.txt`) and ends cleanly when asked
 //! (SIGTERM: the caller sets the stop flag).
@@ -28,10 +29,11 @@
 //! gives the source's mean); the main thread answers commands. Both go
 //! through one lock around the [`VirtualAnalyzer`], the log file and stdout.
 
+use crate::line_conn::{LineConn, ProtocolError, Waits};
 use crate::meter_source::PowerSource;
 use crate::virtual_analyzer::{Electrical, Identity, VirtualAnalyzer};
 use mlperf_time::Timestamp;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -309,162 +311,75 @@ pub fn serve(
     }
 }
 
-/// Longest command line accepted: PTDaemon's commands are a few dozen
-/// bytes; a longer line gets an error and the connection is closed.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
-/// How often a wait on the client looks at the stop flag and the clock.
-const POLL: Duration = Duration::from_millis(100);
-
-/// Why a connection ended other than by the client closing it between lines.
-#[derive(Debug, thiserror::Error)]
-enum ConnectionEnd {
-    #[error("stopped (signal)")]
-    Stopped,
-    #[error("no line end within {:.1} s of the line's start ({bytes} bytes)", waited.as_secs_f64())]
-    Stalled { bytes: usize, waited: Duration },
-    #[error("silent for {:.1} s with no measurement running", waited.as_secs_f64())]
-    Idle { waited: Duration },
-    #[error("a line longer than {MAX_LINE_BYTES} bytes")]
-    LineTooLong,
-    #[error("closed in the middle of a line ({bytes} bytes)")]
-    ClosedMidLine { bytes: usize },
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// Serves one client until it closes, misbehaves past a bound, or `stop`
-/// is set. Every wait is bounded: a line once begun must end within the
-/// line timeout (a client that stalls or trickles bytes is cut off), lines
-/// are at most [`MAX_LINE_BYTES`] (an endless line costs nothing), a client
-/// with no measurement running must send a line within the idle timeout,
-/// each reply must go out within the line timeout, and the stop flag is
-/// looked at every [`POLL`].
+/// is set. The waits are [`LineConn`]'s: a line once begun must end within
+/// the line timeout (a client that stalls or trickles bytes is cut off),
+/// lines are at most 64 KiB (an endless line costs nothing), a client with
+/// no measurement running must send a line within the idle timeout, each
+/// reply must go out within the line timeout, and the stop flag is looked
+/// at while waiting.
 fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     config: &DaemonConfig,
     shared: &Mutex<Shared>,
-    stop: &AtomicBool,
-) -> Result<(), ConnectionEnd> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(POLL))?;
-    let mut line: Vec<u8> = Vec::new();
-    let mut line_began: Option<Instant> = None;
-    let mut last_line = Instant::now();
-    let mut buf = [0u8; 4096];
+    stop: &Arc<AtomicBool>,
+) -> Result<(), ProtocolError> {
+    let waits = Waits {
+        line_start: Some(config.client_idle_timeout),
+        line_end: config.client_line_timeout,
+    };
+    let io = |source| ProtocolError::Io {
+        peer: "client".into(),
+        source,
+    };
+    stream.set_nonblocking(false).map_err(io)?;
+    let mut conn = LineConn::new(stream, waits)
+        .map_err(io)?
+        .watching(Arc::clone(stop));
     loop {
-        if stop.load(Ordering::SeqCst) {
-            return Err(ConnectionEnd::Stopped);
-        }
-        if let Some(began) = line_began {
-            if began.elapsed() >= config.client_line_timeout {
-                return Err(ConnectionEnd::Stalled {
-                    bytes: line.len(),
-                    waited: config.client_line_timeout,
-                });
+        // The director is silent through the workload: no limit while a
+        // measurement runs.
+        let measuring = lock(shared).analyzer.interval_ms().is_some();
+        conn.set_line_start_wait((!measuring).then_some(config.client_idle_timeout));
+        let text = match conn.recv() {
+            Ok(None) => return Ok(()),
+            Ok(Some(line)) => line,
+            // A whole line that is not UTF-8 is a command like any other
+            // (PTDaemon answers it with an error).
+            Err(ProtocolError::Malformed {
+                line,
+                in_step: true,
+                ..
+            }) => line,
+            Err(e @ ProtocolError::Malformed { .. }) => {
+                let _ = conn.send("Error: line too long");
+                return Err(e);
             }
-        } else if last_line.elapsed() >= config.client_idle_timeout
-            && lock(shared).analyzer.interval_ms().is_none()
-        {
-            return Err(ConnectionEnd::Idle {
-                waited: last_line.elapsed(),
-            });
-        }
-        let n = match stream.read(&mut buf) {
-            Ok(0) if line.is_empty() => return Ok(()),
-            Ok(0) => return Err(ConnectionEnd::ClosedMidLine { bytes: line.len() }),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let end = rest.iter().position(|&b| b == b'\n');
-            let take = end.map_or(rest.len(), |p| p + 1);
-            line.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            line_began.get_or_insert_with(Instant::now);
-            if line.len() > MAX_LINE_BYTES + 2 {
-                let _ = write_within(&mut stream, b"Error: line too long\r\n", config, stop);
-                return Err(ConnectionEnd::LineTooLong);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let replies = {
+            let mut s = lock(shared);
+            let r = s.analyzer.handle(text);
+            s.flush_status();
+            if let Some(first) = r.first() {
+                let _ = writeln!(
+                    s.out,
+                    "{}: Response to client sent: {first}",
+                    Timestamp::now()
+                );
+                let _ = s.out.flush();
             }
-            if end.is_none() {
-                break;
-            }
-            let text = String::from_utf8_lossy(&line).trim().to_string();
-            line.clear();
-            line_began = None;
-            last_line = Instant::now();
-            if text.is_empty() {
-                continue;
-            }
-            let replies = {
-                let mut s = lock(shared);
-                let r = s.analyzer.handle(&text);
-                s.flush_status();
-                if let Some(first) = r.first() {
-                    let _ = writeln!(
-                        s.out,
-                        "{}: Response to client sent: {first}",
-                        Timestamp::now()
-                    );
-                    let _ = s.out.flush();
-                }
-                r
-            };
-            let mut bytes = String::new();
-            for r in replies {
-                bytes.push_str(&r);
-                bytes.push_str("\r\n");
-            }
-            write_within(&mut stream, bytes.as_bytes(), config, stop)?;
+            r
+        };
+        if !replies.is_empty() {
+            // One write for a whole reply (an `RL` answer has a line a sample).
+            conn.send(&replies.join("\r\n"))?;
         }
     }
-}
-
-/// Writes all of `bytes` within the line timeout (a client that does not
-/// read its replies is cut off), looking at the stop flag meanwhile.
-fn write_within(
-    stream: &mut TcpStream,
-    mut bytes: &[u8],
-    config: &DaemonConfig,
-    stop: &AtomicBool,
-) -> Result<(), ConnectionEnd> {
-    let deadline = Instant::now() + config.client_line_timeout;
-    while !bytes.is_empty() {
-        if stop.load(Ordering::SeqCst) {
-            return Err(ConnectionEnd::Stopped);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ConnectionEnd::Io(std::io::Error::new(
-                ErrorKind::TimedOut,
-                format!(
-                    "the client took no reply within {:.1} s",
-                    config.client_line_timeout.as_secs_f64()
-                ),
-            )));
-        }
-        stream.set_write_timeout(Some(left.min(POLL)))?;
-        match stream.write(bytes) {
-            Ok(0) => return Err(ConnectionEnd::Io(ErrorKind::WriteZero.into())),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 fn sample_loop(
