@@ -14,7 +14,6 @@
 
 mod common;
 
-use common::skip;
 
 use common::{joulebench, read_json};
 use std::path::{Path, PathBuf};
@@ -26,44 +25,12 @@ fn python() -> Option<&'static PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            if let Some(p) = std::env::var_os("JOULEBENCH_ORT_PYTHON") {
-                return Some(PathBuf::from(p));
-            }
-            let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ort-venv");
-            let python = venv.join("bin/python");
-            let ready = venv.join("ready");
-            if !ready.is_file() {
-                let made = Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&venv)
-                    .status();
-                if !made.is_ok_and(|s| s.success()) {
-                    skip(
-                        "an onnx test",
-                        "cannot create a Python virtualenv (python3 -m venv)",
-                    );
-                    return None;
-                }
-                let installed = Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .args(["onnxruntime", "onnx", "numpy", "tokenizers"])
-                    .status();
-                if !installed.is_ok_and(|s| s.success()) {
-                    skip(
-                        "an onnx test",
-                        "pip could not install onnxruntime, onnx, numpy and tokenizers (no PyPI?)",
-                    );
-                    return None;
-                }
-                std::fs::write(&ready, b"").unwrap();
-            }
-            Some(python)
+            common::python_with(
+                "an onnx test",
+                "JOULEBENCH_ORT_PYTHON",
+                &Path::new(env!("CARGO_TARGET_TMPDIR")).join("ort-venv"),
+                &["onnxruntime", "onnx", "numpy", "tokenizers"],
+            )
         })
         .as_ref()
 }

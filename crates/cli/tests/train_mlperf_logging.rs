@@ -25,39 +25,12 @@ fn repo() -> PathBuf {
 
 /// A Python with mlperf-logging, or `None` after saying why not.
 fn python_with_mlperf_logging(venv: &Path) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("JOULEBENCH_MLPERF_LOGGING_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(venv)
-        .status();
-    if !made.is_ok_and(|s| s.success()) {
-        skip(
-            "train_mlperf_logging",
-            "cannot create a Python virtualenv (python3 -m venv)",
-        );
-        return None;
-    }
-    let python = venv.join("bin/python");
-    let installed = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "mlperf-logging",
-        ])
-        .status();
-    if !installed.is_ok_and(|s| s.success()) {
-        skip(
-            "train_mlperf_logging",
-            "pip could not install mlperf-logging (no PyPI?)",
-        );
-        return None;
-    }
-    Some(python)
+    common::python_with(
+        "train_mlperf_logging",
+        "JOULEBENCH_MLPERF_LOGGING_PYTHON",
+        venv,
+        &["mlperf-logging"],
+    )
 }
 
 fn digits_file() -> Option<PathBuf> {

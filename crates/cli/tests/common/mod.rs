@@ -34,3 +34,49 @@ pub fn skip(test: &str, reason: &str) {
         bar = "!".repeat(78)
     );
 }
+
+/// A Python with `packages` from PyPI: `$env_var` when set, else a
+/// virtualenv at `venv` (made once: a `ready` file inside says it is
+/// complete). `None` after [`skip`] says why not.
+pub fn python_with(
+    test: &str,
+    env_var: &str,
+    venv: &Path,
+    packages: &[&str],
+) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(env_var) {
+        return Some(std::path::PathBuf::from(p));
+    }
+    let python = venv.join("bin/python");
+    let ready = venv.join("ready");
+    if ready.is_file() {
+        return Some(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        skip(test, "cannot create a Python virtualenv (python3 -m venv)");
+        return None;
+    }
+    let installed = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(packages)
+        .status();
+    if !installed.is_ok_and(|s| s.success()) {
+        skip(
+            test,
+            &format!("pip could not install {} (no PyPI?)", packages.join(", ")),
+        );
+        return None;
+    }
+    std::fs::write(&ready, b"").ok()?;
+    Some(python)
+}
