@@ -14,7 +14,6 @@
 
 mod common;
 
-
 use common::{joulebench, read_json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
