@@ -347,11 +347,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     session.measure_idle(|s| eprintln!("measuring idle power for {s} s"))?;
+    let logs = loadgen::LogSettings::in_dir(session.outdir());
     let test = LoadgenTest {
         sut: workload.sut.as_ref(),
         qsl: workload.qsl.as_ref(),
         settings: &settings,
         control: &control,
+        logs: &logs,
     };
     let measured = test.measure(&mut session, |control| {
         (!args.quiet)

@@ -47,6 +47,9 @@ pub struct LoadgenTest<'a> {
     pub qsl: &'a dyn QuerySampleLibrary,
     pub settings: &'a TestSettings,
     pub control: &'a RunControl,
+    /// How LoadGen's files are named; they go into the session's folder
+    /// (and `ranging/` under it), whatever `outdir` says.
+    pub logs: &'a loadgen::LogSettings,
 }
 
 /// What a measured test gave.
@@ -112,9 +115,7 @@ impl LoadgenTest<'_> {
                 self.sut,
                 self.qsl,
                 self.settings,
-                &loadgen::LogSettings {
-                    outdir: dir.to_path_buf(),
-                },
+                &self.logs.with_outdir(dir),
                 clock.anchor(),
                 self.control,
             )

@@ -13,6 +13,7 @@
 
 use crate::effective::EffectiveSettings;
 use crate::log::detail::DetailLog;
+use crate::log::files::TracedSample;
 use crate::mllog;
 use crate::response::{LoggedResponse, Recorder, RecorderPlan, Responder};
 use crate::rng::Mt19937;
@@ -105,6 +106,9 @@ pub(crate) struct IssueOutcome {
     pub interrupted: bool,
     /// Wall-clock time of the start (LoadGen's `power_begin`).
     pub start_wall: SystemTime,
+    /// Each issued sample for the trace file (empty unless asked for), with
+    /// the pass's start on the run clock.
+    pub traced: Vec<(u64, TracedSample)>,
 }
 
 /// Which samples' responses an audit (accuracy-log sampling) keeps in a
@@ -213,6 +217,7 @@ pub(crate) fn issue_queries(
     anchor: Instant,
     control: &RunControl,
     log: &mut DetailLog,
+    trace: bool,
 ) -> IssueOutcome {
     let scenario = settings.scenario;
     let accuracy = purpose == Purpose::Accuracy;
@@ -428,13 +433,46 @@ pub(crate) fn issue_queries(
     if result.window_end_ns == 0 {
         result.window_end_ns = recorder.now_ns();
     }
+    let traced = if trace {
+        traced_samples(&recorder, plan, &issued_ns[..queries_issued], start)
+    } else {
+        Vec::new()
+    };
     IssueOutcome {
         result,
         logged: recorder.take_logged(),
         problems,
         interrupted: abort == Some(WaitAbort::Interrupted),
         start_wall,
+        traced,
     }
+}
+
+/// Every issued sample's issue and completion times, relative to the pass
+/// start `start` (a sample never completed shows completion 0).
+fn traced_samples(
+    recorder: &Recorder,
+    plan: &QueryPlan,
+    issued_ns: &[u64],
+    start: u64,
+) -> Vec<(u64, TracedSample)> {
+    let mut traced = Vec::with_capacity(plan.query_start[issued_ns.len()]);
+    for (q, &issued) in issued_ns.iter().enumerate() {
+        for slot in plan.query_start[q]..plan.query_start[q + 1] {
+            let done = recorder.sample_complete_ns(slot);
+            traced.push((
+                start,
+                TracedSample {
+                    sample_seq: plan.base_sample_seq + slot as u64,
+                    query_seq: q as u64,
+                    sample_idx: plan.samples[slot].index,
+                    issue_start_ns: issued.saturating_sub(start),
+                    complete_ns: done.saturating_sub(start),
+                },
+            ));
+        }
+    }
+    traced
 }
 
 /// Turns the recorder's raw timestamps into LoadGen's `PerformanceResult`.

@@ -18,6 +18,7 @@
 pub mod conf;
 pub mod early_stopping;
 pub mod effective;
+pub mod from_config;
 mod issue;
 pub mod layers;
 pub mod log;

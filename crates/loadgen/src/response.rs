@@ -64,6 +64,12 @@ impl Responder {
             .complete(ids.into_iter().map(|id| (id, &[][..], 0)));
     }
 
+    /// Whether `id` is a sample this pass issued (a caller that cannot trust
+    /// its ids, such as Python code, checks before completing).
+    pub fn issued(&self, id: ResponseId) -> bool {
+        self.recorder.slot(id).is_some()
+    }
+
     /// Reports the first token of each sample (language models): time to
     /// first token is measured from here. `data` is logged in accuracy mode.
     pub fn first_token(&self, responses: &[QuerySampleResponse<'_>]) {

@@ -4,9 +4,9 @@
 use crate::effective::{EffectiveError, EffectiveSettings};
 use crate::issue::{issue_queries, IssueOutcome, RunControl};
 use crate::log::detail::DetailLog;
-use crate::log::{
-    accuracy, results, settings as settings_log, summary, ACCURACY_FILE, DETAIL_FILE, SUMMARY_FILE,
-};
+pub use crate::log::files::LogSettings;
+use crate::log::files::{render_trace, Trace, TracedSample, TracedSpan};
+use crate::log::{accuracy, results, settings as settings_log, summary};
 use crate::mllog;
 use crate::qsl::QuerySampleLibrary;
 use crate::response::LoggedResponse;
@@ -79,12 +79,6 @@ pub struct TestOutput {
     pub files: Vec<PathBuf>,
 }
 
-/// Where LoadGen's files go.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    pub outdir: PathBuf,
-}
-
 /// LoadGen's `DateTimeStringForPower`: `MM-DD-YYYY HH:MM:SS.mmm`, UTC.
 pub fn power_time_string(t: SystemTime) -> String {
     mlperf_time::Timestamp::from(t).to_string()
@@ -99,6 +93,10 @@ struct Test<'a> {
     seq: SequenceGen,
     logged: Vec<LoggedResponse>,
     interrupted: bool,
+    /// Trace events (kept only when the trace file wants them).
+    trace: bool,
+    traced: Vec<(u64, TracedSample)>,
+    spans: Vec<TracedSpan>,
 }
 
 /// Runs one test: validates, logs settings, runs the mode's passes, writes
@@ -124,11 +122,22 @@ pub fn start_test(
         path: logs.outdir.clone(),
         source,
     })?;
-    let detail_path = logs.outdir.join(DETAIL_FILE);
-    let log = DetailLog::create(&detail_path, Instant::now()).map_err(|source| RunError::Io {
-        path: detail_path.clone(),
-        source,
-    })?;
+    let test_datetime = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let paths = logs.paths(&test_datetime);
+    let detail_path = paths.detail.clone();
+    let mut log =
+        DetailLog::create(&detail_path, Instant::now()).map_err(|source| RunError::Io {
+            path: detail_path.clone(),
+            source,
+        })?;
+    log.echo_to_stdout(logs.copy_detail_to_stdout);
+    // The trace's origin: the run clock's anchor on the wall clock.
+    let origin_unix_us = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(anchor.elapsed())
+        .as_nanos() as f64
+        / 1e3;
     let draw_audit =
         effective.accuracy_log_probability > 0.0 || effective.accuracy_log_sampling_target > 0;
     let mut test = Test {
@@ -140,8 +149,10 @@ pub fn start_test(
         seq: SequenceGen::new(draw_audit),
         logged: Vec::new(),
         interrupted: false,
+        trace: logs.trace == Trace::Events,
+        traced: Vec::new(),
+        spans: Vec::new(),
     };
-    let test_datetime = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let name_start = Instant::now();
     let sut_name = sut.name().to_string();
     let name_ns = name_start.elapsed().as_nanos() as u64;
@@ -158,6 +169,15 @@ pub fn start_test(
         mllog!(log, "test_datetime", test_datetime.clone());
         mllog!(log, "sut_name", sut_name.clone());
         mllog!(log, "get_sut_name_duration_ns", name_ns);
+        for early in &logs.early_messages {
+            log.log(
+                &early.key,
+                early.value.clone(),
+                early.severity,
+                "test_settings_internal.cc",
+                0,
+            );
+        }
         mllog!(log, "qsl_name", qsl.name());
         mllog!(log, "qsl_reported_total_count", qsl.total_sample_count());
         mllog!(
@@ -237,9 +257,12 @@ pub fn start_test(
         // LoadGen writes no results section without a performance run.
         None => summary::render_footer_only(output.log_warnings, output.log_errors),
     };
-    let summary_path = logs.outdir.join(SUMMARY_FILE);
+    let summary_path = paths.summary.clone();
     write_atomically(&summary_path, summary_text.as_bytes())?;
-    let accuracy_path = logs.outdir.join(ACCURACY_FILE);
+    if logs.copy_summary_to_stdout {
+        print!("{summary_text}");
+    }
+    let accuracy_path = paths.accuracy.clone();
     let mut accuracy_bytes = Vec::new();
     test.logged.sort_by_key(|r| r.seq_id);
     accuracy::write(
@@ -253,6 +276,14 @@ pub fn start_test(
     })?;
     write_atomically(&accuracy_path, &accuracy_bytes)?;
     output.files = vec![summary_path, detail_path, accuracy_path];
+    if let Some(trace_path) = paths.trace {
+        let text = match logs.trace {
+            Trace::Events => render_trace(&test.spans, &test.traced, origin_unix_us),
+            _ => String::new(),
+        };
+        write_atomically(&trace_path, text.as_bytes())?;
+        output.files.push(trace_path);
+    }
     outcome.map(|_| output)
 }
 
@@ -284,7 +315,15 @@ impl Test<'_> {
         set: &crate::schedule::LoadableSet,
     ) -> IssueOutcome {
         self.control.progress.set_phase("generating queries");
+        let generating = self.anchor.elapsed();
         let plan = generate_queries(settings, purpose, set, &mut self.seq);
+        if self.trace {
+            self.spans.push(TracedSpan {
+                name: "GenerateQueries",
+                start_ns: generating.as_nanos() as u64,
+                duration_ns: (self.anchor.elapsed() - generating).as_nanos() as u64,
+            });
+        }
         mllog!(self.log, "generated_query_count", plan.query_count());
         mllog!(
             self.log,
@@ -309,6 +348,7 @@ impl Test<'_> {
             self.anchor,
             self.control,
             &mut self.log,
+            self.trace,
         );
         let r = &outcome.result;
         let end_wall = outcome.start_wall
@@ -324,6 +364,8 @@ impl Test<'_> {
         }
         let _ = self.log.flush();
         self.interrupted |= outcome.interrupted;
+        let mut outcome = outcome;
+        self.traced.append(&mut outcome.traced);
         outcome
     }
 

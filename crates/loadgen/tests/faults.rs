@@ -46,9 +46,7 @@ fn a_sut_that_never_answers_ends_at_the_timeout_invalid() {
                 performance: 10,
             },
             &settings,
-            &LogSettings {
-                outdir: dir.path().to_path_buf(),
-            },
+            &LogSettings::in_dir(dir.path().to_path_buf()),
             Instant::now(),
             &control,
         )
@@ -95,9 +93,7 @@ fn unknown_and_repeated_completions_are_errors_not_panics() {
             performance: 20,
         },
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )
@@ -144,9 +140,7 @@ fn interrupt_ends_the_run_with_logs_and_marks_it() {
             performance: 10,
         },
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &control,
     )
@@ -193,9 +187,7 @@ fn settings_that_cannot_run_fail_before_anything_starts() {
                 performance: 10,
             },
             &bad,
-            &LogSettings {
-                outdir: out_dir.clone(),
-            },
+            &LogSettings::in_dir(out_dir.clone()),
             Instant::now(),
             &RunControl::default(),
         )
@@ -229,9 +221,7 @@ fn too_many_outstanding_queries_ends_a_server_run() {
             performance: 10,
         },
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &control,
     )
@@ -259,9 +249,7 @@ fn max_query_count_and_duration_stop_issuing() {
             performance: 10,
         },
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )

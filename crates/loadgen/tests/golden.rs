@@ -78,9 +78,7 @@ fn run_reference(scenario: Scenario) -> (String, String) {
             performance: 1024,
         },
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )

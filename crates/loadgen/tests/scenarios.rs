@@ -20,9 +20,7 @@ fn run(
         sut,
         qsl,
         settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )
@@ -86,9 +84,7 @@ fn multi_stream_queries_are_contiguous_runs_of_the_loaded_set() {
         &sut,
         &qsl,
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )

@@ -84,9 +84,7 @@ fn encoder_sut_answers_every_sample_with_its_embedding() {
         &sut,
         &*qsl,
         &short_run(Scenario::Offline, Mode::AccuracyOnly, false),
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )
@@ -150,9 +148,7 @@ fn decoder_sut_reports_first_tokens_before_completions_and_counts_tokens() {
             &sut,
             &*qsl,
             &short_run(scenario, Mode::PerformanceOnly, true),
-            &LogSettings {
-                outdir: dir.path().to_path_buf(),
-            },
+            &LogSettings::in_dir(dir.path().to_path_buf()),
             Instant::now(),
             &RunControl::default(),
         )
@@ -206,9 +202,7 @@ fn decoder_sut_logs_generated_token_ids_in_accuracy_mode() {
         &sut,
         &*qsl,
         &short_run(Scenario::Offline, Mode::AccuracyOnly, true),
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )

@@ -117,6 +117,8 @@ pub struct DetailLog {
     errors: u64,
     /// Every line also kept in memory (tests and `result.json` read them).
     lines: Vec<String>,
+    /// Also print each line (LoadGen's `copy_detail_to_stdout`).
+    echo: bool,
 }
 
 impl DetailLog {
@@ -138,6 +140,7 @@ impl DetailLog {
             warnings: 0,
             errors: 0,
             lines: Vec::new(),
+            echo: false,
         }
     }
 
@@ -174,7 +177,15 @@ impl DetailLog {
             // A failing disk must not stop the run; the error surfaces at flush.
             let _ = writeln!(out, "{text}");
         }
+        if self.echo {
+            println!("{text}");
+        }
         self.lines.push(text);
+    }
+
+    /// Prints every later line to stdout too.
+    pub fn echo_to_stdout(&mut self, echo: bool) {
+        self.echo = echo;
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

@@ -5,6 +5,7 @@
 
 pub mod accuracy;
 pub mod detail;
+pub mod files;
 pub mod format;
 pub mod results;
 pub mod settings;
