@@ -62,11 +62,17 @@ impl AtomicFile {
             .file_name()
             .map(|n| format!(".{}.", n.to_string_lossy()))
             .unwrap_or_else(|| ".".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&name)
-            .suffix(".tmp")
-            .tempfile_in(folder)
-            .map_err(error)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&name).suffix(".tmp");
+        // A temporary file is private (0600); the file it becomes is an
+        // ordinary one, readable as the umask allows (0644 usually), like a
+        // file written in place.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder.tempfile_in(folder).map_err(error)?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
             tmp,
@@ -156,6 +162,19 @@ mod tests {
         f.write_all(b"whole").unwrap();
         f.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_as_readable_as_one_written_in_place() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let atomic = dir.path().join("atomic");
+        write(&atomic, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&atomic), mode(&plain));
     }
 
     #[test]

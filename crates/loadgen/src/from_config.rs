@@ -163,7 +163,10 @@ pub fn from_config(
         count.0 += 1;
     }
     let (name, text) = if conf_type == 0 {
-        ("mlperf.conf (embedded)".to_string(), MLPERF_CONF.to_string())
+        (
+            "mlperf.conf (embedded)".to_string(),
+            MLPERF_CONF.to_string(),
+        )
     } else {
         let name = path.display().to_string();
         match std::fs::read(path) {
@@ -244,9 +247,9 @@ fn parse(file: &str, text: &str, conf_type: i64) -> Parsed {
                         stored = true;
                         continue;
                     }
-                    parsed
-                        .errors
-                        .push(format!("value needs to be integer or double, line={line_nr}"));
+                    parsed.errors.push(format!(
+                        "value needs to be integer or double, line={line_nr}"
+                    ));
                     parsed.notes.push(note(
                         line_nr,
                         key,
@@ -297,7 +300,9 @@ fn check_key(full_key: &str, conf_type: i64) -> Option<String> {
         return None;
     }
     if !READ_KEYS.contains(&name) {
-        return Some(format!("never read: '{name}' is not a setting LoadGen knows"));
+        return Some(format!(
+            "never read: '{name}' is not a setting LoadGen knows"
+        ));
     }
     if EMBEDDED_ONLY_KEYS.contains(&name) && conf_type != 0 {
         return Some(format!(
@@ -324,15 +329,17 @@ fn strtoull(text: &str) -> (u64, usize) {
     if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
         i += 1;
     }
-    let (radix, digits_start) =
-        if i + 1 < b.len() && b[i] == b'0' && (b[i + 1] | 0x20) == b'x' && hex_digit(b.get(i + 2))
-        {
-            (16, i + 2)
-        } else if i < b.len() && b[i] == b'0' {
-            (8, i)
-        } else {
-            (10, i)
-        };
+    let (radix, digits_start) = if i + 1 < b.len()
+        && b[i] == b'0'
+        && (b[i + 1] | 0x20) == b'x'
+        && hex_digit(b.get(i + 2))
+    {
+        (16, i + 2)
+    } else if i < b.len() && b[i] == b'0' {
+        (8, i)
+    } else {
+        (10, i)
+    };
     let mut end = digits_start;
     let mut value: u64 = 0;
     let mut overflow = false;
@@ -471,7 +478,12 @@ impl Lookup<'_> {
         }
         if embedded {
             self.int(run, "qsl_rng_seed", 1, &mut s.qsl_rng_seed);
-            self.int(run, "sample_index_rng_seed", 1, &mut s.sample_index_rng_seed);
+            self.int(
+                run,
+                "sample_index_rng_seed",
+                1,
+                &mut s.sample_index_rng_seed,
+            );
             self.int(run, "schedule_rng_seed", 1, &mut s.schedule_rng_seed);
             self.num(
                 run,
@@ -673,8 +685,18 @@ mod tests {
         assert_ne!(embedded_seed, 5, "a user.conf cannot set seeds");
         assert!(out.notes.iter().any(|n| n.key == "*.*.qsl_rng_seed"));
         let mut fresh = TestSettings::default();
-        let out = from_config(&mut fresh, user.path(), "resnet50", "Offline", 1, &mut count);
-        assert_eq!(fresh.qsl_rng_seed, 0, "the embedded conf is applied once a process");
+        let out = from_config(
+            &mut fresh,
+            user.path(),
+            "resnet50",
+            "Offline",
+            1,
+            &mut count,
+        );
+        assert_eq!(
+            fresh.qsl_rng_seed, 0,
+            "the embedded conf is applied once a process"
+        );
         assert!(out.detail_errors[0].starts_with("Multiple conf files"));
     }
 
@@ -755,7 +777,10 @@ mod tests {
             &mut UserConfCount::default(),
         );
         assert_eq!(s.min_duration_ms, 3000);
-        assert_eq!(s.server_target_qps, 7.0, "Server keys apply whatever the scenario");
+        assert_eq!(
+            s.server_target_qps, 7.0,
+            "Server keys apply whatever the scenario"
+        );
         assert_eq!(s.server_target_latency_ns, 0, "LoadGen reads 0.5 ms as 0");
         assert!((s.server_target_latency_percentile - 0.97).abs() < 1e-12);
     }

@@ -78,6 +78,19 @@ pub struct RunControl {
     /// outstanding, is declared stalled and the run ends.
     pub sut_timeout: Duration,
     pub progress: Arc<Progress>,
+    /// Why `interrupt` was set, when not by the user (a Python callback
+    /// that raised); logged instead of "interrupted by the user".
+    pub stop_reason: Arc<Mutex<Option<String>>>,
+}
+
+impl RunControl {
+    /// Ends the run early for `reason` (the first reason given is kept).
+    pub fn stop(&self, reason: String) {
+        if let Ok(mut r) = self.stop_reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.interrupt.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Default for RunControl {
@@ -86,6 +99,7 @@ impl Default for RunControl {
             interrupt: Arc::new(AtomicBool::new(false)),
             sut_timeout: Duration::from_secs(60),
             progress: Arc::new(Progress::default()),
+            stop_reason: Arc::new(Mutex::new(None)),
         }
     }
 }
@@ -399,7 +413,13 @@ pub(crate) fn issue_queries(
     let incomplete = result.samples_issued - result.samples_completed;
     match abort {
         Some(WaitAbort::Interrupted) => problems.push(format!(
-            "interrupted by the user after {:.1} s ({} of {} issued samples completed)",
+            "{} after {:.1} s ({} of {} issued samples completed)",
+            control
+                .stop_reason
+                .lock()
+                .ok()
+                .and_then(|r| r.clone())
+                .unwrap_or_else(|| "interrupted by the user".into()),
             (recorder.now_ns() - start) as f64 / 1e9,
             result.samples_completed,
             result.samples_issued

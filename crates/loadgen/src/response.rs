@@ -70,6 +70,24 @@ impl Responder {
         self.recorder.slot(id).is_some()
     }
 
+    /// Whether `other` completes into the same pass as `self`.
+    pub fn same_pass(&self, other: &Responder) -> bool {
+        Arc::ptr_eq(&self.recorder, &other.recorder)
+    }
+
+    /// Whether the response to `id` is logged (accuracy mode, or a sample
+    /// drawn for the audit): LoadGen calls `response_cb` only for these.
+    pub fn logs(&self, id: ResponseId) -> bool {
+        self.recorder.slot(id).is_some_and(|slot| {
+            self.recorder.log_all
+                || self
+                    .recorder
+                    .log_selection
+                    .as_ref()
+                    .is_some_and(|s| s[slot])
+        })
+    }
+
     /// Reports the first token of each sample (language models): time to
     /// first token is measured from here. `data` is logged in accuracy mode.
     pub fn first_token(&self, responses: &[QuerySampleResponse<'_>]) {

@@ -1,0 +1,174 @@
+//! `QuerySample` (what the SUT is asked) and `QuerySampleResponse` (what it
+//! answers), with LoadGen's positional-only constructors.
+
+use crate::values;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+fn positional<'py>(
+    class: &str,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+    arities: &[usize],
+    shape: &str,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if kwargs.is_some_and(|k| !k.is_empty()) || !arities.contains(&args.len()) {
+        return Err(PyTypeError::new_err(format!(
+            "{class}() takes positional arguments only: {shape}"
+        )));
+    }
+    Ok(args.iter().collect())
+}
+
+#[pyclass(name = "QuerySample", module = "mlperf_loadgen")]
+#[derive(Clone, Default)]
+pub struct PyQuerySample {
+    /// The response id to complete the sample with.
+    #[pyo3(get)]
+    pub id: u64,
+    /// The sample's index in the QSL.
+    #[pyo3(get)]
+    pub index: u64,
+}
+
+#[pymethods]
+impl PyQuerySample {
+    #[new]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let a = positional("QuerySample", args, kwargs, &[0, 2], "() or (id, index)")?;
+        if a.is_empty() {
+            return Ok(Self::default());
+        }
+        Ok(PyQuerySample {
+            id: values::unsigned(&a[0], "id")?,
+            index: values::unsigned(&a[1], "index")?,
+        })
+    }
+
+    #[setter]
+    fn set_id(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.id = values::unsigned(value, "id")?;
+        Ok(())
+    }
+
+    #[setter]
+    fn set_index(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.index = values::unsigned(value, "index")?;
+        Ok(())
+    }
+
+    fn __getstate__(&self) -> (u64, u64) {
+        (self.id, self.index)
+    }
+
+    fn __setstate__(&mut self, state: (u64, u64)) {
+        (self.id, self.index) = state;
+    }
+
+    fn __repr__(&self) -> String {
+        format!("QuerySample(id={}, index={})", self.id, self.index)
+    }
+}
+
+#[pyclass(name = "QuerySampleResponse", module = "mlperf_loadgen")]
+#[derive(Clone, Default)]
+pub struct PyQuerySampleResponse {
+    #[pyo3(get)]
+    pub id: u64,
+    /// The address of the response bytes (as `array.buffer_info()[0]` or
+    /// `ndarray.ctypes.data` give it); read only while completing.
+    #[pyo3(get)]
+    pub data: u64,
+    /// Bytes at `data`.
+    #[pyo3(get)]
+    pub size: u64,
+    #[pyo3(get)]
+    pub n_tokens: i64,
+}
+
+#[pymethods]
+impl PyQuerySampleResponse {
+    #[new]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let a = positional(
+            "QuerySampleResponse",
+            args,
+            kwargs,
+            &[0, 3, 4],
+            "(), (id, data, size) or (id, data, size, n_tokens)",
+        )?;
+        let mut r = Self::default();
+        if a.len() >= 3 {
+            r.id = values::unsigned(&a[0], "id")?;
+            r.data = values::unsigned(&a[1], "data")?;
+            r.size = values::unsigned(&a[2], "size")?;
+        }
+        if a.len() == 4 {
+            r.n_tokens = signed(&a[3])?;
+        }
+        Ok(r)
+    }
+
+    #[setter]
+    fn set_id(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.id = values::unsigned(value, "id")?;
+        Ok(())
+    }
+
+    #[setter]
+    fn set_data(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.data = values::unsigned(value, "data")?;
+        Ok(())
+    }
+
+    #[setter]
+    fn set_size(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.size = values::unsigned(value, "size")?;
+        Ok(())
+    }
+
+    #[setter]
+    fn set_n_tokens(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.n_tokens = signed(value)?;
+        Ok(())
+    }
+
+    /// Unlike LoadGen 6.0.17's (whose `__setstate__` always raises), these
+    /// round-trip, `n_tokens` included.
+    fn __getstate__(&self) -> (u64, u64, u64, i64) {
+        (self.id, self.data, self.size, self.n_tokens)
+    }
+
+    fn __setstate__(&mut self, state: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let a: Vec<Bound<'_, PyAny>> = state.iter().collect();
+        if a.len() != 3 && a.len() != 4 {
+            return Err(PyRuntimeError::new_err(
+                "Invalid state for QuerySampleResponse: expected (id, data, size[, n_tokens])",
+            ));
+        }
+        self.id = values::unsigned(&a[0], "id")?;
+        self.data = values::unsigned(&a[1], "data")?;
+        self.size = values::unsigned(&a[2], "size")?;
+        self.n_tokens = a.get(3).map(signed).transpose()?.unwrap_or(0);
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "QuerySampleResponse(id={}, data={:#x}, size={}, n_tokens={})",
+            self.id, self.data, self.size, self.n_tokens
+        )
+    }
+}
+
+fn signed(value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if value.is_instance_of::<pyo3::types::PyFloat>() {
+        return Err(PyTypeError::new_err("n_tokens takes an int"));
+    }
+    value
+        .extract::<i64>()
+        .map_err(|_| PyTypeError::new_err("n_tokens takes an int that fits in 64 bits"))
+}
