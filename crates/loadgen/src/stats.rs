@@ -118,6 +118,29 @@ pub struct EarlyStopping {
     pub latency_ss_ns: Option<i64>,
     /// SingleStream: p99 estimate; MultiStream: the target percentile estimate.
     pub latency_ms_ns: Option<i64>,
+    /// With token latencies, LoadGen judges time per output token, then
+    /// (when that passed) time to first token, each with its own text.
+    pub tokens: Option<TokenEarlyStopping>,
+}
+
+/// LoadGen's two early-stopping texts of a token-latency run (`ttft` stays
+/// empty when the TPOT check already failed, as LoadGen short-circuits).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenEarlyStopping {
+    pub ttft: String,
+    pub tpot: String,
+}
+
+impl EarlyStopping {
+    fn passed() -> EarlyStopping {
+        EarlyStopping {
+            met: true,
+            text: String::new(),
+            latency_ss_ns: None,
+            latency_ms_ns: None,
+            tokens: None,
+        }
+    }
 }
 
 /// Everything the summary and detail logs report for one run.
@@ -187,12 +210,7 @@ impl PerformanceSummary {
             first_token,
             time_per_output_token,
             overlatency_query_count,
-            early_stopping: EarlyStopping {
-                met: true,
-                text: String::new(),
-                latency_ss_ns: None,
-                latency_ms_ns: None,
-            },
+            early_stopping: EarlyStopping::passed(),
             validity: Validity {
                 valid: false,
                 perf_constraints_met: None,
@@ -257,21 +275,46 @@ impl PerformanceSummary {
         }
     }
 
+    /// LoadGen's early-stopping verdict; with token latencies, TPOT first
+    /// and then TTFT, each against its own bound.
     fn compute_early_stopping(&self) -> EarlyStopping {
+        let s = &self.settings;
+        let r = &self.result;
+        if !s.use_token_latencies {
+            return self.early_stopping_on(&r.sample_latencies_ns, s.target_latency_ns as i64);
+        }
+        let tpot =
+            self.early_stopping_on(&r.time_per_output_token_ns, s.server_tpot_latency_ns as i64);
+        let ttft = if tpot.met {
+            self.early_stopping_on(&r.first_token_latencies_ns, s.server_ttft_latency_ns as i64)
+        } else {
+            EarlyStopping::passed()
+        };
+        EarlyStopping {
+            met: tpot.met && ttft.met,
+            text: String::new(),
+            // LoadGen keeps the estimate of the last check that ran.
+            latency_ss_ns: ttft.latency_ss_ns.or(tpot.latency_ss_ns),
+            latency_ms_ns: ttft.latency_ms_ns.or(tpot.latency_ms_ns),
+            tokens: Some(TokenEarlyStopping {
+                ttft: ttft.text,
+                tpot: tpot.text,
+            }),
+        }
+    }
+
+    /// LoadGen's `PerformanceSummary::EarlyStopping` over `sorted` latencies
+    /// (SingleStream, Server) with `target_ns` (Server's bound).
+    fn early_stopping_on(&self, sorted: &[i64], target_ns: i64) -> EarlyStopping {
         let s = &self.settings;
         let n = self.result.queries_issued as i64;
         let percent = |p: f64| format!("{:.1}", p * 100.0);
-        let mut es = EarlyStopping {
-            met: true,
-            text: String::new(),
-            latency_ss_ns: None,
-            latency_ms_ns: None,
-        };
+        let mut es = EarlyStopping::passed();
         match s.scenario {
             Scenario::Offline => {}
             Scenario::SingleStream | Scenario::MultiStream => {
                 let sorted = if s.scenario == Scenario::SingleStream {
-                    &self.result.sample_latencies_ns
+                    sorted
                 } else {
                     &self.result.query_latencies_ns
                 };
@@ -318,7 +361,7 @@ impl PerformanceSummary {
                 }
             }
             Scenario::Server => {
-                let t = self.overlatency_query_count as i64;
+                let t = sorted.iter().filter(|&&l| l > target_ns).count() as i64;
                 match early_stopping::server_queries_needed(t, n, s.target_latency_percentile) {
                     None => es.text = " * Run successful.".into(),
                     Some(more) => {

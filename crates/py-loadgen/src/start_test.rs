@@ -25,14 +25,14 @@ use std::sync::Arc;
 #[pyfunction]
 #[pyo3(
     name = "StartTest",
-    signature = (sut, qsl, test_settings, audit_config_filename = "audit.config".to_string())
+    signature = (sut, qsl, test_settings, audit_config_filename = "audit.config")
 )]
 pub fn start_test(
     py: Python<'_>,
     sut: u64,
     qsl: u64,
     test_settings: PyRef<'_, PyTestSettings>,
-    audit_config_filename: String,
+    audit_config_filename: &str,
 ) -> PyResult<()> {
     let logs = PyLogSettings::default_in(py)?;
     run(
@@ -41,14 +41,14 @@ pub fn start_test(
         qsl,
         &test_settings.inner,
         &logs,
-        &audit_config_filename,
+        audit_config_filename,
     )
 }
 
 #[pyfunction]
 #[pyo3(
     name = "StartTestWithLogSettings",
-    signature = (sut, qsl, test_settings, log_settings, audit_config_filename = "audit.config".to_string())
+    signature = (sut, qsl, test_settings, log_settings, audit_config_filename = "audit.config")
 )]
 pub fn start_test_with_log_settings(
     py: Python<'_>,
@@ -56,7 +56,7 @@ pub fn start_test_with_log_settings(
     qsl: u64,
     test_settings: PyRef<'_, PyTestSettings>,
     log_settings: PyRef<'_, PyLogSettings>,
-    audit_config_filename: String,
+    audit_config_filename: &str,
 ) -> PyResult<()> {
     run(
         py,
@@ -64,7 +64,7 @@ pub fn start_test_with_log_settings(
         qsl,
         &test_settings.inner,
         &log_settings,
-        &audit_config_filename,
+        audit_config_filename,
     )
 }
 
@@ -158,7 +158,13 @@ fn run(
         signal_hook::low_level::unregister(id);
     }
     let failure = running::end();
-    let measured = measured.map_err(|e| PyRuntimeError::new_err(format!("joulebench: {e}")))?;
+    let measured = match (measured, failure) {
+        (Ok(measured), failure) => (measured, failure),
+        // A callback's own exception says more than the run's failure.
+        (Err(_), Some(err)) => return Err(err),
+        (Err(e), None) => return Err(PyRuntimeError::new_err(format!("joulebench: {e}"))),
+    };
+    let (measured, failure) = measured;
     let (conf_files, model) = config::history();
     let description = RunDescription {
         command: py

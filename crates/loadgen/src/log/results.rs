@@ -30,11 +30,25 @@ pub fn log_results(log: &mut DetailLog, summary: &PerformanceSummary) {
             .replace('\n', " ");
         mllog!(log, "result_invalid_reason", reason.trim_end().to_string());
     }
-    mllog!(
-        log,
-        "early_stopping_result",
-        summary.early_stopping.text.replace('\n', " ")
-    );
+    match &summary.early_stopping.tokens {
+        None => mllog!(
+            log,
+            "early_stopping_result",
+            summary.early_stopping.text.replace('\n', " ")
+        ),
+        Some(tokens) => {
+            mllog!(
+                log,
+                "early_stopping_ttft_result",
+                tokens.ttft.replace('\n', " ")
+            );
+            mllog!(
+                log,
+                "early_stopping_tpot_result",
+                tokens.tpot.replace('\n', " ")
+            );
+        }
+    }
     mllog!(log, "result_query_count", summary.result.queries_issued);
     if s.scenario == Scenario::Server {
         mllog!(

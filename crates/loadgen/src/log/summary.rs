@@ -94,8 +94,18 @@ pub fn render(summary: &PerformanceSummary, warnings: u64, errors: u64) -> Strin
         }
     }
     if s.scenario != Scenario::Offline {
-        line("Early Stopping Result:");
-        line(&summary.early_stopping.text);
+        match &summary.early_stopping.tokens {
+            None => {
+                line("Early Stopping Result:");
+                line(&summary.early_stopping.text);
+            }
+            Some(tokens) => {
+                line("TTFT Early Stopping Result:");
+                line(&tokens.ttft);
+                line("TPOT Early Stopping Result:");
+                line(&tokens.tpot);
+            }
+        }
     }
     line(&format!("\n{RULE}\nAdditional Stats\n{RULE}"));
     let stats_lines = |o: &mut dyn FnMut(&str), stats: &LatencyStats| {
@@ -148,8 +158,35 @@ pub fn render(summary: &PerformanceSummary, warnings: u64, errors: u64) -> Strin
             stats_lines(&mut line, sample);
         }
     }
-    if s.use_token_latencies && s.scenario != Scenario::Offline {
+    if s.use_token_latencies {
         line("");
+        let tokens = summary.result.token_count as f64;
+        match s.scenario {
+            Scenario::SingleStream => {
+                let mean_s = summary
+                    .sample
+                    .as_ref()
+                    .map_or(0.0, |x| x.mean_ns as f64 / 1e9);
+                line(&format!(
+                    "TPS w/ loadgen overhead         : {}",
+                    fixed(tokens / summary.result.final_query_issued_time_s, 2)
+                ));
+                line(&format!(
+                    "TPS w/o loadgen overhead        : {}",
+                    fixed(tokens / (mean_s * summary.sample_count() as f64), 2)
+                ));
+            }
+            Scenario::Server => line(&format!(
+                "Completed tokens per second                 : {}",
+                fixed(
+                    tokens / summary.result.final_query_all_samples_done_time_s,
+                    2
+                )
+            )),
+            _ => {}
+        }
+    }
+    if s.use_token_latencies && s.scenario != Scenario::Offline {
         if let Some(ft) = &summary.first_token {
             line(&format!(
                 "Min First Token latency (ns)                : {}",
