@@ -222,7 +222,9 @@ impl Waiter<'_> {
     }
 }
 
-/// Issues `plan` to `sut` and measures it.
+/// Issues `plan` to `sut` and measures it; `trace` keeps each sample's
+/// times for the trace file.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn issue_queries(
     sut: &dyn SystemUnderTest,
     plan: &QueryPlan,

@@ -10,15 +10,16 @@ use pyo3::prelude::*;
 
 /// One response as read from Python.
 struct Raw {
-    python: Py<PyQuerySampleResponse>,
+    /// Kept only for `response_cb`.
+    python: Option<Py<PyQuerySampleResponse>>,
     id: u64,
     data: u64,
     size: u64,
     n_tokens: i64,
 }
 
-fn read_responses(responses: &Bound<'_, PyAny>) -> PyResult<Vec<Raw>> {
-    let mut out = Vec::new();
+fn read_responses(responses: &Bound<'_, PyAny>, keep_objects: bool) -> PyResult<Vec<Raw>> {
+    let mut out = Vec::with_capacity(responses.len().unwrap_or(0));
     for item in responses.try_iter().map_err(|_| {
         PyTypeError::new_err("responses must be a list of mlperf_loadgen.QuerySampleResponse")
     })? {
@@ -34,7 +35,7 @@ fn read_responses(responses: &Bound<'_, PyAny>) -> PyResult<Vec<Raw>> {
         })?;
         let b = r.borrow();
         out.push(Raw {
-            python: r.clone().unbind(),
+            python: keep_objects.then(|| r.clone().unbind()),
             id: b.id,
             data: b.data,
             size: b.size,
@@ -66,8 +67,8 @@ fn call_response_cb(
 ) -> PyResult<()> {
     if let Some(cb) = response_cb {
         for (raw, id) in raws.iter().zip(ids) {
-            if responder.logs(*id) {
-                cb.call1(py, (raw.python.clone_ref(py),))?;
+            if let (true, Some(object)) = (responder.logs(*id), &raw.python) {
+                cb.call1(py, (object.clone_ref(py),))?;
             }
         }
     }
@@ -81,7 +82,7 @@ pub fn query_samples_complete(
     responses: &Bound<'_, PyAny>,
     response_cb: Option<Py<PyAny>>,
 ) -> PyResult<()> {
-    let raws = read_responses(responses)?;
+    let raws = read_responses(responses, response_cb.is_some())?;
     let ids: Vec<u64> = raws.iter().map(|r| r.id).collect();
     running::with_pass(&ids, |responder, ids| {
         call_response_cb(py, responder, ids, &raws, &response_cb)?;
@@ -108,7 +109,7 @@ pub fn first_token_complete(
     response_cb: Option<Py<PyAny>>,
 ) -> PyResult<()> {
     let _ = response_cb;
-    let raws = read_responses(responses)?;
+    let raws = read_responses(responses, false)?;
     let ids: Vec<u64> = raws.iter().map(|r| r.id).collect();
     running::with_pass(&ids, |responder, ids| {
         let responses: Vec<QuerySampleResponse<'_>> = raws

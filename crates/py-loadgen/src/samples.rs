@@ -90,26 +90,30 @@ pub struct PyQuerySampleResponse {
 
 #[pymethods]
 impl PyQuerySampleResponse {
+    /// `()`, `(id, data, size)` or `(id, data, size, n_tokens)`, positional
+    /// only. Built once per sample in a SUT's hot loop, so the arguments are
+    /// read without a tuple walk.
     #[new]
-    #[pyo3(signature = (*args, **kwargs))]
-    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let a = positional(
-            "QuerySampleResponse",
-            args,
-            kwargs,
-            &[0, 3, 4],
-            "(), (id, data, size) or (id, data, size, n_tokens)",
-        )?;
-        let mut r = Self::default();
-        if a.len() >= 3 {
-            r.id = values::unsigned(&a[0], "id")?;
-            r.data = values::unsigned(&a[1], "data")?;
-            r.size = values::unsigned(&a[2], "size")?;
+    #[pyo3(signature = (id = None, data = None, size = None, n_tokens = None, /))]
+    fn new(
+        id: Option<&Bound<'_, PyAny>>,
+        data: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+        n_tokens: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        match (id, data, size) {
+            (None, None, None) if n_tokens.is_none() => Ok(Self::default()),
+            (Some(id), Some(data), Some(size)) => Ok(PyQuerySampleResponse {
+                id: values::unsigned(id, "id")?,
+                data: values::unsigned(data, "data")?,
+                size: values::unsigned(size, "size")?,
+                n_tokens: n_tokens.map(signed).transpose()?.unwrap_or(0),
+            }),
+            _ => Err(PyTypeError::new_err(
+                "QuerySampleResponse() takes positional arguments only: (), (id, data, size) \
+                 or (id, data, size, n_tokens)",
+            )),
         }
-        if a.len() == 4 {
-            r.n_tokens = signed(&a[3])?;
-        }
-        Ok(r)
     }
 
     #[setter]

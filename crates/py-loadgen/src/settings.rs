@@ -62,7 +62,7 @@ macro_rules! settings_class {
             /// its code (0, -2 for a missing file, -22 for a bad value);
             /// anything it skipped or refused is also a Python warning.
             #[pyo3(name = "FromConfig", signature = (path, model, scenario, conf_type = 1))]
-            fn from_config(
+            fn read_config(
                 &mut self,
                 py: Python<'_>,
                 path: &Bound<'_, PyAny>,

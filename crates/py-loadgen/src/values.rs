@@ -21,9 +21,7 @@ fn wrong(field: &str, expected: &str, value: &Bound<'_, PyAny>) -> PyErr {
 }
 
 pub fn unsigned(value: &Bound<'_, PyAny>, field: &str) -> PyResult<u64> {
-    if value.is_instance_of::<PyFloat>() {
-        return Err(wrong(field, "a non-negative int", value));
-    }
+    // A float never converts (no __index__), so the fast path is exact.
     value
         .extract::<u64>()
         .map_err(|_| wrong(field, "a non-negative int below 2**64", value))
@@ -63,7 +61,7 @@ pub fn flag(value: &Bound<'_, PyAny>, field: &str) -> PyResult<bool> {
     if value.is_instance_of::<PyBool>()
         || value.is_instance_of::<PyInt>()
         || value.is_instance_of::<PyFloat>()
-        || value.get_type().name()?.to_string() == "bool_"
+        || value.get_type().name()? == "bool_"
     {
         return value.is_truthy();
     }
