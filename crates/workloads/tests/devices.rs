@@ -101,9 +101,7 @@ fn accuracy_run(sut: &BatchingSut, samples: usize) -> Vec<(usize, String)> {
         sut,
         &qsl,
         &settings,
-        &LogSettings {
-            outdir: dir.path().to_path_buf(),
-        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
         Instant::now(),
         &RunControl::default(),
     )
