@@ -78,14 +78,9 @@ impl Responder {
     /// Whether the response to `id` is logged (accuracy mode, or a sample
     /// drawn for the audit): LoadGen calls `response_cb` only for these.
     pub fn logs(&self, id: ResponseId) -> bool {
-        self.recorder.slot(id).is_some_and(|slot| {
-            self.recorder.log_all
-                || self
-                    .recorder
-                    .log_selection
-                    .as_ref()
-                    .is_some_and(|s| s[slot])
-        })
+        self.recorder
+            .slot(id)
+            .is_some_and(|slot| self.recorder.logs_slot(slot))
     }
 
     /// Reports the first token of each sample (language models): time to
@@ -102,6 +97,8 @@ pub struct LoggedResponse {
     pub qsl_idx: usize,
     pub data: Vec<u8>,
     pub n_tokens: u64,
+    /// The first token's bytes, as reported (token latencies, not Offline).
+    pub first_token: Option<Vec<u8>>,
 }
 
 /// Per-run completion state. Created by the issuer with one slot per sample
@@ -130,6 +127,8 @@ pub(crate) struct Recorder {
     log_selection: Option<Vec<bool>>,
     log_all: bool,
     logged: Mutex<Vec<LoggedResponse>>,
+    /// First-token bytes of logged samples, by slot, until they complete.
+    first_token_data: Mutex<std::collections::HashMap<usize, Vec<u8>>>,
     errors: Mutex<Vec<String>>,
     /// Bad completions counted by kind.
     error_counts: [AtomicU64; BadCompletion::KINDS],
@@ -201,6 +200,7 @@ impl Recorder {
             log_selection: plan.log_selection,
             log_all: plan.log_all,
             logged: Mutex::new(Vec::new()),
+            first_token_data: Mutex::new(std::collections::HashMap::new()),
             errors: Mutex::new(Vec::new()),
             error_counts: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             waiter: Mutex::new(None),
@@ -260,7 +260,7 @@ impl Recorder {
             if let Some(tokens) = &self.tokens {
                 tokens[slot].store(n_tokens, Ordering::Relaxed);
             }
-            if self.log_all || self.log_selection.as_ref().is_some_and(|s| s[slot]) {
+            if self.logs_slot(slot) {
                 self.log_response(slot, data, n_tokens);
             }
             let query = self.sample_query[slot];
@@ -300,13 +300,25 @@ impl Recorder {
         }
     }
 
+    fn logs_slot(&self, slot: usize) -> bool {
+        self.log_all || self.log_selection.as_ref().is_some_and(|s| s[slot])
+    }
+
     fn log_response(&self, slot: usize, data: &[u8], n_tokens: u64) {
+        let first_token = self.first_token_ns.as_ref().map(|_| {
+            self.first_token_data
+                .lock()
+                .ok()
+                .and_then(|mut m| m.remove(&slot))
+                .unwrap_or_default()
+        });
         if let Ok(mut logged) = self.logged.lock() {
             logged.push(LoggedResponse {
                 seq_id: self.base_seq + slot as u64,
                 qsl_idx: self.sample_qsl_idx[slot],
                 data: data.to_vec(),
                 n_tokens,
+                first_token,
             });
         }
     }
@@ -319,10 +331,17 @@ impl Recorder {
         for r in responses {
             match self.slot(r.id) {
                 Some(slot) => {
-                    if first[slot]
+                    let fresh = first[slot]
                         .compare_exchange(0, t, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_err()
-                    {
+                        .is_ok();
+                    if fresh && self.logs_slot(slot) {
+                        // Kept for the accuracy log's token_data (LoadGen's
+                        // CacheToken), off the timestamp's path.
+                        if let Ok(mut m) = self.first_token_data.lock() {
+                            m.insert(slot, r.data.to_vec());
+                        }
+                    }
+                    if !fresh {
                         self.record_error(BadCompletion::BadFirstToken, || {
                             format!("SUT reported the first token of response id {} more than once", r.id.0)
                         });

@@ -268,7 +268,11 @@ pub fn start_test(
     accuracy::write(
         &mut accuracy_bytes,
         &test.logged,
-        effective.use_token_latencies && effective.scenario == Scenario::Offline,
+        match (effective.use_token_latencies, effective.scenario) {
+            (false, _) => accuracy::TokenFields::None,
+            (true, Scenario::Offline) => accuracy::TokenFields::Count,
+            (true, _) => accuracy::TokenFields::FirstTokenAndCount,
+        },
     )
     .map_err(|source| RunError::Io {
         path: accuracy_path.clone(),

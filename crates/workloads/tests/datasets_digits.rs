@@ -78,11 +78,12 @@ fn real_digits_through_the_folder_qsl_and_the_scorer() {
             qsl_idx: i,
             data: classify(images[i]).to_le_bytes().to_vec(),
             n_tokens: 0,
+            first_token: None,
         })
         .collect();
     let log_path = dir.path().join("mlperf_log_accuracy.json");
     let mut log = Vec::new();
-    accuracy::write(&mut log, &responses, false).unwrap();
+    accuracy::write(&mut log, &responses, accuracy::TokenFields::None).unwrap();
     std::fs::write(&log_path, log).unwrap();
 
     let labels_path = dir.path().join("val_map.txt");
