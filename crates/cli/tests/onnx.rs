@@ -489,3 +489,59 @@ fn an_image_classifier_on_an_image_folder_scores_with_joulebench_accuracy() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_question_answering_model_answers_with_spans_that_squad_scoring_reads() {
+    let Some(models) = models() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let squad = models.join("squad.json");
+    let o = run_onnx(&[
+        "--model-file",
+        models.join("qa.onnx").to_str().unwrap(),
+        "--dataset",
+        squad.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer_json().to_str().unwrap(),
+        "--dim",
+        "sequence=32",
+        "--batch-size",
+        "2",
+        "--mode",
+        "accuracy",
+        "-o",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Each answer is the span ONNX Runtime's Python API gives on the Hugging
+    // Face tokenizer's own pair encoding (token types included).
+    let expected: Vec<Vec<u32>> =
+        serde_json::from_str(&std::fs::read_to_string(models.join("qa.expected.json")).unwrap())
+            .unwrap();
+    let got = logged(out.path());
+    assert_eq!(got.len(), expected.len());
+    for (i, ids) in expected.iter().enumerate() {
+        let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
+        assert_eq!(got[&(i as u64)], bytes, "sample {i}");
+    }
+    let result = read_json(&out.path().join("result.json"));
+    assert!(
+        result["workload"]["parameters"]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("answer span"),
+        "{result}"
+    );
+    // Scored as SQuAD: "lazy dog" and "lazy brown dog" right, "a" for "quick fox" wrong.
+    let scored = joulebench()
+        .args(["accuracy", out.path().to_str().unwrap(), "--kind", "squad"])
+        .args(["--references", squad.to_str().unwrap()])
+        .args(["--tokenizer", tokenizer_json().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&scored.stdout);
+    assert!(scored.status.success(), "{stdout}{}", stderr(&scored));
+    assert!(
+        stdout.starts_with("{\"exact_match\": 66.66666666666"),
+        "{stdout}"
+    );
+}

@@ -145,7 +145,9 @@ fn sample_source(
     }
     if let Some((dataset, tokenizer)) = &ort.text {
         let inputs = tokens::TokenInputs::new(dataset, tokenizer, io, options.performance_samples)?;
-        return Ok((Arc::new(inputs), model::Answer::Outputs));
+        // A question-answering model answers with its best span.
+        let answer = model::Answer::span(io).unwrap_or(model::Answer::Outputs);
+        return Ok((Arc::new(inputs), answer));
     }
     let source: Arc<dyn samples::SampleSource> = match &ort.inputs {
         Some(dir) => Arc::new(npy::NpyFolder::open(dir, io, options.performance_samples)?),

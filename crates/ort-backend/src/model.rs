@@ -5,7 +5,7 @@
 //! output, in the model's output order.
 
 use crate::model_io::ModelIo;
-use crate::samples::SampleSource;
+use crate::samples::{AnswerTokens, SampleSource};
 use loadgen::QuerySampleIndex;
 use ort::memory::Allocator;
 use ort::session::Session;
@@ -35,7 +35,17 @@ pub enum Answer {
     /// little-endian f32: what joulebench's built-in classifiers answer and
     /// `joulebench accuracy --kind top1` scores.
     Top1,
+    /// Extractive question answering (SQuAD): the best span of the
+    /// context by start + end logit (at most [`MAX_ANSWER_TOKENS`] long),
+    /// as its token ids, u32 little-endian: `joulebench accuracy --kind
+    /// squad --tokenizer` decodes and scores it. The fields are the indices
+    /// of the start- and end-logit outputs.
+    Span { start: usize, end: usize },
 }
+
+/// The longest answer span, in tokens (the `max_answer_length` of BERT's
+/// SQuAD scripts and MLPerf's reference).
+pub const MAX_ANSWER_TOKENS: usize = 30;
 
 impl Answer {
     /// Top-1, for a model whose one output is float32 scores per class.
@@ -59,10 +69,31 @@ impl Answer {
         }
     }
 
+    /// A span answer, for a model whose outputs are two float32 logits per
+    /// token, [batch, sequence], named with "start" and "end" (Hugging Face's
+    /// `start_logits`/`end_logits`, MLPerf BERT's `output_start_logits`...).
+    pub fn span(io: &ModelIo) -> Option<Answer> {
+        let logits = |word: &str| {
+            io.outputs.iter().position(|o| {
+                o.name.to_lowercase().contains(word)
+                    && o.element == ort::value::TensorElementType::Float32
+                    && o.dims.len() == 2
+            })
+        };
+        match (io.outputs.len(), logits("start"), logits("end")) {
+            (2, Some(start), Some(end)) if start != end => Some(Answer::Span { start, end }),
+            _ => None,
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Answer::Outputs => "each output's slice for the sample, in output order",
             Answer::Top1 => "the top-1 class index as a little-endian float32",
+            Answer::Span { .. } => {
+                "the best answer span of the context (start + end logit, at most 30 tokens) as \
+                 token ids, u32 little-endian"
+            }
         }
     }
 }
@@ -132,6 +163,8 @@ impl OrtModel {
         let mut session = self.session();
         let outputs = session.run(inputs).map_err(InferError::Run)?;
         let mut answers = vec![Vec::new(); batch];
+        // Bytes per sample of each output, to take a span answer apart.
+        let mut output_bytes = Vec::with_capacity(self.io.outputs.len());
         for (spec, (_, value)) in self.io.outputs.iter().zip(outputs.iter()) {
             let output_err = |reason: String| InferError::Output {
                 name: spec.name.clone(),
@@ -151,6 +184,7 @@ impl OrtModel {
                 )));
             }
             let per_sample = bytes / batch;
+            output_bytes.push(per_sample);
             let data = tensor.data_ptr().cast::<u8>();
             for (k, answer) in answers.iter_mut().enumerate() {
                 // SAFETY: ONNX Runtime holds `bytes` bytes of CPU memory
@@ -161,11 +195,55 @@ impl OrtModel {
                 answer.extend_from_slice(slice);
             }
         }
-        if self.answer == Answer::Top1 {
-            return Ok(answers.iter().map(|scores| top1(scores)).collect());
+        match self.answer {
+            Answer::Outputs => Ok(answers),
+            Answer::Top1 => Ok(answers.iter().map(|scores| top1(scores)).collect()),
+            Answer::Span { start, end } => Ok(answers
+                .iter()
+                .zip(indices)
+                .map(|(all, &index)| {
+                    let part = |which: usize| {
+                        let from: usize = output_bytes[..which].iter().sum();
+                        floats(&all[from..from + output_bytes[which]])
+                    };
+                    match self.samples.answer_tokens(index) {
+                        Some(tokens) => span_answer(&part(start), &part(end), &tokens),
+                        None => Vec::new(),
+                    }
+                })
+                .collect()),
         }
-        Ok(answers)
     }
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The context span with the largest start + end logit (start ≤ end, at
+/// most [`MAX_ANSWER_TOKENS`]), as its token ids, u32 little-endian; empty
+/// when the sample has no context.
+fn span_answer(start: &[f32], end: &[f32], tokens: &AnswerTokens) -> Vec<u8> {
+    let context = tokens.context.start..tokens.context.end.min(start.len()).min(end.len());
+    let mut best: Option<(f32, usize, usize)> = None;
+    for i in context.clone() {
+        for j in i..context.end.min(i + MAX_ANSWER_TOKENS) {
+            let score = start[i] + end[j];
+            if best.is_none_or(|(b, _, _)| score > b) {
+                best = Some((score, i, j));
+            }
+        }
+    }
+    best.map(|(_, i, j)| {
+        tokens.ids[i..=j]
+            .iter()
+            .flat_map(|id| id.to_le_bytes())
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// The index of the largest of little-endian f32 scores, as f32 bytes.
@@ -187,5 +265,50 @@ fn top1(scores: &[u8]) -> Vec<u8> {
 impl BatchModel for OrtModel {
     fn infer(&self, samples: &[QuerySampleIndex]) -> Result<Vec<Vec<u8>>, ModelError> {
         self.run(samples).map_err(|e| Box::new(e) as ModelError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(answer: &[u8]) -> Vec<u32> {
+        answer
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    #[test]
+    fn the_span_stays_in_the_context_ordered_and_short() {
+        let tokens = AnswerTokens {
+            ids: (100..140).collect::<Vec<u32>>().into(),
+            context: 5..39,
+        };
+        let mut start = vec![-100.0f32; 40];
+        let mut end = vec![-100.0f32; 40];
+        // The best logits lie outside the context: not taken.
+        start[1] = 50.0;
+        end[39] = 50.0;
+        start[10] = 3.0;
+        end[12] = 2.0;
+        end[8] = 9.0; // before the start: no span ends there
+        assert_eq!(
+            ids(&span_answer(&start, &end, &tokens)),
+            vec![110, 111, 112]
+        );
+        // A span of 31 tokens is out of reach, however high its end.
+        let mut start = vec![-100.0f32; 40];
+        let mut end = vec![-100.0f32; 40];
+        start[5] = 3.0;
+        end[6] = 1.0;
+        end[36] = 20.0;
+        assert_eq!(ids(&span_answer(&start, &end, &tokens)), vec![105, 106]);
+        // No context, no answer.
+        let empty = AnswerTokens {
+            ids: tokens.ids.clone(),
+            context: 7..7,
+        };
+        assert!(span_answer(&start, &end, &empty).is_empty());
     }
 }

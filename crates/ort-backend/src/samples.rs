@@ -27,6 +27,17 @@ pub trait SampleSource: QuerySampleLibrary {
     ) -> Result<(), QuerySampleIndex>;
     /// Where the samples come from, for the result.
     fn describe(&self) -> String;
+    /// A question-answering sample's tokens and where its context lies in
+    /// them (what an answer span may cover); `None` for other sources.
+    fn answer_tokens(&self, _index: QuerySampleIndex) -> Option<AnswerTokens> {
+        None
+    }
+}
+
+/// A tokenized `(question, context)` pair: the ids, and the context's range.
+pub struct AnswerTokens {
+    pub ids: std::sync::Arc<[u32]>,
+    pub context: std::ops::Range<usize>,
 }
 
 /// [`SampleSource::write_input`] for sources that hold each sample's bytes:

@@ -2,11 +2,12 @@
 //! run) fed to an ONNX text model by input name, as Hugging Face's exports
 //! name them: `input_ids` (the ids, padded with 0 to the model's sequence
 //! length), `attention_mask` (1 over the tokens, 0 over the padding) and
-//! `token_type_ids` (0: one segment). Texts longer than the sequence are
-//! cut at the end by the tokenizer, special tokens kept.
+//! `token_type_ids` (0 over the first segment, 1 over a second: a SQuAD
+//! question's context, after the first `[SEP]`). Texts longer than the
+//! sequence are cut at the end by the tokenizer, special tokens kept.
 
 use crate::model_io::ModelIo;
-use crate::samples::SampleSource;
+use crate::samples::{AnswerTokens, SampleSource};
 use crate::OrtError;
 use loadgen::qsl::QslError;
 use loadgen::{QuerySampleIndex, QuerySampleLibrary};
@@ -29,6 +30,19 @@ pub struct TokenInputs {
     roles: Vec<(Role, bool)>,
     /// Tokens per sample (the model's sequence dimension).
     len: usize,
+    /// The separator between a pair's segments (`[SEP]`), when the
+    /// tokenizer has one.
+    separator: Option<u32>,
+}
+
+impl TokenInputs {
+    /// Where the second segment starts: after the first separator, when it
+    /// is not the last token (a single text ends with its only `[SEP]`).
+    fn second_segment(&self, ids: &[u32]) -> Option<usize> {
+        let sep = self.separator?;
+        let first = ids.iter().position(|&t| t == sep)?;
+        (first + 1 < ids.len()).then_some(first + 1)
+    }
 }
 
 impl TokenInputs {
@@ -91,11 +105,17 @@ impl TokenInputs {
         }
         let text_err = |e: workloads::text::TextError| OrtError::Build(e.to_string());
         let mut tok = TextTokenizer::from_file(tokenizer).map_err(text_err)?;
+        let separator = tok.token_id("[SEP]");
         tok.set_max_tokens(Some(len), Cut::End).map_err(text_err)?;
         let records = read_text_dataset(dataset).map_err(text_err)?;
         let qsl = TextQsl::from_records(dataset, &records, &tok, Framing::Encoder, performance)
             .map_err(text_err)?;
-        Ok(TokenInputs { qsl, roles, len })
+        Ok(TokenInputs {
+            qsl,
+            roles,
+            len,
+            separator,
+        })
     }
 }
 
@@ -110,11 +130,12 @@ impl SampleSource for TokenInputs {
         let (role, wide) = self.roles[input];
         let width = if wide { 8 } else { 4 };
         for (sample, out) in samples.iter().zip(dst.chunks_exact_mut(self.len * width)) {
+            let second = self.second_segment(sample).unwrap_or(usize::MAX);
             for (k, slot) in out.chunks_exact_mut(width).enumerate() {
                 let value = match role {
                     Role::Ids => sample.get(k).map_or(0, |&id| i64::from(id)),
                     Role::Mask => i64::from(k < sample.len()),
-                    Role::Types => 0,
+                    Role::Types => i64::from(k >= second && k < sample.len()),
                 };
                 if wide {
                     slot.copy_from_slice(&value.to_le_bytes());
@@ -128,6 +149,20 @@ impl SampleSource for TokenInputs {
 
     fn describe(&self) -> String {
         format!("{}, padded to {} tokens", self.qsl.describe(), self.len)
+    }
+
+    fn answer_tokens(&self, index: QuerySampleIndex) -> Option<AnswerTokens> {
+        let ids = self.qsl.batch(&[index]).ok()?.pop()?;
+        let start = self.second_segment(&ids)?;
+        // The context ends before the closing separator.
+        let end = match ids.last() {
+            Some(&t) if Some(t) == self.separator => ids.len() - 1,
+            _ => ids.len(),
+        };
+        Some(AnswerTokens {
+            ids,
+            context: start..end.max(start),
+        })
     }
 }
 

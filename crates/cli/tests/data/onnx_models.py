@@ -167,6 +167,63 @@ def texts(out, tokenizer_json):
         np.save(os.path.join(out, "embed.text_expected", f"{n}.npy"), np.stack(answers[n]))
 
 
+def qa(out, tokenizer_json, sequence=32):
+    """Extractive question answering: start and end logits per token that
+    single out "lazy" and "dog" in the context (token type 1) only, so each
+    question's best span is known; with the span ONNX Runtime's Python API
+    gives on the Hugging Face tokenizer's own pair encoding (qa.expected.json)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(tokenizer_json)
+    vocab = tok.get_vocab()
+    ids, types, mask = "input_ids", "token_type_ids", "attention_mask"
+
+    def logits(word, name):
+        hit = helper.make_node("Equal", [ids, f"{word}_id"], [f"{word}_hit"])
+        as_float = [helper.make_node("Cast", [x], [f"{name}_{x}_f"], to=TensorProto.FLOAT)
+                    for x in (f"{word}_hit", types, mask)]
+        gated = helper.make_node("Mul", [f"{name}_{word}_hit_f", f"{name}_{types}_f"], [f"{name}_g"])
+        masked = helper.make_node("Mul", [f"{name}_g", f"{name}_{mask}_f"], [f"{name}_m"])
+        scaled = helper.make_node("Mul", [f"{name}_m", "ten"], [name])
+        return [hit, *as_float, gated, masked, scaled]
+
+    graph = helper.make_graph(
+        logits("lazy", "start_logits") + logits("dog", "end_logits"),
+        "qa",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in (ids, mask, types)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "sequence"])
+         for n in ("start_logits", "end_logits")],
+        [numpy_helper.from_array(np.array(vocab["lazy"], dtype=np.int64), "lazy_id"),
+         numpy_helper.from_array(np.array(vocab["dog"], dtype=np.int64), "dog_id"),
+         numpy_helper.from_array(np.array(10.0, dtype=np.float32), "ten")],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out, "qa")
+    questions = [
+        ("the quick brown fox jumps over the lazy dog.", "who jumps over the lazy dog?", "lazy dog"),
+        ("the lazy brown dog, a b 1.", "who?", "lazy brown dog"),
+        ("a quick fox.", "the lazy dog?", "quick fox"),
+    ]
+    squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": c, "qas": [{"id": f"q{i}", "question": q,
+                                "answers": [{"text": a, "answer_start": c.find(a)}]}]}
+        for i, (c, q, a) in enumerate(questions)]}]}
+    json.dump(squad, open(os.path.join(out, "squad.json"), "w"))
+    session = ort.InferenceSession(os.path.join(out, "qa.onnx"), providers=["CPUExecutionProvider"])
+    expected = []
+    for c, q, _ in questions:
+        e = tok.encode(q, c)
+        pad = sequence - len(e.ids)
+        feeds = {ids: np.array([e.ids + [0] * pad], np.int64),
+                 mask: np.array([e.attention_mask + [0] * pad], np.int64),
+                 types: np.array([e.type_ids + [0] * pad], np.int64)}
+        start, end = (x[0] for x in session.run(None, feeds))
+        context = [k for k, t in enumerate(e.type_ids) if t == 1][:-1]  # not the closing [SEP]
+        best = max(((start[i] + end[j], i, j) for i in context for j in context if i <= j < i + 30),
+                   key=lambda b: b[0], default=None)
+        expected.append(e.ids[best[1]:best[2] + 1] if best else [])
+    json.dump(expected, open(os.path.join(out, "qa.expected.json"), "w"))
+
+
 def future_opset(out):
     """A model asking for an opset no ONNX Runtime has: refused at load."""
     graph = helper.make_graph(
@@ -225,6 +282,7 @@ def main():
     future_opset(out)
     if len(sys.argv) > 2:
         texts(out, sys.argv[2])
+        qa(out, sys.argv[2])
     json.dump(described, open(os.path.join(out, "models.json"), "w"), indent=1)
 
 
