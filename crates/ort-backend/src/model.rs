@@ -230,8 +230,13 @@ fn span_answer(start: &[f32], end: &[f32], tokens: &AnswerTokens) -> Vec<u8> {
     let context = tokens.context.start..tokens.context.end.min(start.len()).min(end.len());
     let mut best: Option<(f32, usize, usize)> = None;
     for i in context.clone() {
-        for j in i..context.end.min(i + MAX_ANSWER_TOKENS) {
-            let score = start[i] + end[j];
+        let reach = i..context.end.min(i + MAX_ANSWER_TOKENS);
+        for (j, end_logit) in end[reach.clone()]
+            .iter()
+            .enumerate()
+            .map(|(k, e)| (i + k, e))
+        {
+            let score = start[i] + end_logit;
             if best.is_none_or(|(b, _, _)| score > b) {
                 best = Some((score, i, j));
             }
