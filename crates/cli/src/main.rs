@@ -3,6 +3,7 @@
 //! wires the library crates together; the behaviour lives in them.
 
 mod accuracy_cmd;
+mod agent_cmd;
 mod compare;
 mod exporter;
 mod measure;
@@ -67,6 +68,11 @@ enum Command {
     PowerClient(power_client::PowerClientArgs),
     /// Train to a target quality (or for throughput): time and energy to train, MLPerf Training logs.
     Train(train_cmd::TrainArgs),
+    /// The node agent behind every Slurm job's energy (run as root, one per node).
+    Agent(agent_cmd::AgentArgs),
+    /// Slurm hooks: `joulebench slurm prolog` / `epilog` tell the agent a job started or ended.
+    #[command(subcommand)]
+    Slurm(agent_cmd::SlurmCommand),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
         Command::PowerServer(args) => power_server::run(args),
         Command::PowerClient(args) => power_client::run(args),
         Command::Train(args) => train_cmd::run(args),
+        Command::Agent(args) => agent_cmd::run_agent(args),
+        Command::Slurm(cmd) => agent_cmd::run_slurm(cmd),
     };
     match outcome {
         Ok(code) => code,

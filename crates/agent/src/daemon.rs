@@ -1,0 +1,300 @@
+//! The agent: polls every energy counter of the node into the journal, and
+//! answers the hooks on a Unix socket that only root may use.
+
+use crate::counters::Counter;
+use crate::journal::{Journal, JournalError, OpenJob};
+use crate::protocol::{unix_ns, Event, HookMessage, MAX_LINE_BYTES};
+use crate::record::{self, JobNodeRecord, MeterMeta};
+use power::meter::{Meter, Probe, Reading, ReadingKind};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node: String,
+    /// The journal and `jobs/` go here (`/var/lib/joulebench`).
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// Between polls; well inside a RAPL counter's wrap time.
+    pub interval: Duration,
+    /// Where powercap lives (`/sys`; a fake tree in tests).
+    pub sysfs_root: PathBuf,
+    /// NVML's library, when not the driver's usual name.
+    pub nvml_library: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The agent's state: its counters and their journal.
+pub struct Agent {
+    config: AgentConfig,
+    meters: Vec<Box<dyn Meter>>,
+    meta: BTreeMap<String, MeterMeta>,
+    journal: Journal,
+    /// Meters that could not be used, with why (logged once).
+    pub unusable: Vec<String>,
+}
+
+impl Agent {
+    /// Loads the journal and finds the node's energy counters (RAPL
+    /// packages and DRAM, NVML GPUs); takes a first reading.
+    pub fn open(config: AgentConfig) -> Result<Agent, AgentError> {
+        let io = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| AgentError::Io { path, source }
+        };
+        std::fs::create_dir_all(config.state_dir.join("jobs")).map_err(io(&config.state_dir))?;
+        let journal = Journal::load(&config.state_dir, &config.node)?;
+        let mut probes = power::meter::rapl::probe(&config.sysfs_root);
+        probes.extend(match &config.nvml_library {
+            Some(path) => power::meter::nvml::probe_library(path.as_os_str()),
+            None => power::meter::nvml::probe(),
+        });
+        let (mut meters, mut unusable) = (Vec::new(), Vec::new());
+        for probe in probes {
+            match probe {
+                Probe::Usable(m) if m.info().kind == ReadingKind::EnergyCounter => meters.push(m),
+                Probe::Usable(_) => {}
+                Probe::Unusable {
+                    source,
+                    domain,
+                    error,
+                } => unusable.push(format!("{source} {domain}: {error}")),
+            }
+        }
+        let meta = meters
+            .iter()
+            .map(|m| {
+                let i = m.info();
+                (
+                    i.id.clone(),
+                    MeterMeta {
+                        domain: i.domain.clone(),
+                        scope: i.scope,
+                        contains: i.contains.clone(),
+                    },
+                )
+            })
+            .collect();
+        let mut agent = Agent {
+            config,
+            meters,
+            meta,
+            journal,
+            unusable,
+        };
+        agent.poll();
+        agent.journal.save(&agent.config.state_dir)?;
+        Ok(agent)
+    }
+
+    pub fn meter_ids(&self) -> Vec<String> {
+        self.meta.keys().cloned().collect()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Reads every counter into the journal (not saved here).
+    pub fn poll(&mut self) {
+        for meter in &mut self.meters {
+            let id = meter.info().id.clone();
+            match meter.read() {
+                Ok(Reading::Energy {
+                    counter_uj,
+                    wrap_uj,
+                }) => {
+                    self.journal
+                        .counters
+                        .entry(id)
+                        .and_modify(|c| {
+                            c.advance(counter_uj, wrap_uj);
+                        })
+                        .or_insert_with(|| Counter::new(counter_uj, wrap_uj));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reading {id}: {e}"),
+            }
+        }
+        self.journal.polled_unix_ns = unix_ns();
+    }
+
+    /// A poll, saved.
+    pub fn tick(&mut self) -> Result<(), AgentError> {
+        self.poll();
+        self.journal.save(&self.config.state_dir)?;
+        Ok(())
+    }
+
+    fn record_path(&self, job_id: u64) -> PathBuf {
+        self.config
+            .state_dir
+            .join("jobs")
+            .join(record::file_name(job_id, &self.config.node))
+    }
+
+    /// Applies one hook message; the reply line.
+    pub fn handle(&mut self, message: &HookMessage) -> Result<String, String> {
+        self.poll();
+        let now = unix_ns();
+        let reply = match message.event {
+            Event::Start => {
+                if self.journal.jobs.contains_key(&message.job_id) {
+                    return Err(format!(
+                        "job {} is already open on this node (a replayed start?)",
+                        message.job_id
+                    ));
+                }
+                let others: Vec<u64> = self.journal.jobs.keys().copied().collect();
+                for other in self.journal.jobs.values_mut() {
+                    other.co_tenants.push(message.job_id);
+                }
+                self.journal.jobs.insert(
+                    message.job_id,
+                    OpenJob {
+                        job_id: message.job_id,
+                        uid: message.uid,
+                        user: message.user.clone(),
+                        gpus: message.gpus.clone(),
+                        started_unix_ns: now,
+                        start_totals_uj: self.journal.totals(),
+                        start_raw_uj: self.journal.raws(),
+                        co_tenants: others,
+                    },
+                );
+                format!("ok started job {}", message.job_id)
+            }
+            Event::End => {
+                let Some(job) = self.journal.jobs.get(&message.job_id).cloned() else {
+                    if self.record_path(message.job_id).is_file() {
+                        return Ok(format!("ok job {} already recorded", message.job_id));
+                    }
+                    return Err(format!(
+                        "job {} was never started on this node (its Prolog did not reach the \
+                         agent, or a replayed end)",
+                        message.job_id
+                    ));
+                };
+                let record = record::close(
+                    &job,
+                    &self.config.node,
+                    now,
+                    &self.journal.totals(),
+                    &self.journal.raws(),
+                    &self.meta,
+                );
+                self.write_record(&record)?;
+                self.journal.jobs.remove(&message.job_id);
+                format!(
+                    "ok job {} {:.3} J ({})",
+                    record.job_id, record.job_j, record.method
+                )
+            }
+        };
+        self.journal
+            .save(&self.config.state_dir)
+            .map_err(|e| e.to_string())?;
+        Ok(reply)
+    }
+
+    fn write_record(&self, record: &JobNodeRecord) -> Result<(), String> {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+        atomic_file::write(&self.record_path(record.job_id), &json).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the agent until `stop` is set: polls every interval, answers hooks.
+pub fn serve(config: AgentConfig, stop: &AtomicBool) -> Result<(), AgentError> {
+    let socket = config.socket.clone();
+    let interval = config.interval;
+    let mut agent = Agent::open(config)?;
+    for reason in &agent.unusable {
+        tracing::info!("not metered: {reason}");
+    }
+    let io = |source| AgentError::Io {
+        path: socket.clone(),
+        source,
+    };
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(io)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    let mut next_poll = Instant::now() + interval;
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => answer(&mut agent, stream),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => tracing::warn!("accepting a hook: {e}"),
+        }
+        if Instant::now() >= next_poll {
+            if let Err(e) = agent.tick() {
+                tracing::error!("saving the journal: {e}");
+            }
+            next_poll += interval;
+        }
+    }
+    agent.tick()?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Who may talk to the agent: root (the hooks run as root under slurmd)
+/// and the agent's own user.
+fn allowed(stream: &UnixStream) -> Result<(), String> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let cred = getsockopt(stream, PeerCredentials).map_err(|e| format!("peer credentials: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() == 0 || cred.uid() == me {
+        Ok(())
+    } else {
+        Err(format!(
+            "uid {} may not talk to the agent (root only)",
+            cred.uid()
+        ))
+    }
+}
+
+fn answer(agent: &mut Agent, stream: UnixStream) {
+    let reply = (|| {
+        stream
+            .set_nonblocking(false)
+            .and_then(|_| stream.set_read_timeout(Some(Duration::from_secs(1))))
+            .map_err(|e| e.to_string())?;
+        allowed(&stream)?;
+        let mut line = String::new();
+        BufReader::new((&stream).take(MAX_LINE_BYTES as u64))
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the message: {e}"))?;
+        let message = HookMessage::parse(&line, unix_ns()).map_err(|e| e.to_string())?;
+        agent.handle(&message)
+    })();
+    let line = match reply {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::warn!("hook refused: {e}");
+            format!("error: {e}")
+        }
+    };
+    let _ = (&stream).write_all(format!("{line}\n").as_bytes());
+}

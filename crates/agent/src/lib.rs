@@ -1,0 +1,17 @@
+//! The node agent behind per-job energy on a cluster (`joulebench agent`).
+//!
+//! - [`counters`]: every energy counter extended to a monotonic total across
+//!   wraps, and across the agent's own restarts;
+//! - [`journal`]: those totals and the jobs open on this node, written
+//!   atomically after every poll, read back at start;
+//! - [`protocol`]: the one-line messages Slurm's Prolog/Epilog hooks send;
+//! - [`record`]: what a job's end writes: one JSON record per job per node;
+//! - [`daemon`]: the polling loop and the socket; [`hook`]: the hooks' side,
+//!   which never fails a job.
+
+pub mod counters;
+pub mod daemon;
+pub mod hook;
+pub mod journal;
+pub mod protocol;
+pub mod record;

@@ -1,0 +1,153 @@
+//! A job's energy on one node: the record its end writes
+//! (`<state>/jobs/<job>.<node>.json`).
+//!
+//! Attribution, in this version:
+//! - `exclusive`: no other job ran on the node during this one, so the job
+//!   gets every device's energy (the node's measured total);
+//! - `gpu-device`: the node was shared; the job gets the energy of the GPUs
+//!   it was given, and CPU energy is not attributed yet (the record says so
+//!   and keeps the node's measured total beside it).
+
+use crate::journal::OpenJob;
+use power::meter::Scope;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const RECORD_SCHEMA: &str = "joulebench.job-node.v1";
+
+/// What the record needs to know of a meter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterMeta {
+    pub domain: String,
+    pub scope: Scope,
+    /// Meters inside this one (RAPL core in package): not summed twice.
+    pub contains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobNodeRecord {
+    pub schema: String,
+    pub job_id: u64,
+    pub node: String,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub gpus: Vec<u32>,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub duration_s: f64,
+    pub meters: Vec<MeterEnergy>,
+    /// By GPU index, joules (every GPU of the node).
+    pub gpu_j: BTreeMap<u32, f64>,
+    /// By package domain (`package-0`, `dram-0`), joules.
+    pub cpu_j: BTreeMap<String, f64>,
+    /// Every top-level meter of the node summed: what the node used.
+    pub node_measured_j: f64,
+    /// What this job is charged under `method`.
+    pub job_j: f64,
+    /// Energy of GPUs the job was given (always part of `job_j`).
+    pub job_gpu_j: f64,
+    pub method: String,
+    pub co_tenants: Vec<u64>,
+    /// What is missing from `job_j`, in words (empty when nothing is).
+    pub not_attributed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterEnergy {
+    pub meter_id: String,
+    pub domain: String,
+    pub scope: Scope,
+    pub start_raw_uj: u64,
+    pub end_raw_uj: u64,
+    pub energy_j: f64,
+}
+
+/// The GPU index of an NVML whole-GPU meter's domain (`gpu3` → 3).
+fn gpu_index(domain: &str) -> Option<u32> {
+    domain.strip_prefix("gpu")?.parse().ok()
+}
+
+/// The record of `job` ending now.
+pub fn close(
+    job: &OpenJob,
+    node: &str,
+    end_unix_ns: u64,
+    end_totals_uj: &BTreeMap<String, u64>,
+    end_raw_uj: &BTreeMap<String, u64>,
+    meta: &BTreeMap<String, MeterMeta>,
+) -> JobNodeRecord {
+    let contained: Vec<&String> = meta.values().flat_map(|m| &m.contains).collect();
+    let mut meters = Vec::new();
+    let (mut gpu_j, mut cpu_j) = (BTreeMap::new(), BTreeMap::new());
+    let mut node_measured_j = 0.0;
+    for (id, &end) in end_totals_uj {
+        let (Some(&start), Some(m)) = (job.start_totals_uj.get(id), meta.get(id)) else {
+            continue; // a meter that appeared during the job: no start
+        };
+        let energy_j = end.saturating_sub(start) as f64 / 1e6;
+        meters.push(MeterEnergy {
+            meter_id: id.clone(),
+            domain: m.domain.clone(),
+            scope: m.scope,
+            start_raw_uj: job.start_raw_uj.get(id).copied().unwrap_or(0),
+            end_raw_uj: end_raw_uj.get(id).copied().unwrap_or(0),
+            energy_j,
+        });
+        if contained.contains(&id) {
+            continue;
+        }
+        match m.scope {
+            Scope::Gpu => {
+                if let Some(index) = gpu_index(&m.domain) {
+                    gpu_j.insert(index, energy_j);
+                }
+            }
+            Scope::CpuPackage | Scope::Dram => {
+                cpu_j.insert(m.domain.clone(), energy_j);
+            }
+            _ => continue,
+        }
+        node_measured_j += energy_j;
+    }
+    let job_gpu_j: f64 = job.gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
+    let exclusive = job.co_tenants.is_empty();
+    let (method, job_j, not_attributed) = if exclusive {
+        ("exclusive", node_measured_j, Vec::new())
+    } else {
+        (
+            "gpu-device",
+            job_gpu_j,
+            vec![format!(
+                "CPU energy ({:.1} J on the node) is not split between the {} jobs that shared it \
+                 (cpu-time-share is not built yet)",
+                cpu_j.values().sum::<f64>(),
+                job.co_tenants.len() + 1
+            )],
+        )
+    };
+    JobNodeRecord {
+        schema: RECORD_SCHEMA.into(),
+        job_id: job.job_id,
+        node: node.to_string(),
+        uid: job.uid,
+        user: job.user.clone(),
+        gpus: job.gpus.clone(),
+        start_unix_ns: job.started_unix_ns,
+        end_unix_ns,
+        duration_s: end_unix_ns.saturating_sub(job.started_unix_ns) as f64 / 1e9,
+        meters,
+        gpu_j,
+        cpu_j,
+        node_measured_j,
+        job_j,
+        job_gpu_j,
+        method: method.into(),
+        co_tenants: job.co_tenants.clone(),
+        not_attributed,
+    }
+}
+
+/// The record's file name.
+pub fn file_name(job_id: u64, node: &str) -> String {
+    format!("{job_id}.{node}.json")
+}

@@ -1,0 +1,226 @@
+//! The agent against a fake powercap tree whose counter the test sets, so
+//! every expected joule is exact: a job's energy across a counter wrap,
+//! across the agent's own restart, on a shared node, and the hooks'
+//! refusals. The meters are joulebench's real RAPL reader; NVML is pointed
+//! at a library that does not exist (no GPU here).
+
+use agent::daemon::{serve, AgentConfig};
+use agent::hook::send;
+use agent::protocol::{unix_ns, Event, HookMessage};
+use agent::record::JobNodeRecord;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const WRAP_UJ: u64 = 1_000_000_000;
+const POLL: Duration = Duration::from_millis(40);
+
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("sys/class/powercap/intel-rapl:0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("name"), "package-0\n").unwrap();
+        std::fs::write(zone.join("max_energy_range_uj"), format!("{WRAP_UJ}\n")).unwrap();
+        let node = Node { dir };
+        node.set_uj(0);
+        node
+    }
+
+    fn set_uj(&self, uj: u64) {
+        let zone = self.dir.path().join("sys/class/powercap/intel-rapl:0");
+        std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+        std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+        // Let the agent see it.
+        std::thread::sleep(POLL * 3);
+    }
+
+    fn config(&self) -> AgentConfig {
+        AgentConfig {
+            node: "jbn1".into(),
+            state_dir: self.dir.path().join("state"),
+            socket: self.socket(),
+            interval: POLL,
+            sysfs_root: self.dir.path().join("sys"),
+            nvml_library: Some(PathBuf::from("/nonexistent/libnvidia-ml.so.1")),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/agent.sock")
+    }
+
+    fn start_agent(&self) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let config = self.config();
+        let thread = std::thread::spawn(move || serve(config, &flag).unwrap());
+        for _ in 0..100 {
+            if self.socket().exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Running { stop, thread }
+    }
+
+    fn hook(&self, event: Event, job_id: u64, gpus: &[u32]) -> Result<String, String> {
+        send(
+            &self.socket(),
+            &HookMessage {
+                event,
+                job_id,
+                uid: 1000,
+                gpus: gpus.to_vec(),
+                user: Some("ada".into()),
+                sent_unix_ns: unix_ns(),
+            },
+        )
+    }
+
+    fn record(&self, job_id: u64) -> JobNodeRecord {
+        let path = self
+            .dir
+            .path()
+            .join(format!("state/jobs/{job_id}.jbn1.json"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Running {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+fn assert_joules(record: &JobNodeRecord, joules: f64) {
+    assert!(
+        (record.job_j - joules).abs() < 1e-9,
+        "job_j {} != {joules}: {record:?}",
+        record.job_j
+    );
+}
+
+#[test]
+fn an_exclusive_job_gets_the_node_across_a_counter_wrap() {
+    let node = Node::new();
+    node.set_uj(900_000_000);
+    let agent = node.start_agent();
+    assert!(node.hook(Event::Start, 11, &[]).unwrap().starts_with("ok"));
+    node.set_uj(999_000_000);
+    node.set_uj(5_000_000); // wrapped at 1 kJ
+    node.set_uj(7_000_000);
+    let reply = node.hook(Event::End, 11, &[]).unwrap();
+    assert!(reply.contains("107.000 J (exclusive)"), "{reply}");
+    let r = node.record(11);
+    assert_joules(&r, 107.0);
+    assert_eq!(r.method, "exclusive");
+    assert_eq!(r.cpu_j["package-0"], 107.0);
+    assert_eq!(r.meters[0].end_raw_uj, 7_000_000);
+    // An Epilog run twice is answered, not recorded twice.
+    assert!(node
+        .hook(Event::End, 11, &[])
+        .unwrap()
+        .contains("already recorded"));
+    agent.stop();
+}
+
+#[test]
+fn a_restarted_agent_loses_no_energy_and_counts_none_twice() {
+    let node = Node::new();
+    node.set_uj(100_000_000);
+    let agent = node.start_agent();
+    node.hook(Event::Start, 21, &[]).unwrap();
+    node.set_uj(150_000_000);
+    agent.stop();
+    // Down for a while: the counter keeps counting.
+    node.set_uj(300_000_000);
+    let agent = node.start_agent();
+    node.set_uj(320_000_000);
+    node.hook(Event::End, 21, &[]).unwrap();
+    assert_joules(&node.record(21), 220.0);
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.dir.path().join("state/journal.json")).unwrap())
+            .unwrap();
+    assert_eq!(journal["restarts"], 1);
+    agent.stop();
+}
+
+#[test]
+fn jobs_sharing_the_node_say_so_and_keep_the_node_total() {
+    let node = Node::new();
+    let agent = node.start_agent();
+    node.hook(Event::Start, 31, &[0]).unwrap();
+    node.set_uj(10_000_000);
+    node.hook(Event::Start, 32, &[1]).unwrap();
+    node.set_uj(30_000_000);
+    node.hook(Event::End, 31, &[0]).unwrap();
+    node.set_uj(35_000_000);
+    node.hook(Event::End, 32, &[1]).unwrap();
+    let (a, b) = (node.record(31), node.record(32));
+    assert_eq!(
+        (a.method.as_str(), b.method.as_str()),
+        ("gpu-device", "gpu-device")
+    );
+    assert_eq!(
+        (a.co_tenants.clone(), b.co_tenants.clone()),
+        (vec![32], vec![31])
+    );
+    assert_eq!((a.node_measured_j, b.node_measured_j), (30.0, 25.0));
+    assert!(
+        a.not_attributed[0].contains("CPU energy"),
+        "{:?}",
+        a.not_attributed
+    );
+    agent.stop();
+}
+
+#[test]
+fn bad_messages_are_refused_and_change_nothing() {
+    let node = Node::new();
+    let agent = node.start_agent();
+    let err = node.hook(Event::End, 41, &[]).unwrap_err();
+    assert!(err.contains("never started"), "{err}");
+    node.hook(Event::Start, 42, &[]).unwrap();
+    let err = node.hook(Event::Start, 42, &[]).unwrap_err();
+    assert!(err.contains("already open"), "{err}");
+    let stale = HookMessage {
+        event: Event::End,
+        job_id: 42,
+        uid: 1000,
+        gpus: vec![],
+        user: None,
+        sent_unix_ns: unix_ns() - 3_600_000_000_000,
+    };
+    let err = send(&node.socket(), &stale).unwrap_err();
+    assert!(err.contains("old"), "{err}");
+    // Garbage on the socket.
+    let err = raw(&node.socket(), "{\"event\":\"start\"}\n");
+    assert!(err.starts_with("error: not a hook message"), "{err}");
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.dir.path().join("state/journal.json")).unwrap())
+            .unwrap();
+    assert_eq!(journal["jobs"].as_object().unwrap().len(), 1);
+    agent.stop();
+}
+
+fn raw(socket: &Path, text: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    (&stream).write_all(text.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).unwrap();
+    line.trim().to_string()
+}

@@ -1,0 +1,108 @@
+//! `joulebench agent` (the node daemon behind per-job energy) and
+//! `joulebench slurm prolog|epilog` (the hooks that tell it a job started or
+//! ended). See `deploy/slurm/` for the systemd unit and the slurm.conf lines.
+
+use agent::daemon::{serve, AgentConfig};
+use agent::hook::{message_from_env, send};
+use agent::protocol::Event;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The socket both sides use unless told otherwise.
+const DEFAULT_SOCKET: &str = "/run/joulebench/agent.sock";
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The journal and each job's record (`jobs/<job>.<node>.json`) go here.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/joulebench")]
+    state_dir: PathBuf,
+
+    /// The Unix socket the hooks talk to (root only).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+
+    /// How often every counter is read into the journal; keep it well inside a
+    /// RAPL counter's wrap time (minutes).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
+    interval: Duration,
+
+    /// This node's name in records (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+
+    /// Where powercap (RAPL) is looked for.
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    sysfs_root: PathBuf,
+
+    /// NVML's library, when not the driver's libnvidia-ml.so.1.
+    #[arg(long, value_name = "FILE")]
+    nvml_library: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlurmCommand {
+    /// For `Prolog=` (with `PrologFlags=Alloc`): tells the agent this job
+    /// started on this node. Always exits 0 within a second, so a node never drains.
+    Prolog(HookArgs),
+    /// For `Epilog=`: tells the agent this job ended; the agent writes its record.
+    /// Always exits 0 within a second.
+    Epilog(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// The agent's socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
+}
+
+pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let config = AgentConfig {
+        node: args.node.unwrap_or_else(host_name),
+        state_dir: args.state_dir,
+        socket: args.socket,
+        interval: args.interval,
+        sysfs_root: args.sysfs_root,
+        nvml_library: args.nvml_library,
+    };
+    eprintln!(
+        "joulebench agent on {}: state in {}, hooks at {}",
+        config.node,
+        config.state_dir.display(),
+        config.socket.display()
+    );
+    serve(config, &stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
+    let (event, args, name) = match command {
+        SlurmCommand::Prolog(a) => (Event::Start, a, "prolog"),
+        SlurmCommand::Epilog(a) => (Event::End, a, "epilog"),
+    };
+    // Whatever happens, the job goes on and the node stays up: say why on
+    // stderr (slurmd's log) and exit 0.
+    let outcome = message_from_env(event, |k| std::env::var(k).ok())
+        .map_err(|e| e.to_string())
+        .and_then(|m| send(&args.socket, &m));
+    match outcome {
+        Ok(reply) => eprintln!("joulebench slurm {name}: {reply}"),
+        Err(e) => eprintln!("joulebench slurm {name}: energy not recorded: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,212 @@
+//! Every job's energy on a real two-node Slurm cluster
+//! (../shared/tools/slurm-two-nodes), with no change to the jobs: one
+//! `joulebench agent` per node, each reading its own fake RAPL tree at a
+//! known power, and `joulebench slurm prolog|epilog` as the cluster's
+//! Prolog/Epilog (`PrologFlags=Alloc`). Checks a one-node job, a two-node
+//! job, and a node whose agent is down (the hooks exit 0: the node stays
+//! IDLE, the job runs, nothing is recorded there). Skips, saying why, where
+//! the cluster cannot start (not root, no script).
+
+mod common;
+
+use common::{read_json, FakeRapl};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+fn tool() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("JOULEBENCH_SLURM_TOOL") {
+        return Some(PathBuf::from(p));
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/slurm-two-nodes");
+    p.is_file().then_some(p)
+}
+
+struct Cluster {
+    tool: PathBuf,
+    dir: PathBuf,
+    agents: Vec<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        let _ = Command::new(&self.tool).arg("down").arg(&self.dir).output();
+    }
+}
+
+fn skip(why: &str) {
+    eprintln!("SKIPPED slurm agent test: {why}");
+}
+
+fn agent(work: &Path, node: &str, trees: &Path) -> Child {
+    common::joulebench()
+        .args(["agent", "--node", node, "--interval", "50ms"])
+        .arg("--state-dir")
+        .arg(work.join(node).join("state"))
+        .arg("--socket")
+        .arg(work.join(node).join("agent.sock"))
+        .arg("--sysfs-root")
+        .arg(trees.join(node))
+        .args(["--nvml-library", "/nonexistent/libnvidia-ml.so.1"])
+        .spawn()
+        .unwrap()
+}
+
+fn record(work: &Path, node: &str, job: &str) -> Option<serde_json::Value> {
+    let path = work
+        .join(node)
+        .join("state/jobs")
+        .join(format!("{job}.{node}.json"));
+    path.is_file().then(|| read_json(&path))
+}
+
+/// Waits for the Epilog's record (slurmd runs it after the job returns).
+fn wait_record(work: &Path, node: &str, job: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Some(r) = record(work, node, job) {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no record of job {job} on {node}");
+}
+
+#[test]
+fn prolog_and_epilog_give_every_job_its_energy_per_node() {
+    let Some(tool) = tool() else {
+        return skip("../shared/tools/slurm-two-nodes not found (set JOULEBENCH_SLURM_TOOL)");
+    };
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return skip("the two-node cluster needs root (network namespaces, slurmd)");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let trees = work.join("trees");
+    let _n1 = FakeRapl::start(&trees.join("jbn1"), 20.0);
+    let _n2 = FakeRapl::start(&trees.join("jbn2"), 50.0);
+    for (hook, name) in [("prolog", "prolog.sh"), ("epilog", "epilog.sh")] {
+        let script = work.join(name);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec '{}' slurm {hook} --socket '{}'/$SLURMD_NODENAME/agent.sock\n",
+                common::BIN,
+                work.display()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&script)
+            .status()
+            .unwrap();
+    }
+    let extra = work.join("extra.conf");
+    std::fs::write(
+        &extra,
+        format!(
+            "Prolog={0}/prolog.sh\nEpilog={0}/epilog.sh\nPrologFlags=Alloc\n",
+            work.display()
+        ),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("joulebench-slurm-agent-{}", std::process::id()));
+    let mut cluster = Cluster {
+        tool: tool.clone(),
+        dir: dir.clone(),
+        agents: vec![agent(work, "jbn1", &trees), agent(work, "jbn2", &trees)],
+    };
+    let up = Command::new(&tool)
+        .arg("up")
+        .arg(&dir)
+        .env("SLURM_EXTRA_CONF", &extra)
+        .output()
+        .unwrap();
+    let up_text =
+        String::from_utf8_lossy(&up.stdout).to_string() + &String::from_utf8_lossy(&up.stderr);
+    if !up.status.success() || !up_text.contains("idle") {
+        return skip(&format!("the cluster did not start:\n{up_text}"));
+    }
+    let conf = dir.join("slurm.conf");
+    let srun = |args: &[&str]| {
+        let o = Command::new("timeout")
+            .arg("120")
+            .arg("srun")
+            .args(args)
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "srun {args:?}: {text}");
+        text
+    };
+    let job_of = |text: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix("job "))
+            .unwrap_or_else(|| panic!("no job id in {text}"))
+            .trim()
+            .to_string()
+    };
+
+    // A one-node job: all of jbn1 (20 W) for its duration.
+    let one = srun(&[
+        "-N1",
+        "-w",
+        "jbn1",
+        "sh",
+        "-c",
+        "echo job $SLURM_JOB_ID; sleep 1",
+    ]);
+    let job = job_of(&one);
+    let r = wait_record(work, "jbn1", &job);
+    assert_eq!(r["method"], "exclusive", "{r}");
+    let (joules, seconds) = (
+        r["job_j"].as_f64().unwrap(),
+        r["duration_s"].as_f64().unwrap(),
+    );
+    assert!(seconds >= 1.0, "{r}");
+    assert!(
+        (joules / seconds - 20.0).abs() < 1.0,
+        "{joules} J in {seconds} s: {r}"
+    );
+    assert!(
+        record(work, "jbn2", &job).is_none(),
+        "jbn2 was not in the job"
+    );
+
+    // A two-node job: a record on each node, each with its own power.
+    let two = srun(&["-N2", "sh", "-c", "echo job $SLURM_JOB_ID; sleep 1"]);
+    let job = job_of(two.lines().find(|l| l.starts_with("job ")).unwrap());
+    for (node, watts) in [("jbn1", 20.0), ("jbn2", 50.0)] {
+        let r = wait_record(work, node, &job);
+        let w = r["job_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
+        assert!((w - watts).abs() < 0.05 * watts, "{node}: {w} W: {r}");
+        assert_eq!(r["node"], node);
+    }
+
+    // jbn2's agent down: the job still runs, the node stays idle.
+    let mut down = cluster.agents.remove(1);
+    down.kill().unwrap();
+    down.wait().unwrap();
+    let three = srun(&["-N1", "-w", "jbn2", "sh", "-c", "echo job $SLURM_JOB_ID"]);
+    let job = job_of(&three);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(record(work, "jbn2", &job).is_none());
+    let sinfo = Command::new("sinfo")
+        .args(["-h", "-N", "-o", "%N %T"])
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    let states = String::from_utf8_lossy(&sinfo.stdout).to_string();
+    assert!(
+        states.lines().all(|l| l.ends_with("idle")),
+        "a node drained or is down: {states}"
+    );
+    drop(cluster);
+}
