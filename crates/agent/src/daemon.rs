@@ -202,8 +202,8 @@ impl Agent {
                 self.write_record(&record)?;
                 self.journal.jobs.remove(&message.job_id);
                 format!(
-                    "ok job {} {:.3} J ({})",
-                    record.job_id, record.job_j, record.method
+                    "ok {}",
+                    serde_json::to_string(&record.summary()).map_err(|e| e.to_string())?
                 )
             }
         };

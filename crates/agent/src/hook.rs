@@ -89,6 +89,79 @@ pub fn send(socket: &Path, message: &HookMessage) -> Result<String, String> {
     }
 }
 
+/// `SLURM_JOB_STDOUT` as slurmd gives it to the Epilog: the pattern, with
+/// `%j` and the like unexpanded (Slurm 22.05). Expands what the Epilog's
+/// environment can: `%j`/`%J` (job id), `%u` (user), `%N` (node), `%%`;
+/// `None` for a pattern with other codes (array or step ids, the job name).
+pub fn expand_output_path(pattern: &str, get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        // Slurm allows a width between % and the letter (%5j): not handled.
+        match chars.next()? {
+            'j' | 'J' => out.push_str(&get("SLURM_JOB_ID")?),
+            'u' => out.push_str(&get("SLURM_JOB_USER")?),
+            'N' => out.push_str(&get("SLURMD_NODENAME")?),
+            '%' => out.push('%'),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// How long appending the summary may take (a FIFO as the output file
+/// would block an open for ever).
+pub const APPEND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Appends `line` to `path` as `uid`/`gid`, never as root: a user who
+/// points their output file at a root-owned file gets a permission error,
+/// not a corrupted file.
+pub fn append_as_user(path: &str, uid: u32, gid: u32, line: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    if uid == 0 {
+        return Err("the job ran as root: not writing its output file as root".into());
+    }
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "cat >> \"$1\"", "sh", path])
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the writer: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(format!("{line}\n").as_bytes());
+    }
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(_)) => {
+                let mut why = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut why);
+                }
+                return Err(format!("appending to {path} as uid {uid}: {}", why.trim()));
+            }
+            Ok(None) if started.elapsed() > APPEND_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "appending to {path} took over {APPEND_TIMEOUT:?}; gave up"
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +183,23 @@ mod tests {
         assert_eq!(missing, HookError::Missing("SLURM_JOB_ID"));
         let bad = message_from_env(Event::End, |k| (k == "SLURM_JOB_ID").then(|| "x".into()));
         assert!(matches!(bad, Err(HookError::Bad { .. })));
+    }
+
+    #[test]
+    fn output_patterns_expand_what_the_epilog_knows() {
+        let env: HashMap<&str, &str> = [
+            ("SLURM_JOB_ID", "9"),
+            ("SLURM_JOB_USER", "ada"),
+            ("SLURMD_NODENAME", "jbn1"),
+        ]
+        .into();
+        let get = |k: &str| env.get(k).map(|v| v.to_string());
+        assert_eq!(
+            expand_output_path("/home/%u/out-%j.%N.txt", get).as_deref(),
+            Some("/home/ada/out-9.jbn1.txt")
+        );
+        assert_eq!(expand_output_path("slurm-%A_%a.out", get), None);
+        assert_eq!(expand_output_path("100%%", get).as_deref(), Some("100%"));
     }
 
     #[test]

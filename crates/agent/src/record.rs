@@ -147,6 +147,75 @@ pub fn close(
     }
 }
 
+/// The few figures a hook shows the user, sent back with the Epilog's reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub job_id: u64,
+    pub node: String,
+    pub job_j: f64,
+    pub job_gpu_j: f64,
+    pub gpus: Vec<u32>,
+    pub duration_s: f64,
+    pub method: String,
+    pub not_attributed: Vec<String>,
+}
+
+impl JobNodeRecord {
+    pub fn summary(&self) -> JobSummary {
+        JobSummary {
+            job_id: self.job_id,
+            node: self.node.clone(),
+            job_j: self.job_j,
+            job_gpu_j: self.job_gpu_j,
+            gpus: self.gpus.clone(),
+            duration_s: self.duration_s,
+            method: self.method.clone(),
+            not_attributed: self.not_attributed.clone(),
+        }
+    }
+}
+
+impl JobSummary {
+    /// What the job's output file gets, on one line: the energy, in J and
+    /// kWh, the average power, and how it was attributed.
+    pub fn line(&self, nodes_in_job: usize) -> String {
+        let mut text = format!(
+            "joulebench: job {} used {} ({:.4} kWh) on {} in {:.0} s, {:.0} W on average ({})",
+            self.job_id,
+            joules(self.job_j),
+            self.job_j / 3.6e6,
+            self.node,
+            self.duration_s,
+            self.job_j / self.duration_s.max(1e-9),
+            self.method
+        );
+        if !self.gpus.is_empty() {
+            text += &format!("; its GPUs {:?}: {}", self.gpus, joules(self.job_gpu_j));
+        }
+        if nodes_in_job > 1 {
+            text += &format!(
+                "; this node only, of {nodes_in_job}: `joulebench job {}` has the total",
+                self.job_id
+            );
+        }
+        for missing in &self.not_attributed {
+            text += &format!("; not counted: {missing}");
+        }
+        text
+    }
+}
+
+/// Joules in the unit that reads best (J, kJ, MJ).
+pub fn joules(j: f64) -> String {
+    if j >= 1e6 {
+        format!("{:.2} MJ", j / 1e6)
+    } else if j >= 1e3 {
+        format!("{:.1} kJ", j / 1e3)
+    } else {
+        format!("{j:.1} J")
+    }
+}
+
 /// The record's file name.
 pub fn file_name(job_id: u64, node: &str) -> String {
     format!("{job_id}.{node}.json")

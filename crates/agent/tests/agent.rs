@@ -123,7 +123,12 @@ fn an_exclusive_job_gets_the_node_across_a_counter_wrap() {
     node.set_uj(5_000_000); // wrapped at 1 kJ
     node.set_uj(7_000_000);
     let reply = node.hook(Event::End, 11, &[]).unwrap();
-    assert!(reply.contains("107.000 J (exclusive)"), "{reply}");
+    let summary: agent::record::JobSummary =
+        serde_json::from_str(reply.strip_prefix("ok ").unwrap()).unwrap();
+    assert_eq!(
+        (summary.job_j, summary.method.as_str()),
+        (107.0, "exclusive")
+    );
     let r = node.record(11);
     assert_joules(&r, 107.0);
     assert_eq!(r.method, "exclusive");

@@ -3,8 +3,9 @@
 //! ended). See `deploy/slurm/` for the systemd unit and the slurm.conf lines.
 
 use agent::daemon::{serve, AgentConfig};
-use agent::hook::{message_from_env, send};
+use agent::hook::{append_as_user, expand_output_path, message_from_env, send};
 use agent::protocol::Event;
+use agent::record::JobSummary;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -101,8 +102,44 @@ pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
         .map_err(|e| e.to_string())
         .and_then(|m| send(&args.socket, &m));
     match outcome {
-        Ok(reply) => eprintln!("joulebench slurm {name}: {reply}"),
+        Ok(reply) => {
+            eprintln!("joulebench slurm {name}: {reply}");
+            if event == Event::End {
+                if let Err(e) = tell_the_user(&reply) {
+                    eprintln!("joulebench slurm {name}: no summary in the job's output: {e}");
+                }
+            }
+        }
         Err(e) => eprintln!("joulebench slurm {name}: energy not recorded: {e}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Appends the agent's summary to the job's output file (batch jobs: slurmd
+/// names it in SLURM_JOB_STDOUT), written as the job's user.
+fn tell_the_user(reply: &str) -> Result<(), String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(pattern) = var("SLURM_JOB_STDOUT") else {
+        return Ok(()); // an interactive job: its output is a terminal
+    };
+    let summary: JobSummary = reply
+        .strip_prefix("ok ")
+        .and_then(|json| serde_json::from_str(json).ok())
+        .ok_or("the agent's reply holds no summary")?;
+    let path = expand_output_path(&pattern, var)
+        .ok_or_else(|| format!("cannot expand the output file name {pattern}"))?;
+    let id = |k: &str| -> Result<u32, String> {
+        var(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{k} is not set"))
+    };
+    let nodes = var("SLURM_JOB_NUM_NODES")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    append_as_user(
+        &path,
+        id("SLURM_JOB_UID")?,
+        id("SLURM_JOB_GID")?,
+        &summary.line(nodes),
+    )
 }

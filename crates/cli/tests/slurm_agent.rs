@@ -190,6 +190,69 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         assert_eq!(r["node"], node);
     }
 
+    // A batch job of an ordinary user: the Epilog appends the summary to its
+    // output file, written as that user. The second job points its output
+    // file at a root-owned file: the append is refused, the file untouched.
+    let shared = work.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    Command::new("chmod").arg("755").arg(work).status().unwrap();
+    Command::new("chmod")
+        .arg("777")
+        .arg(&shared)
+        .status()
+        .unwrap();
+    let guarded = work.join("root-owned.txt");
+    std::fs::write(&guarded, "root's\n").unwrap();
+    let sbatch = |wrap: &str| -> String {
+        let o = Command::new("runuser")
+            .args([
+                "-u",
+                "nobody",
+                "--",
+                "sbatch",
+                "--parsable",
+                "-N1",
+                "-w",
+                "jbn1",
+            ])
+            .arg(format!("--output={}/out-%j.txt", shared.display()))
+            .args(["--wrap", wrap])
+            .current_dir(&shared)
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sbatch: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let job = sbatch("echo hello; sleep 1");
+    wait_record(work, "jbn1", &job);
+    let out = shared.join(format!("out-{job}.txt"));
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("joulebench:") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        text.starts_with("hello\n") && text.contains(&format!("joulebench: job {job} used ")),
+        "{text}"
+    );
+    assert!(text.contains("(exclusive)"), "{text}");
+    let job = sbatch(&format!(
+        "rm -f {0}/out-$SLURM_JOB_ID.txt; ln -s {1} {0}/out-$SLURM_JOB_ID.txt; sleep 1",
+        shared.display(),
+        guarded.display()
+    ));
+    wait_record(work, "jbn1", &job);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(std::fs::read_to_string(&guarded).unwrap(), "root's\n");
+
     // jbn2's agent down: the job still runs, the node stays idle.
     let mut down = cluster.agents.remove(1);
     down.kill().unwrap();
