@@ -21,6 +21,12 @@ pub struct AgentConfig {
     /// The journal and `jobs/` go here (`/var/lib/joulebench`).
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// Where users ask for their jobs' records (`joulebench job`): anyone
+    /// may connect, each sees only their own jobs.
+    pub query_socket: Option<PathBuf>,
+    /// Where each job's record goes (`<state_dir>/jobs` unless a folder
+    /// shared by the nodes, so any node's agent answers for a whole job).
+    pub records_dir: Option<PathBuf>,
     /// Between polls; well inside a RAPL counter's wrap time.
     pub interval: Duration,
     /// Where powercap lives (`/sys`; a fake tree in tests).
@@ -58,7 +64,12 @@ impl Agent {
             let path = path.clone();
             move |source| AgentError::Io { path, source }
         };
-        std::fs::create_dir_all(config.state_dir.join("jobs")).map_err(io(&config.state_dir))?;
+        std::fs::create_dir_all(&config.state_dir).map_err(io(&config.state_dir))?;
+        let records = config
+            .records_dir
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("jobs"));
+        std::fs::create_dir_all(&records).map_err(io(&records))?;
         let journal = Journal::load(&config.state_dir, &config.node)?;
         let mut probes = power::meter::rapl::probe(&config.sysfs_root);
         probes.extend(match &config.nvml_library {
@@ -142,11 +153,47 @@ impl Agent {
         Ok(())
     }
 
-    fn record_path(&self, job_id: u64) -> PathBuf {
+    fn records_dir(&self) -> PathBuf {
         self.config
-            .state_dir
-            .join("jobs")
+            .records_dir
+            .clone()
+            .unwrap_or_else(|| self.config.state_dir.join("jobs"))
+    }
+
+    fn record_path(&self, job_id: u64) -> PathBuf {
+        self.records_dir()
             .join(record::file_name(job_id, &self.config.node))
+    }
+
+    /// Every node's record of `job_id` in the records folder, for a user
+    /// `uid`: their own jobs only, unless root.
+    pub fn records_for(&self, job_id: u64, uid: u32) -> Result<Vec<JobNodeRecord>, String> {
+        let prefix = format!("{job_id}.");
+        let mut records = Vec::new();
+        let entries = std::fs::read_dir(self.records_dir()).map_err(|e| e.to_string())?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+            match serde_json::from_slice::<JobNodeRecord>(&bytes) {
+                Ok(r) if r.job_id == job_id => records.push(r),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{name}: not a job record: {e}"),
+            }
+        }
+        if records.is_empty() {
+            return Err(format!(
+                "no record of job {job_id} (still running, or not run on the nodes whose \
+                 records this agent sees)"
+            ));
+        }
+        if uid != 0 && records.iter().any(|r| r.uid != uid) {
+            return Err(format!("job {job_id} belongs to another user"));
+        }
+        records.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(records)
     }
 
     /// Applies one hook message; the reply line.
@@ -213,39 +260,51 @@ impl Agent {
         Ok(reply)
     }
 
+    /// Written root-only (0600): users read theirs through the agent.
     fn write_record(&self, record: &JobNodeRecord) -> Result<(), String> {
         let json = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
-        atomic_file::write(&self.record_path(record.job_id), &json).map_err(|e| e.to_string())
+        atomic_file::write_private(&self.record_path(record.job_id), &json)
+            .map_err(|e| e.to_string())
     }
 }
 
 /// Runs the agent until `stop` is set: polls every interval, answers hooks.
 pub fn serve(config: AgentConfig, stop: &AtomicBool) -> Result<(), AgentError> {
     let socket = config.socket.clone();
+    let query_socket = config.query_socket.clone();
     let interval = config.interval;
     let mut agent = Agent::open(config)?;
     for reason in &agent.unusable {
         tracing::info!("not metered: {reason}");
     }
-    let io = |source| AgentError::Io {
-        path: socket.clone(),
-        source,
+    let hooks = listen(&socket, 0o600)?;
+    let queries = match &query_socket {
+        Some(path) => Some(listen(path, 0o666)?),
+        None => None,
     };
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(io)?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    listener.set_nonblocking(true).map_err(io)?;
     let mut next_poll = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => answer(&mut agent, stream),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
+        let mut idle = true;
+        match hooks.accept() {
+            Ok((stream, _)) => {
+                idle = false;
+                answer(&mut agent, stream)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => tracing::warn!("accepting a hook: {e}"),
+        }
+        if let Some(queries) = &queries {
+            match queries.accept() {
+                Ok((stream, _)) => {
+                    idle = false;
+                    answer_query(&agent, stream)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => tracing::warn!("accepting a query: {e}"),
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(20));
         }
         if Instant::now() >= next_poll {
             if let Err(e) = agent.tick() {
@@ -256,7 +315,60 @@ pub fn serve(config: AgentConfig, stop: &AtomicBool) -> Result<(), AgentError> {
     }
     agent.tick()?;
     let _ = std::fs::remove_file(&socket);
+    if let Some(path) = &query_socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// A listening socket at `path` with permission bits `mode`.
+fn listen(path: &std::path::Path, mode: u32) -> Result<UnixListener, AgentError> {
+    let io = |source| AgentError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    Ok(listener)
+}
+
+/// A user's question: `{"job_id": N}`; the answer, `ok [records]`.
+fn answer_query(agent: &Agent, stream: UnixStream) {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let reply = (|| {
+        stream
+            .set_nonblocking(false)
+            .and_then(|_| stream.set_read_timeout(Some(Duration::from_secs(1))))
+            .map_err(|e| e.to_string())?;
+        let uid = getsockopt(&stream, PeerCredentials)
+            .map_err(|e| format!("peer credentials: {e}"))?
+            .uid();
+        let mut line = String::new();
+        BufReader::new((&stream).take(MAX_LINE_BYTES as u64))
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the question: {e}"))?;
+        let question: JobQuery =
+            serde_json::from_str(line.trim()).map_err(|e| format!("not a job query: {e}"))?;
+        let records = agent.records_for(question.job_id, uid)?;
+        serde_json::to_string(&records).map_err(|e| e.to_string())
+    })();
+    let line = match reply {
+        Ok(json) => format!("ok {json}"),
+        Err(e) => format!("error: {e}"),
+    };
+    let _ = (&stream).write_all(format!("{line}\n").as_bytes());
+}
+
+/// What `joulebench job` asks.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    pub job_id: u64,
 }
 
 /// Who may talk to the agent: root (the hooks run as root under slurmd)

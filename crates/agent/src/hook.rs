@@ -68,6 +68,19 @@ pub fn message_from_env(
 
 /// Sends `message` to the agent at `socket`; its reply line.
 pub fn send(socket: &Path, message: &HookMessage) -> Result<String, String> {
+    exchange(socket, &message.to_line())
+}
+
+/// Every node's record of `job_id`, asked of the agent's query socket.
+pub fn query(socket: &Path, job_id: u64) -> Result<Vec<crate::record::JobNodeRecord>, String> {
+    let line = format!("{{\"job_id\":{job_id}}}\n");
+    let reply = exchange(socket, &line)?;
+    serde_json::from_str(reply.strip_prefix("ok ").unwrap_or(&reply))
+        .map_err(|e| format!("the agent's answer is not a list of records: {e}"))
+}
+
+/// One line out, one line back.
+fn exchange(socket: &Path, line: &str) -> Result<String, String> {
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("the agent is not answering at {} ({e})", socket.display()))?;
     stream
@@ -75,7 +88,7 @@ pub fn send(socket: &Path, message: &HookMessage) -> Result<String, String> {
         .and_then(|_| stream.set_read_timeout(Some(HOOK_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     (&stream)
-        .write_all(message.to_line().as_bytes())
+        .write_all(line.as_bytes())
         .map_err(|e| format!("sending to the agent: {e}"))?;
     let mut reply = String::new();
     BufReader::new(&stream)

@@ -46,6 +46,8 @@ impl Node {
             node: "jbn1".into(),
             state_dir: self.dir.path().join("state"),
             socket: self.socket(),
+            query_socket: Some(self.query_socket()),
+            records_dir: None,
             interval: POLL,
             sysfs_root: self.dir.path().join("sys"),
             nvml_library: Some(PathBuf::from("/nonexistent/libnvidia-ml.so.1")),
@@ -54,6 +56,10 @@ impl Node {
 
     fn socket(&self) -> PathBuf {
         self.dir.path().join("run/agent.sock")
+    }
+
+    fn query_socket(&self) -> PathBuf {
+        self.dir.path().join("run/query.sock")
     }
 
     fn start_agent(&self) -> Running {
@@ -134,6 +140,11 @@ fn an_exclusive_job_gets_the_node_across_a_counter_wrap() {
     assert_eq!(r.method, "exclusive");
     assert_eq!(r.cpu_j["package-0"], 107.0);
     assert_eq!(r.meters[0].end_raw_uj, 7_000_000);
+    // Asked by its owner (the test runs as root: any job), through the query socket.
+    let records = agent::hook::query(&node.query_socket(), 11).unwrap();
+    assert_eq!(records, vec![r.clone()]);
+    let err = agent::hook::query(&node.query_socket(), 99).unwrap_err();
+    assert!(err.contains("no record of job 99"), "{err}");
     // An Epilog run twice is answered, not recorded twice.
     assert!(node
         .hook(Event::End, 11, &[])

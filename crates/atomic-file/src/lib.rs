@@ -31,6 +31,14 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     file.commit()
 }
 
+/// Writes `bytes` to `path` atomically, readable and writable by the owner
+/// only (0600) from the first byte: records other users must not read.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    let mut file = AtomicFile::create_with_mode(path, 0o600)?;
+    file.write_all(bytes).map_err(|e| file.error(e))?;
+    file.commit()
+}
+
 /// Writes `path` atomically through `save`, for libraries that only save to
 /// a path (model weights): `save` writes the temp file at the path it is given.
 pub fn write_with(
@@ -52,6 +60,14 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// A temp file beside `path`, creating the folder if needed.
     pub fn create(path: &Path) -> Result<AtomicFile, AtomicWriteError> {
+        // A temporary file is private (0600); the file it becomes is an
+        // ordinary one, readable as the umask allows (0644 usually), like a
+        // file written in place.
+        Self::create_with_mode(path, 0o666)
+    }
+
+    /// The same, with the file's permission bits (before the umask) on Unix.
+    pub fn create_with_mode(path: &Path, mode: u32) -> Result<AtomicFile, AtomicWriteError> {
         let error = |source| AtomicWriteError {
             path: path.to_path_buf(),
             source,
@@ -64,14 +80,13 @@ impl AtomicFile {
             .unwrap_or_else(|| ".".into());
         let mut builder = tempfile::Builder::new();
         builder.prefix(&name).suffix(".tmp");
-        // A temporary file is private (0600); the file it becomes is an
-        // ordinary one, readable as the umask allows (0644 usually), like a
-        // file written in place.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
+            builder.permissions(std::fs::Permissions::from_mode(mode));
         }
+        #[cfg(not(unix))]
+        let _ = mode;
         let tmp = builder.tempfile_in(folder).map_err(error)?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
@@ -175,6 +190,17 @@ mod tests {
         write(&atomic, b"x").unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&atomic), mode(&plain));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_file_is_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        write_private(&path, b"{}").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

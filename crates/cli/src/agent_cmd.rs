@@ -3,9 +3,9 @@
 //! ended). See `deploy/slurm/` for the systemd unit and the slurm.conf lines.
 
 use agent::daemon::{serve, AgentConfig};
-use agent::hook::{append_as_user, expand_output_path, message_from_env, send};
+use agent::hook::{append_as_user, expand_output_path, message_from_env, query, send};
 use agent::protocol::Event;
-use agent::record::JobSummary;
+use agent::record::{joules, JobNodeRecord, JobSummary};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// The socket both sides use unless told otherwise.
 const DEFAULT_SOCKET: &str = "/run/joulebench/agent.sock";
+/// Where users ask for their jobs (`joulebench job`).
+const DEFAULT_QUERY_SOCKET: &str = "/run/joulebench/query.sock";
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -26,6 +28,15 @@ pub struct AgentArgs {
     /// The Unix socket the hooks talk to (root only).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+
+    /// The socket `joulebench job` asks (anyone may; each user sees their own jobs).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_QUERY_SOCKET)]
+    query_socket: PathBuf,
+
+    /// Where job records go (default STATE_DIR/jobs). A folder the nodes share lets
+    /// any node's agent answer for a whole multi-node job.
+    #[arg(long, value_name = "DIR")]
+    records_dir: Option<PathBuf>,
 
     /// How often every counter is read into the journal; keep it well inside a
     /// RAPL counter's wrap time (minutes).
@@ -43,6 +54,20 @@ pub struct AgentArgs {
     /// NVML's library, when not the driver's libnvidia-ml.so.1.
     #[arg(long, value_name = "FILE")]
     nvml_library: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The Slurm job id.
+    job_id: u64,
+
+    /// The agent's query socket (on any node that sees the job's records).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_QUERY_SOCKET)]
+    socket: PathBuf,
+
+    /// Print the records as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +102,8 @@ pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
         node: args.node.unwrap_or_else(host_name),
         state_dir: args.state_dir,
         socket: args.socket,
+        query_socket: Some(args.query_socket),
+        records_dir: args.records_dir,
         interval: args.interval,
         sysfs_root: args.sysfs_root,
         nvml_library: args.nvml_library,
@@ -142,4 +169,65 @@ fn tell_the_user(reply: &str) -> Result<(), String> {
         id("SLURM_JOB_GID")?,
         &summary.line(nodes),
     )
+}
+
+/// `joulebench job ID`: the job's energy per node and per GPU, with how it was
+/// attributed. Users see their own jobs; root any.
+pub fn run_job(args: JobArgs) -> Result<ExitCode> {
+    let records = query(&args.socket, args.job_id).map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        print!("{}", job_table(&records));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn job_table(records: &[JobNodeRecord]) -> String {
+    let total: f64 = records.iter().map(|r| r.job_j).sum();
+    let first = &records[0];
+    let mut out = format!(
+        "job {} of {} (uid {}): {} ({:.4} kWh) on {} node{}\n",
+        first.job_id,
+        first.user.as_deref().unwrap_or("?"),
+        first.uid,
+        joules(total),
+        total / 3.6e6,
+        records.len(),
+        if records.len() == 1 { "" } else { "s" }
+    );
+    out += &format!(
+        "{:<12} {:<11} {:>9} {:>11} {:>10} {:>12}  GPUs\n",
+        "node", "method", "seconds", "job", "kWh", "node total"
+    );
+    for r in records {
+        let gpus = r
+            .gpu_j
+            .iter()
+            .map(|(g, j)| {
+                let mark = if r.gpus.contains(g) {
+                    ""
+                } else {
+                    " (not the job's)"
+                };
+                format!("gpu{g} {}{mark}", joules(*j))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out += &format!(
+            "{:<12} {:<11} {:>9.1} {:>11} {:>10.5} {:>12}  {}\n",
+            r.node,
+            r.method,
+            r.duration_s,
+            joules(r.job_j),
+            r.job_j / 3.6e6,
+            joules(r.node_measured_j),
+            if gpus.is_empty() { "-".into() } else { gpus }
+        );
+        for missing in &r.not_attributed {
+            out += &format!("  {}: not counted: {missing}\n", r.node);
+        }
+    }
+    out += "measured: RAPL and NVML energy counters read by joulebench agent on each node\n";
+    out
 }

@@ -73,6 +73,8 @@ enum Command {
     /// Slurm hooks: `joulebench slurm prolog` / `epilog` tell the agent a job started or ended.
     #[command(subcommand)]
     Slurm(agent_cmd::SlurmCommand),
+    /// A Slurm job's energy per node and per GPU (your own jobs; root: any).
+    Job(agent_cmd::JobArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run(args),
         Command::Agent(args) => agent_cmd::run_agent(args),
         Command::Slurm(cmd) => agent_cmd::run_slurm(cmd),
+        Command::Job(args) => agent_cmd::run_job(args),
     };
     match outcome {
         Ok(code) => code,

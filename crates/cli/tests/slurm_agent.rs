@@ -49,6 +49,10 @@ fn agent(work: &Path, node: &str, trees: &Path) -> Child {
         .arg(work.join(node).join("state"))
         .arg("--socket")
         .arg(work.join(node).join("agent.sock"))
+        .arg("--query-socket")
+        .arg(work.join(node).join("query.sock"))
+        .arg("--records-dir")
+        .arg(work.join("records"))
         .arg("--sysfs-root")
         .arg(trees.join(node))
         .args(["--nvml-library", "/nonexistent/libnvidia-ml.so.1"])
@@ -57,10 +61,7 @@ fn agent(work: &Path, node: &str, trees: &Path) -> Child {
 }
 
 fn record(work: &Path, node: &str, job: &str) -> Option<serde_json::Value> {
-    let path = work
-        .join(node)
-        .join("state/jobs")
-        .join(format!("{job}.{node}.json"));
+    let path = work.join("records").join(format!("{job}.{node}.json"));
     path.is_file().then(|| read_json(&path))
 }
 
@@ -190,6 +191,38 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         assert_eq!(r["node"], node);
     }
 
+    // `joulebench job` on any node's agent (the records folder is shared):
+    // root sees every job, with each node's share.
+    let jb_job = |user: Option<&str>, job: &str| {
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", common::BIN]);
+                c
+            }
+            None => Command::new(common::BIN),
+        };
+        let o = c
+            .args(["job", job, "--socket"])
+            .arg(work.join("jbn2/query.sock"))
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, text) = jb_job(None, &job);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("on 2 nodes") && text.contains("jbn1") && text.contains("jbn2"),
+        "{text}"
+    );
+    // Someone else's job is refused.
+    let (code, text) = jb_job(Some("nobody"), &job);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("belongs to another user"), "{text}");
+
     // A batch job of an ordinary user: the Epilog appends the summary to its
     // output file, written as that user. The second job points its output
     // file at a root-owned file: the append is refused, the file untouched.
@@ -244,6 +277,19 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         "{text}"
     );
     assert!(text.contains("(exclusive)"), "{text}");
+    // Its owner reads it with `joulebench job`; the record file itself is root's.
+    let (code, table) = jb_job(Some("nobody"), &job);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains(&format!("job {job} of nobody")), "{table}");
+    let direct = Command::new("runuser")
+        .args(["-u", "nobody", "--", "cat"])
+        .arg(work.join("records").join(format!("{job}.jbn1.json")))
+        .output()
+        .unwrap();
+    assert!(
+        !direct.status.success(),
+        "a user read a record file directly"
+    );
     let job = sbatch(&format!(
         "rm -f {0}/out-$SLURM_JOB_ID.txt; ln -s {1} {0}/out-$SLURM_JOB_ID.txt; sleep 1",
         shared.display(),
