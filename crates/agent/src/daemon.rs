@@ -284,27 +284,24 @@ pub fn serve(config: AgentConfig, stop: &AtomicBool) -> Result<(), AgentError> {
     };
     let mut next_poll = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) {
-        let mut idle = true;
+        // Sleep in poll(2) until a hook or a question arrives or the next
+        // reading is due (at most STOP_CHECK, to notice `stop`): no busy loop
+        // on a node that runs this all the time.
+        let wait = next_poll
+            .saturating_duration_since(Instant::now())
+            .min(STOP_CHECK);
+        wait_readable(&hooks, queries.as_ref(), wait);
         match hooks.accept() {
-            Ok((stream, _)) => {
-                idle = false;
-                answer(&mut agent, stream)
-            }
+            Ok((stream, _)) => answer(&mut agent, stream),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => tracing::warn!("accepting a hook: {e}"),
         }
         if let Some(queries) = &queries {
             match queries.accept() {
-                Ok((stream, _)) => {
-                    idle = false;
-                    answer_query(&agent, stream)
-                }
+                Ok((stream, _)) => answer_query(&agent, stream),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => tracing::warn!("accepting a query: {e}"),
             }
-        }
-        if idle {
-            std::thread::sleep(Duration::from_millis(20));
         }
         if Instant::now() >= next_poll {
             if let Err(e) = agent.tick() {
@@ -319,6 +316,22 @@ pub fn serve(config: AgentConfig, stop: &AtomicBool) -> Result<(), AgentError> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// The longest the agent sleeps before looking at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// Blocks until either listener has a connection waiting, or `wait` passed.
+fn wait_readable(hooks: &UnixListener, queries: Option<&UnixListener>, wait: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = vec![PollFd::new(hooks.as_fd(), PollFlags::POLLIN)];
+    if let Some(q) = queries {
+        fds.push(PollFd::new(q.as_fd(), PollFlags::POLLIN));
+    }
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    // EINTR (a signal: perhaps the stop) and errors alike return to the loop.
+    let _ = poll(&mut fds, PollTimeout::from(ms));
 }
 
 /// A listening socket at `path` with permission bits `mode`.
