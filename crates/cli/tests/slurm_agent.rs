@@ -2,10 +2,14 @@
 //! (../shared/tools/slurm-two-nodes), with no change to the jobs: one
 //! `joulebench agent` per node, each reading its own fake RAPL tree at a
 //! known power, and `joulebench slurm prolog|epilog` as the cluster's
-//! Prolog/Epilog (`PrologFlags=Alloc`). Checks a one-node job, a two-node
-//! job, and a node whose agent is down (the hooks exit 0: the node stays
-//! IDLE, the job runs, nothing is recorded there). Skips, saying why, where
-//! the cluster cannot start (not root, no script).
+//! Prolog/Epilog (`PrologFlags=Alloc`). Cases: a one-node job, a two-node
+//! job (a record per node), `joulebench job` for root and for another user
+//! (refused), an ordinary user's batch job (the summary in its output file,
+//! written as the user; a symlink to a root-owned file is not followed as
+//! root), a job array (a record per task), a cancelled job, and a node whose
+//! agent is down (the hooks exit 0: the node stays IDLE, the job runs,
+//! nothing is recorded there). Skips, saying why, where the cluster cannot
+//! start (not root, no script).
 
 mod common;
 
@@ -73,7 +77,22 @@ fn wait_record(work: &Path, node: &str, job: &str) -> serde_json::Value {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no record of job {job} on {node}");
+    let have: Vec<String> = std::fs::read_dir(work.join("records"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let log = std::env::temp_dir()
+        .join(format!("joulebench-slurm-agent-{}", std::process::id()))
+        .join(format!("log/slurmd-{node}.log"));
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    panic!(
+        "no record of job {job} on {node}; records: {have:?}; slurmd:\n{}",
+        tail.join("\n")
+    );
 }
 
 #[test]
@@ -298,6 +317,77 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     wait_record(work, "jbn1", &job);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(std::fs::read_to_string(&guarded).unwrap(), "root's\n");
+
+    // A job array: each task is a job of its own, with its own record. A
+    // cancelled job still gets its Epilog, so its energy up to the cancel.
+    let o = Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            "sbatch",
+            "--parsable",
+            "--array=1-2",
+            "-N1",
+            "-w",
+            "jbn1",
+        ])
+        .arg(format!("--output={}/array-%A_%a.txt", shared.display()))
+        .args(["--wrap", "sleep 1"])
+        .current_dir(&shared)
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let array = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let long = sbatch("sleep 60");
+    // Cancelled once running (a job cancelled while pending never ran: no record).
+    for _ in 0..200 {
+        let state = Command::new("squeue")
+            .args(["-h", "-j", &long, "-o", "%t"])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&state.stdout).trim() == "R" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let cancel = Command::new("scancel")
+        .arg(&long)
+        .env("SLURM_CONF", &conf)
+        .status()
+        .unwrap();
+    assert!(cancel.success());
+    let cancelled = wait_record(work, "jbn1", &long);
+    assert!(
+        cancelled["duration_s"].as_f64().unwrap() < 30.0,
+        "{cancelled}"
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let show = Command::new("scontrol")
+            .args(["show", "job", &array])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&show.stdout).to_string();
+        tasks = text
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("JobId="))
+            .map(String::from)
+            .collect();
+        if tasks.len() == 2 && text.matches("JobState=COMPLETED").count() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(tasks.len(), 2, "array {array}'s tasks: {tasks:?}");
+    for task in &tasks {
+        let r = wait_record(work, "jbn1", task);
+        assert_eq!(r["user"], "nobody", "{r}");
+    }
 
     // jbn2's agent down: the job still runs, the node stays idle.
     let mut down = cluster.agents.remove(1);
