@@ -5,7 +5,8 @@ use crate::counters::Counter;
 use crate::journal::{Journal, JournalError, OpenJob};
 use crate::protocol::{unix_ns, Event, HookMessage, MAX_LINE_BYTES};
 use crate::record::{self, JobNodeRecord, MeterMeta};
-use power::meter::{Meter, Probe, Reading, ReadingKind};
+use crate::share;
+use power::meter::{Meter, Probe, Reading, ReadingKind, Scope};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -33,6 +34,8 @@ pub struct AgentConfig {
     pub sysfs_root: PathBuf,
     /// NVML's library, when not the driver's usual name.
     pub nvml_library: Option<PathBuf>,
+    /// Where the jobs' cgroups are (`/sys/fs/cgroup`), for their CPU time.
+    pub cgroup_root: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,28 +125,74 @@ impl Agent {
         &self.journal
     }
 
-    /// Reads every counter into the journal (not saved here).
+    /// Reads every counter into the journal (not saved here), and gives the
+    /// open jobs their shares of the CPU energy since the last poll.
     pub fn poll(&mut self) {
+        let mut increments = BTreeMap::new();
         for meter in &mut self.meters {
             let id = meter.info().id.clone();
             match meter.read() {
                 Ok(Reading::Energy {
                     counter_uj,
                     wrap_uj,
-                }) => {
-                    self.journal
-                        .counters
-                        .entry(id)
-                        .and_modify(|c| {
-                            c.advance(counter_uj, wrap_uj);
-                        })
-                        .or_insert_with(|| Counter::new(counter_uj, wrap_uj));
-                }
+                }) => match self.journal.counters.get_mut(&id) {
+                    Some(c) => {
+                        increments.insert(id, c.advance(counter_uj, wrap_uj));
+                    }
+                    None => {
+                        self.journal
+                            .counters
+                            .insert(id, Counter::new(counter_uj, wrap_uj));
+                    }
+                },
                 Ok(_) => {}
                 Err(e) => tracing::warn!("reading {id}: {e}"),
             }
         }
+        self.share_cpu_energy(&increments);
         self.journal.polled_unix_ns = unix_ns();
+    }
+
+    /// The CPU meters' increments split between the open jobs (`share`).
+    fn share_cpu_energy(&mut self, increments: &BTreeMap<String, u64>) {
+        let contained: Vec<&String> = self.meta.values().flat_map(|m| &m.contains).collect();
+        let cpu: BTreeMap<String, u64> = increments
+            .iter()
+            .filter(|(id, _)| {
+                !contained.contains(id)
+                    && self
+                        .meta
+                        .get(*id)
+                        .is_some_and(|m| matches!(m.scope, Scope::CpuPackage | Scope::Dram))
+            })
+            .map(|(id, e)| (id.clone(), *e))
+            .collect();
+        let mut tenants = Vec::new();
+        for job in self.journal.jobs.values_mut() {
+            let now = share::cgroup_cpu_us(&self.config.cgroup_root, job.job_id, job.uid);
+            let used = match (job.cgroup_cpu_us, now) {
+                (Some(before), Some(now)) => now.saturating_sub(before),
+                _ => 0,
+            };
+            job.cgroup_cpu_us = now.or(job.cgroup_cpu_us);
+            job.cpu_used_us += used;
+            tenants.push((
+                job.job_id,
+                share::Tenant {
+                    cpu_us: used,
+                    cpus: job.cpus.unwrap_or(1),
+                },
+            ));
+        }
+        let mut attributed = BTreeMap::new();
+        share::attribute(&cpu, &tenants, &mut attributed);
+        for (job_id, meters) in attributed {
+            if let Some(job) = self.journal.jobs.get_mut(&job_id) {
+                for (meter, uj) in meters {
+                    *job.attributed_uj.entry(meter).or_default() += uj;
+                }
+            }
+        }
     }
 
     /// A poll, saved.
@@ -219,6 +268,14 @@ impl Agent {
                         uid: message.uid,
                         user: message.user.clone(),
                         gpus: message.gpus.clone(),
+                        cpus: message.cpus,
+                        cgroup_cpu_us: share::cgroup_cpu_us(
+                            &self.config.cgroup_root,
+                            message.job_id,
+                            message.uid,
+                        ),
+                        cpu_used_us: 0,
+                        attributed_uj: BTreeMap::new(),
                         started_unix_ns: now,
                         start_totals_uj: self.journal.totals(),
                         start_raw_uj: self.journal.raws(),

@@ -62,6 +62,12 @@ pub fn message_from_env(
         })?,
         gpus,
         user: get("SLURM_JOB_USER"),
+        // "4" or "4(x2)": the CPUs on each of the job's nodes.
+        cpus: get("SLURM_JOB_CPUS_PER_NODE").and_then(|v| {
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        }),
         sent_unix_ns: unix_ns(),
     })
 }

@@ -37,6 +37,18 @@ pub struct OpenJob {
     pub start_raw_uj: BTreeMap<String, u64>,
     /// Other jobs that ran on the node during this one.
     pub co_tenants: Vec<u64>,
+    /// CPUs allocated on this node.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// The cgroup's CPU time at the last poll, µs (none found: `None`).
+    #[serde(default)]
+    pub cgroup_cpu_us: Option<u64>,
+    /// CPU time used over the job, µs, as its cgroup counted it.
+    #[serde(default)]
+    pub cpu_used_us: u64,
+    /// Its share of each CPU meter's energy, poll by poll (see `share`), µJ.
+    #[serde(default)]
+    pub attributed_uj: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@
 //!   atomically after every poll, read back at start;
 //! - [`protocol`]: the one-line messages Slurm's Prolog/Epilog hooks send;
 //! - [`record`]: what a job's end writes: one JSON record per job per node;
+//! - [`share`]: a shared node's CPU energy split by the jobs' cgroup CPU time;
 //! - [`daemon`]: the polling loop and the socket; [`hook`]: the hooks' side,
 //!   which never fails a job.
 
@@ -15,3 +16,4 @@ pub mod hook;
 pub mod journal;
 pub mod protocol;
 pub mod record;
+pub mod share;

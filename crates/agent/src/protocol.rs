@@ -15,9 +15,13 @@ pub struct HookMessage {
     /// `CUDA_VISIBLE_DEVICES`): device indices.
     #[serde(default)]
     pub gpus: Vec<u32>,
-    /// The job owner's name and output file, for the summary the Epilog writes.
+    /// The job owner's name, for the summary the Epilog writes.
     #[serde(default)]
     pub user: Option<String>,
+    /// CPUs allocated to the job on this node (`SLURM_JOB_CPUS_PER_NODE`),
+    /// for splitting idle energy on a shared node.
+    #[serde(default)]
+    pub cpus: Option<u32>,
     /// When the hook sent it, ns since the Unix epoch (a stale message is
     /// refused).
     pub sent_unix_ns: u64,
@@ -90,6 +94,7 @@ mod tests {
             uid: 1000,
             gpus: vec![1],
             user: Some("ada".into()),
+            cpus: Some(2),
             sent_unix_ns: 1_000_000_000_000,
         };
         let now = m.sent_unix_ns + 1;

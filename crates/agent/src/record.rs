@@ -1,12 +1,14 @@
 //! A job's energy on one node: the record its end writes
 //! (`<state>/jobs/<job>.<node>.json`).
 //!
-//! Attribution, in this version:
+//! Attribution:
 //! - `exclusive`: no other job ran on the node during this one, so the job
 //!   gets every device's energy (the node's measured total);
-//! - `gpu-device`: the node was shared; the job gets the energy of the GPUs
-//!   it was given, and CPU energy is not attributed yet (the record says so
-//!   and keeps the node's measured total beside it).
+//! - `cpu-time-share`: the node was shared; the job gets the energy of the
+//!   GPUs it was given (each GPU goes to its owner) and its share of the
+//!   packages' and DRAM's energy, interval by interval, by its cgroup's CPU
+//!   time (idle intervals by allocated CPUs; see `share`). The record keeps
+//!   the node's measured total beside it.
 
 use crate::journal::OpenJob;
 use power::meter::Scope;
@@ -46,6 +48,12 @@ pub struct JobNodeRecord {
     pub job_j: f64,
     /// Energy of GPUs the job was given (always part of `job_j`).
     pub job_gpu_j: f64,
+    /// The job's part of the CPU packages and DRAM (all of it when exclusive).
+    #[serde(default)]
+    pub job_cpu_j: f64,
+    /// CPU time its cgroup used, seconds (`None`: no cgroup found).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
     pub method: String,
     pub co_tenants: Vec<u64>,
     /// What is missing from `job_j`, in words (empty when nothing is).
@@ -110,20 +118,34 @@ pub fn close(
         node_measured_j += energy_j;
     }
     let job_gpu_j: f64 = job.gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
+    let node_cpu_j: f64 = cpu_j.values().sum();
     let exclusive = job.co_tenants.is_empty();
-    let (method, job_j, not_attributed) = if exclusive {
-        ("exclusive", node_measured_j, Vec::new())
+    let mut not_attributed = Vec::new();
+    let (method, job_cpu_j) = if exclusive {
+        ("exclusive", node_cpu_j)
     } else {
-        (
-            "gpu-device",
-            job_gpu_j,
-            vec![format!(
-                "CPU energy ({:.1} J on the node) is not split between the {} jobs that shared it \
-                 (cpu-time-share is not built yet)",
-                cpu_j.values().sum::<f64>(),
-                job.co_tenants.len() + 1
-            )],
-        )
+        let share: f64 = job
+            .attributed_uj
+            .iter()
+            .filter(|(id, _)| {
+                meta.get(*id)
+                    .is_some_and(|m| matches!(m.scope, Scope::CpuPackage | Scope::Dram))
+            })
+            .map(|(_, &uj)| uj as f64 / 1e6)
+            .sum();
+        if job.cgroup_cpu_us.is_none() {
+            not_attributed.push(
+                "no cgroup CPU time was found for this job: its CPU share counts only the \
+                 intervals when no job used CPU (split by allocated CPUs)"
+                    .to_string(),
+            );
+        }
+        ("cpu-time-share", share)
+    };
+    let job_j = if exclusive {
+        node_measured_j
+    } else {
+        job_gpu_j + job_cpu_j
     };
     JobNodeRecord {
         schema: RECORD_SCHEMA.into(),
@@ -141,6 +163,8 @@ pub fn close(
         node_measured_j,
         job_j,
         job_gpu_j,
+        job_cpu_j,
+        cpu_seconds: job.cgroup_cpu_us.map(|_| job.cpu_used_us as f64 / 1e6),
         method: method.into(),
         co_tenants: job.co_tenants.clone(),
         not_attributed,

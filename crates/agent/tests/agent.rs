@@ -51,6 +51,7 @@ impl Node {
             interval: POLL,
             sysfs_root: self.dir.path().join("sys"),
             nvml_library: Some(PathBuf::from("/nonexistent/libnvidia-ml.so.1")),
+            cgroup_root: self.dir.path().join("cgroup"),
         }
     }
 
@@ -85,6 +86,7 @@ impl Node {
                 uid: 1000,
                 gpus: gpus.to_vec(),
                 user: Some("ada".into()),
+                cpus: Some(1),
                 sent_unix_ns: unix_ns(),
             },
         )
@@ -188,17 +190,60 @@ fn jobs_sharing_the_node_say_so_and_keep_the_node_total() {
     let (a, b) = (node.record(31), node.record(32));
     assert_eq!(
         (a.method.as_str(), b.method.as_str()),
-        ("gpu-device", "gpu-device")
+        ("cpu-time-share", "cpu-time-share")
     );
     assert_eq!(
         (a.co_tenants.clone(), b.co_tenants.clone()),
         (vec![32], vec![31])
     );
     assert_eq!((a.node_measured_j, b.node_measured_j), (30.0, 25.0));
+    // No cgroups here: every interval is split by allocated CPUs (one each).
+    assert_joules(&a, 10.0 + 10.0);
+    assert_joules(&b, 10.0 + 5.0);
     assert!(
-        a.not_attributed[0].contains("CPU energy"),
+        a.not_attributed[0].contains("no cgroup CPU time"),
         "{:?}",
         a.not_attributed
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_shared_nodes_cpu_energy_follows_the_jobs_cgroup_cpu_time() {
+    let node = Node::new();
+    let cgroup = |job: u64, usec: u64| {
+        let dir = node
+            .dir
+            .path()
+            .join(format!("cgroup/system.slice/slurmstepd.scope/job_{job}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("cpu.stat"),
+            format!("usage_usec {usec}\nuser_usec 0\n"),
+        )
+        .unwrap();
+    };
+    cgroup(41, 0);
+    cgroup(42, 0);
+    let agent = node.start_agent();
+    node.hook(Event::Start, 41, &[]).unwrap();
+    node.hook(Event::Start, 42, &[]).unwrap();
+    // Busy: 4 J while job 41 used three times job 42's CPU time.
+    cgroup(41, 3_000_000);
+    cgroup(42, 1_000_000);
+    node.set_uj(4_000_000);
+    // Idle: 2 J while neither used CPU, split by allocated CPUs (one each).
+    node.set_uj(6_000_000);
+    node.hook(Event::End, 41, &[]).unwrap();
+    node.hook(Event::End, 42, &[]).unwrap();
+    let (a, b) = (node.record(41), node.record(42));
+    assert_joules(&a, 3.0 + 1.0);
+    assert_joules(&b, 1.0 + 1.0);
+    assert_eq!((a.cpu_seconds, b.cpu_seconds), (Some(3.0), Some(1.0)));
+    assert!(a.not_attributed.is_empty(), "{:?}", a.not_attributed);
+    assert_eq!(
+        a.node_measured_j, 6.0,
+        "the node's total stays beside the share"
     );
     agent.stop();
 }
@@ -218,6 +263,7 @@ fn bad_messages_are_refused_and_change_nothing() {
         uid: 1000,
         gpus: vec![],
         user: None,
+        cpus: None,
         sent_unix_ns: unix_ns() - 3_600_000_000_000,
     };
     let err = send(&node.socket(), &stale).unwrap_err();

@@ -54,6 +54,10 @@ pub struct AgentArgs {
     /// NVML's library, when not the driver's libnvidia-ml.so.1.
     #[arg(long, value_name = "FILE")]
     nvml_library: Option<PathBuf>,
+
+    /// Where the jobs' cgroups are (their CPU time splits a shared node's CPU energy).
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
+    cgroup_root: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +111,7 @@ pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
         interval: args.interval,
         sysfs_root: args.sysfs_root,
         nvml_library: args.nvml_library,
+        cgroup_root: args.cgroup_root,
     };
     eprintln!(
         "joulebench agent on {}: state in {}, hooks at {}",
