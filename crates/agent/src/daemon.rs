@@ -22,6 +22,9 @@ pub struct AgentConfig {
     /// The journal and `jobs/` go here (`/var/lib/joulebench`).
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// A group that may read the records too (0640): the SlurmUser's, so
+    /// that `EpilogSlurmctld` sums them when it does not run as root.
+    pub records_group: Option<u32>,
     /// Where users ask for their jobs' records (`joulebench job`): anyone
     /// may connect, each sees only their own jobs.
     pub query_socket: Option<PathBuf>,
@@ -317,11 +320,20 @@ impl Agent {
         Ok(reply)
     }
 
-    /// Written root-only (0600): users read theirs through the agent.
+    /// Written root-only (0600; 0640 with the records group): users read
+    /// theirs through the agent.
     fn write_record(&self, record: &JobNodeRecord) -> Result<(), String> {
         let json = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
-        atomic_file::write_private(&self.record_path(record.job_id), &json)
-            .map_err(|e| e.to_string())
+        let path = self.record_path(record.job_id);
+        atomic_file::write_private(&path, &json).map_err(|e| e.to_string())?;
+        if let Some(gid) = self.config.records_group {
+            std::os::unix::fs::chown(&path, None, Some(gid))
+                .and_then(|_| {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))
+                })
+                .map_err(|e| format!("{}: giving it to group {gid}: {e}", path.display()))?;
+        }
+        Ok(())
     }
 }
 

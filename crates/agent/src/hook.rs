@@ -181,6 +181,29 @@ pub fn append_as_user(path: &str, uid: u32, gid: u32, line: &str) -> Result<(), 
     }
 }
 
+/// The id of group `name`, for `--records-group`.
+pub fn group_id(name: &str) -> Result<u32, String> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no group named {name}")),
+        Err(e) => Err(format!("looking up group {name}: {e}")),
+    }
+}
+
+/// Makes `command` start in a session of its own, so that it outlives the
+/// hook that started it (slurmctld waits for a hook's process group).
+pub fn in_own_session(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, the only call between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

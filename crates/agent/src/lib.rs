@@ -13,6 +13,8 @@
 pub mod counters;
 pub mod daemon;
 pub mod hook;
+pub mod hostlist;
+pub mod job;
 pub mod journal;
 pub mod protocol;
 pub mod record;

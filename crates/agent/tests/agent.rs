@@ -48,6 +48,7 @@ impl Node {
             socket: self.socket(),
             query_socket: Some(self.query_socket()),
             records_dir: None,
+            records_group: None,
             interval: POLL,
             sysfs_root: self.dir.path().join("sys"),
             nvml_library: Some(PathBuf::from("/nonexistent/libnvidia-ml.so.1")),
@@ -285,4 +286,37 @@ fn raw(socket: &Path, text: &str) -> String {
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line).unwrap();
     line.trim().to_string()
+}
+
+#[test]
+fn records_are_root_only_or_shared_with_the_records_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let node = Node::new();
+    let agent = node.start_agent();
+    node.hook(Event::Start, 51, &[]).unwrap();
+    node.hook(Event::End, 51, &[]).unwrap();
+    let path = node.dir.path().join("state/jobs/51.jbn1.json");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    agent.stop();
+    let gid = agent::hook::group_id("nogroup")
+        .or_else(|_| agent::hook::group_id("nobody"))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let config = AgentConfig {
+        records_group: Some(gid),
+        ..node.config()
+    };
+    let thread = std::thread::spawn(move || serve(config, &flag).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    node.hook(Event::Start, 52, &[]).unwrap();
+    node.hook(Event::End, 52, &[]).unwrap();
+    let meta = std::fs::metadata(node.dir.path().join("state/jobs/52.jbn1.json")).unwrap();
+    assert_eq!(
+        (meta.permissions().mode() & 0o777, meta.gid()),
+        (0o640, gid)
+    );
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
 }

@@ -34,9 +34,14 @@ pub struct AgentArgs {
     query_socket: PathBuf,
 
     /// Where job records go (default STATE_DIR/jobs). A folder the nodes share lets
-    /// any node's agent answer for a whole multi-node job.
+    /// any node's agent answer for a whole multi-node job, and EpilogSlurmctld sum it.
     #[arg(long, value_name = "DIR")]
     records_dir: Option<PathBuf>,
+
+    /// A group that may read the records (0640 instead of 0600): SlurmUser's,
+    /// when EpilogSlurmctld does not run as root.
+    #[arg(long, value_name = "GROUP")]
+    records_group: Option<String>,
 
     /// How often every counter is read into the journal; keep it well inside a
     /// RAPL counter's wrap time (minutes).
@@ -82,6 +87,31 @@ pub enum SlurmCommand {
     /// For `Epilog=`: tells the agent this job ended; the agent writes its record.
     /// Always exits 0 within a second.
     Epilog(HookArgs),
+    /// For `EpilogSlurmctld=` (the controller, as SlurmUser): sums the job's node
+    /// records (from a records folder the nodes share) into `<job>.json` and puts a
+    /// compact summary in the job's AdminComment (`sacct -j ID -o AdminComment`).
+    EpilogCtld(CtldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtldArgs {
+    /// The records folder the agents share (their `--records-dir`).
+    #[arg(long, value_name = "DIR")]
+    records_dir: PathBuf,
+
+    /// How long to wait for the nodes' records (their Epilogs may still run).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
+    wait: Duration,
+
+    /// Write the job's record only; leave AdminComment alone.
+    #[arg(long)]
+    no_admin_comment: bool,
+
+    /// Do the work here (the hook itself returns at once and leaves it to a
+    /// detached copy of itself: slurmctld holds the job COMPLETING, its nodes
+    /// busy, while EpilogSlurmctld runs).
+    #[arg(long, hide = true)]
+    worker: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +138,12 @@ pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
         socket: args.socket,
         query_socket: Some(args.query_socket),
         records_dir: args.records_dir,
+        records_group: args
+            .records_group
+            .as_deref()
+            .map(agent::hook::group_id)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         interval: args.interval,
         sysfs_root: args.sysfs_root,
         nvml_library: args.nvml_library,
@@ -127,6 +163,18 @@ pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
     let (event, args, name) = match command {
         SlurmCommand::Prolog(a) => (Event::Start, a, "prolog"),
         SlurmCommand::Epilog(a) => (Event::End, a, "epilog"),
+        SlurmCommand::EpilogCtld(a) => {
+            // As the node hooks: say what went wrong, exit 0.
+            let outcome = if a.worker {
+                epilog_ctld(&a)
+            } else {
+                detach_ctld_worker(&a)
+            };
+            if let Err(e) = outcome {
+                eprintln!("joulebench slurm epilog-ctld: {e}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     // Whatever happens, the job goes on and the node stays up: say why on
     // stderr (slurmd's log) and exit 0.
@@ -235,4 +283,78 @@ fn job_table(records: &[JobNodeRecord]) -> String {
     }
     out += "measured: RAPL and NVML energy counters read by joulebench agent on each node\n";
     out
+}
+
+/// Starts this command again as a detached worker (its own session, its
+/// messages appended to `<records>/epilog-ctld.log`) and returns.
+fn detach_ctld_worker(args: &CtldArgs) -> Result<(), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.records_dir.join("epilog-ctld.log"))
+        .map_err(|e| format!("{}: {e}", args.records_dir.display()))?;
+    let mut worker = std::process::Command::new(
+        std::env::current_exe().map_err(|e| format!("finding joulebench itself: {e}"))?,
+    );
+    worker
+        .args(["slurm", "epilog-ctld", "--worker", "--records-dir"])
+        .arg(&args.records_dir)
+        .arg("--wait")
+        .arg(format!("{}ms", args.wait.as_millis()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    if args.no_admin_comment {
+        worker.arg("--no-admin-comment");
+    }
+    agent::hook::in_own_session(&mut worker);
+    worker
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("starting the worker: {e}"))
+}
+
+/// The job's nodes' records summed into `<job>.json`, and its AdminComment.
+fn epilog_ctld(args: &CtldArgs) -> Result<(), String> {
+    let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
+    let job_id: u64 = var("SLURM_JOB_ID")?
+        .parse()
+        .map_err(|_| "SLURM_JOB_ID is not a number".to_string())?;
+    let list = var("SLURM_JOB_NODELIST")?;
+    let nodes = agent::hostlist::expand(&list)
+        .ok_or_else(|| format!("SLURM_JOB_NODELIST={list}: not a host list joulebench reads"))?;
+    let total = agent::job::total(job_id, &nodes, &args.records_dir, args.wait);
+    let json = serde_json::to_vec_pretty(&total).map_err(|e| e.to_string())?;
+    atomic_file::write_private(&args.records_dir.join(format!("{job_id}.json")), &json)
+        .map_err(|e| e.to_string())?;
+    if !total.missing_nodes.is_empty() {
+        eprintln!(
+            "joulebench slurm epilog-ctld: job {job_id}: no record from {}",
+            total.missing_nodes.join(", ")
+        );
+    }
+    if args.no_admin_comment || total.records.is_empty() {
+        return Ok(());
+    }
+    // The job has finished (scontrol refuses it now) and slurmdbd may not have
+    // it yet: sacctmgr, again until it takes.
+    let deadline = std::time::Instant::now() + args.wait;
+    loop {
+        let out = std::process::Command::new("sacctmgr")
+            .args(["-i", "modify", "job", "where"])
+            .arg(format!("jobid={job_id}"))
+            .arg("set")
+            .arg(format!("AdminComment={}", total.admin_comment()))
+            .output()
+            .map_err(|e| format!("running sacctmgr: {e}"))?;
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && !said.contains("Nothing modified") {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("sacctmgr set AdminComment: {}", said.trim()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

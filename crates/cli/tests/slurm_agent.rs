@@ -109,14 +109,39 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     let trees = work.join("trees");
     let _n1 = FakeRapl::start(&trees.join("jbn1"), 20.0);
     let _n2 = FakeRapl::start(&trees.join("jbn2"), 50.0);
-    for (hook, name) in [("prolog", "prolog.sh"), ("epilog", "epilog.sh")] {
+    let dir = std::env::temp_dir().join(format!("joulebench-slurm-agent-{}", std::process::id()));
+    for (name, command) in [
+        (
+            "prolog.sh",
+            format!(
+                "slurm prolog --socket '{}'/$SLURMD_NODENAME/agent.sock",
+                work.display()
+            ),
+        ),
+        (
+            "epilog.sh",
+            format!(
+                "slurm epilog --socket '{}'/$SLURMD_NODENAME/agent.sock",
+                work.display()
+            ),
+        ),
+        (
+            "epilog_ctld.sh",
+            // slurmctld gives the script no SLURM_CONF: this cluster's is not
+            // at the default path, so scontrol is told where it is.
+            format!(
+                "slurm epilog-ctld --records-dir '{0}'/records 2>>'{0}'/epilog_ctld.log",
+                work.display()
+            ),
+        ),
+    ] {
         let script = work.join(name);
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nexec '{}' slurm {hook} --socket '{}'/$SLURMD_NODENAME/agent.sock\n",
-                common::BIN,
-                work.display()
+                "#!/bin/sh\nexport SLURM_CONF='{}'\nexec '{}' {command}\n",
+                dir.join("slurm.conf").display(),
+                common::BIN
             ),
         )
         .unwrap();
@@ -130,12 +155,12 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     std::fs::write(
         &extra,
         format!(
-            "Prolog={0}/prolog.sh\nEpilog={0}/epilog.sh\nPrologFlags=Alloc\n",
+            "Prolog={0}/prolog.sh\nEpilog={0}/epilog.sh\nPrologFlags=Alloc\n\
+             EpilogSlurmctld={0}/epilog_ctld.sh\n",
             work.display()
         ),
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("joulebench-slurm-agent-{}", std::process::id()));
     let mut cluster = Cluster {
         tool: tool.clone(),
         dir: dir.clone(),
@@ -145,6 +170,8 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         .arg("up")
         .arg(&dir)
         .env("SLURM_EXTRA_CONF", &extra)
+        // MariaDB and slurmdbd: AdminComment and sacct.
+        .env("SLURM_ACCOUNTING", "1")
         .output()
         .unwrap();
     let up_text =
@@ -231,6 +258,91 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
             String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
         )
     };
+    // EpilogSlurmctld summed the nodes into the job's record and its AdminComment.
+    let total_path = work.join("records").join(format!("{job}.json"));
+    for _ in 0..200 {
+        if total_path.is_file() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let total = read_json(&total_path);
+    let per_node: f64 = ["jbn1", "jbn2"]
+        .iter()
+        .map(|n| wait_record(work, n, &job)["job_j"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (total["job_j"].as_f64().unwrap() - per_node).abs() < 1e-6,
+        "{total}"
+    );
+    assert_eq!(
+        total["missing_nodes"].as_array().unwrap().len(),
+        0,
+        "{total}"
+    );
+    let mut comment = String::new();
+    for _ in 0..100 {
+        let sacct = Command::new("sacct")
+            .args([
+                "-j",
+                &job,
+                "-o",
+                "AdminComment%400",
+                "-P",
+                "-n",
+                "-X",
+                "-S",
+                "now-1hour",
+            ])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        comment = String::from_utf8_lossy(&sacct.stdout).trim().to_string();
+        if comment.starts_with("jb1:") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let summary = agent::job::parse_admin_comment(&comment).unwrap();
+    if !comment.starts_with("jb1:") {
+        let log = std::fs::read_to_string(dir.join("log/slurmctld.log")).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("joulebench") || l.contains("pilog") || l.contains("dmin"))
+            .collect();
+        let sacct = Command::new("sacct")
+            .args([
+                "-j",
+                &job,
+                "-o",
+                "JobID,State,AdminComment%200",
+                "-S",
+                "now-1hour",
+            ])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        let ctld = std::fs::read_to_string(work.join("epilog_ctld.log")).unwrap_or_default();
+        let show = Command::new("scontrol")
+            .args(["show", "job", &job])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        panic!(
+            "no AdminComment: {comment}\nepilog-ctld: {ctld}\nscontrol: {}\nsacct: {}{}\nslurmctld: {}",
+            String::from_utf8_lossy(&show.stdout),
+            String::from_utf8_lossy(&sacct.stdout),
+            String::from_utf8_lossy(&sacct.stderr),
+            lines.join("\n")
+        );
+    }
+    let joules: f64 = summary["j"].parse().unwrap();
+    assert!(
+        (joules - per_node).abs() < 0.01,
+        "sacct AdminComment: {comment}"
+    );
+    assert_eq!(summary["nodes"], "2", "{comment}");
+
     let (code, text) = jb_job(None, &job);
     assert_eq!(code, Some(0), "{text}");
     assert!(

@@ -1,0 +1,147 @@
+//! A whole job: its nodes' records summed, for `EpilogSlurmctld` (the job's
+//! record `<job>.json` and the compact `AdminComment` users read with
+//! `sacct -j ID -o AdminComment`).
+//!
+//! `EpilogSlurmctld` runs when the job has finished: `scontrol update`
+//! refuses it then ("Job has already finished"), so the comment goes in
+//! with `sacctmgr`, once slurmdbd has the job.
+
+use crate::record::JobNodeRecord;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const JOB_SCHEMA: &str = "joulebench.job.v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobTotal {
+    pub schema: String,
+    pub job_id: u64,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    /// The job's nodes, and those whose record never came.
+    pub nodes: Vec<String>,
+    pub missing_nodes: Vec<String>,
+    pub job_j: f64,
+    pub job_gpu_j: f64,
+    pub job_cpu_j: f64,
+    /// The measured totals of the nodes over their windows.
+    pub nodes_measured_j: f64,
+    /// Each node's method, once each (`exclusive`, `cpu-time-share`).
+    pub methods: Vec<String>,
+    pub duration_s: f64,
+    pub records: Vec<JobNodeRecord>,
+}
+
+/// Reads the records of `job_id` for `nodes` from `dir`, waiting up to
+/// `wait` for those not there yet (a node's Epilog may still be running).
+pub fn total(job_id: u64, nodes: &[String], dir: &Path, wait: Duration) -> JobTotal {
+    let deadline = Instant::now() + wait;
+    let mut records: Vec<Option<JobNodeRecord>> = vec![None; nodes.len()];
+    loop {
+        for (node, slot) in nodes.iter().zip(records.iter_mut()) {
+            if slot.is_none() {
+                let path = dir.join(crate::record::file_name(job_id, node));
+                *slot = std::fs::read(path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+            }
+        }
+        if records.iter().all(Option::is_some) || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let missing_nodes = nodes
+        .iter()
+        .zip(&records)
+        .filter(|(_, r)| r.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let records: Vec<JobNodeRecord> = records.into_iter().flatten().collect();
+    let sum = |f: fn(&JobNodeRecord) -> f64| records.iter().map(f).sum::<f64>();
+    let mut methods: Vec<String> = records.iter().map(|r| r.method.clone()).collect();
+    methods.sort();
+    methods.dedup();
+    JobTotal {
+        schema: JOB_SCHEMA.into(),
+        job_id,
+        uid: records.first().map(|r| r.uid),
+        user: records.first().and_then(|r| r.user.clone()),
+        nodes: nodes.to_vec(),
+        missing_nodes,
+        job_j: sum(|r| r.job_j),
+        job_gpu_j: sum(|r| r.job_gpu_j),
+        job_cpu_j: sum(|r| r.job_cpu_j),
+        nodes_measured_j: sum(|r| r.node_measured_j),
+        methods,
+        duration_s: records.iter().map(|r| r.duration_s).fold(0.0, f64::max),
+        records,
+    }
+}
+
+impl JobTotal {
+    /// The `AdminComment`: `jb1:` and `key=value` pairs (`j`, `kwh`,
+    /// `gpu_j`, `cpu_j`, `nodes`, `method`, `missing`), all lower case,
+    /// no quotes: `sacctmgr ... set AdminComment=` on a finished job lowers
+    /// the case and turns `"` into backticks (Slurm 22.05), which this
+    /// survives unchanged, and users read it as it is.
+    pub fn admin_comment(&self) -> String {
+        format!(
+            "jb1:j={},kwh={},gpu_j={},cpu_j={},nodes={},method={},missing={}",
+            round3(self.job_j),
+            (self.job_j / 3.6e6 * 1e6).round() / 1e6,
+            round3(self.job_gpu_j),
+            round3(self.job_cpu_j),
+            self.nodes.len(),
+            self.methods.join("+"),
+            self.missing_nodes.join(";").to_lowercase()
+        )
+    }
+}
+
+/// The fields of an `AdminComment` written by [`JobTotal::admin_comment`].
+pub fn parse_admin_comment(text: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let body = text.trim().strip_prefix("jb1:")?;
+    Some(
+        body.split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_comment_survives_sacctmgrs_lower_case() {
+        let total = JobTotal {
+            schema: JOB_SCHEMA.into(),
+            job_id: 7,
+            uid: Some(1000),
+            user: None,
+            nodes: vec!["n1".into(), "N2".into()],
+            missing_nodes: vec!["N2".into()],
+            job_j: 1234.56789,
+            job_gpu_j: 1000.0,
+            job_cpu_j: 234.56789,
+            nodes_measured_j: 1300.0,
+            methods: vec!["exclusive".into()],
+            duration_s: 10.0,
+            records: vec![],
+        };
+        let comment = total.admin_comment();
+        assert_eq!(comment, comment.to_lowercase());
+        assert!(!comment.contains('"'));
+        let fields = parse_admin_comment(&comment).unwrap();
+        assert_eq!(fields["j"], "1234.568");
+        assert_eq!(fields["missing"], "n2");
+        assert_eq!(fields["method"], "exclusive");
+    }
+}
