@@ -320,3 +320,60 @@ fn records_are_root_only_or_shared_with_the_records_group() {
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 }
+
+/// The fake NVML library (tests/fake_nvml/fake_nvml.c), built once with cc.
+fn fake_nvml() -> PathBuf {
+    static LIB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libfake-nvml.so.1");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_nvml/fake_nvml.c");
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&out)
+            .arg(source)
+            .status()
+            .expect("cc (a C compiler) builds the fake NVML");
+        assert!(status.success(), "building the fake NVML failed");
+        out
+    })
+    .clone()
+}
+
+#[test]
+fn each_gpu_goes_to_the_job_it_was_given() {
+    let node = Node::new();
+    let gpus = node.dir.path().join("nvml");
+    let gpu = |index: u32, mj: u64| {
+        let dir = gpus.join(format!("gpu{index}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("energy_mj.tmp"), format!("{mj}\n")).unwrap();
+        std::fs::rename(dir.join("energy_mj.tmp"), dir.join("energy_mj")).unwrap();
+    };
+    gpu(0, 1_000);
+    gpu(1, 5_000);
+    // Only this test points the fake library anywhere.
+    std::env::set_var("JOULEBENCH_FAKE_NVML_DIR", &gpus);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let config = AgentConfig {
+        nvml_library: Some(fake_nvml()),
+        ..node.config()
+    };
+    let thread = std::thread::spawn(move || serve(config, &flag).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    node.hook(Event::Start, 61, &[0]).unwrap();
+    node.hook(Event::Start, 62, &[1]).unwrap();
+    gpu(0, 101_000); // 100 J on GPU 0
+    gpu(1, 305_000); // 300 J on GPU 1
+    node.set_uj(8_000_000); // 8 J of CPU, idle: 4 J each
+    node.hook(Event::End, 61, &[0]).unwrap();
+    node.hook(Event::End, 62, &[1]).unwrap();
+    let (a, b) = (node.record(61), node.record(62));
+    assert_eq!((a.gpu_j[&0], a.gpu_j[&1]), (100.0, 300.0), "{a:?}");
+    assert_eq!((a.job_gpu_j, b.job_gpu_j), (100.0, 300.0));
+    assert_joules(&a, 100.0 + 4.0);
+    assert_joules(&b, 300.0 + 4.0);
+    assert_eq!(a.node_measured_j, 408.0);
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+}

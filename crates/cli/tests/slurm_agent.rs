@@ -59,9 +59,62 @@ fn agent(work: &Path, node: &str, trees: &Path) -> Child {
         .arg(work.join("records"))
         .arg("--sysfs-root")
         .arg(trees.join(node))
-        .args(["--nvml-library", "/nonexistent/libnvidia-ml.so.1"])
+        .arg("--nvml-library")
+        .arg(fake_nvml())
+        // The fake NVML's GPUs for this node (none on jbn2).
+        .env("JOULEBENCH_FAKE_NVML_DIR", trees.join(node).join("nvml"))
         .spawn()
         .unwrap()
+}
+
+/// The fake NVML library (crates/agent/tests/fake_nvml/fake_nvml.c), built with cc.
+fn fake_nvml() -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libfake-nvml-cli.so.1");
+    if !out.is_file() {
+        let source =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fake_nvml/fake_nvml.c");
+        let status = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&out)
+            .arg(source)
+            .status()
+            .expect("cc builds the fake NVML");
+        assert!(status.success());
+    }
+    out
+}
+
+/// A fake GPU whose NVML energy counter (millijoules) rises at `watts`.
+struct FakeGpu {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeGpu {
+    fn start(dir: PathBuf, watts: f64) -> FakeGpu {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("energy_mj"), "0\n").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                let mj = (start.elapsed().as_secs_f64() * watts * 1e3) as u64;
+                let tmp = dir.join("energy_mj.tmp");
+                if std::fs::write(&tmp, format!("{mj}\n")).is_ok() {
+                    let _ = std::fs::rename(&tmp, dir.join("energy_mj"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        FakeGpu { stop }
+    }
+}
+
+impl Drop for FakeGpu {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn record(work: &Path, node: &str, job: &str) -> Option<serde_json::Value> {
@@ -109,6 +162,11 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     let trees = work.join("trees");
     let _n1 = FakeRapl::start(&trees.join("jbn1"), 20.0);
     let _n2 = FakeRapl::start(&trees.join("jbn2"), 50.0);
+    // jbn1's two GPUs draw 100 W and 300 W; jbn2 has none NVML can see.
+    let _g0 = FakeGpu::start(trees.join("jbn1/nvml/gpu0"), 100.0);
+    let _g1 = FakeGpu::start(trees.join("jbn1/nvml/gpu1"), 300.0);
+    // All of jbn1: its package and both GPUs.
+    const JBN1_W: f64 = 20.0 + 100.0 + 300.0;
     let dir = std::env::temp_dir().join(format!("joulebench-slurm-agent-{}", std::process::id()));
     for (name, command) in [
         (
@@ -172,6 +230,9 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         .env("SLURM_EXTRA_CONF", &extra)
         // MariaDB and slurmdbd: AdminComment and sacct.
         .env("SLURM_ACCOUNTING", "1")
+        // Two CPUs and two (fake) GPUs a node: two jobs can share one.
+        .env("SLURM_NODE_CPUS", "2")
+        .env("SLURM_FAKE_GPUS", "2")
         .output()
         .unwrap();
     let up_text =
@@ -219,7 +280,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     );
     assert!(seconds >= 1.0, "{r}");
     assert!(
-        (joules / seconds - 20.0).abs() < 1.0,
+        (joules / seconds - JBN1_W).abs() < 0.03 * JBN1_W,
         "{joules} J in {seconds} s: {r}"
     );
     assert!(
@@ -230,7 +291,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     // A two-node job: a record on each node, each with its own power.
     let two = srun(&["-N2", "sh", "-c", "echo job $SLURM_JOB_ID; sleep 1"]);
     let job = job_of(two.lines().find(|l| l.starts_with("job ")).unwrap());
-    for (node, watts) in [("jbn1", 20.0), ("jbn2", 50.0)] {
+    for (node, watts) in [("jbn1", JBN1_W), ("jbn2", 50.0)] {
         let r = wait_record(work, node, &job);
         let w = r["job_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
         assert!((w - watts).abs() < 0.05 * watts, "{node}: {w} W: {r}");
@@ -500,6 +561,37 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         let r = wait_record(work, "jbn1", task);
         assert_eq!(r["user"], "nobody", "{r}");
     }
+
+    // Two jobs sharing jbn1, one GPU each: each GPU's energy goes to its job.
+    let sharing: Vec<String> = (0..2)
+        .map(|_| {
+            let o = Command::new("sbatch")
+                .args(["--parsable", "-N1", "-n1", "-w", "jbn1", "--gres=gpu:1"])
+                .arg(format!("--output={}/gpu-%j.txt", shared.display()))
+                .args(["--wrap", "sleep 2"])
+                .env("SLURM_CONF", &conf)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+        .collect();
+    let mut seen_gpus = Vec::new();
+    for job in &sharing {
+        let r = wait_record(work, "jbn1", job);
+        assert_eq!(r["method"], "cpu-time-share", "{r}");
+        assert_eq!(r["co_tenants"].as_array().unwrap().len(), 1, "{r}");
+        let gpu = r["gpus"][0].as_u64().unwrap();
+        let watts = if gpu == 0 { 100.0 } else { 300.0 };
+        let w = r["job_gpu_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
+        assert!(
+            (w - watts).abs() < 0.05 * watts,
+            "job {job} on GPU {gpu}: {w} W: {r}"
+        );
+        seen_gpus.push(gpu);
+    }
+    seen_gpus.sort();
+    assert_eq!(seen_gpus, [0, 1], "each job had its own GPU");
 
     // jbn2's agent down: the job still runs, the node stays idle.
     let mut down = cluster.agents.remove(1);
