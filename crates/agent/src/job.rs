@@ -25,6 +25,9 @@ pub struct JobTotal {
     pub job_j: f64,
     pub job_gpu_j: f64,
     pub job_cpu_j: f64,
+    /// Of `job_j`, GPUs the job was not given but had to itself (whole nodes).
+    #[serde(default)]
+    pub unused_gpu_j: f64,
     /// The measured totals of the nodes over their windows.
     pub nodes_measured_j: f64,
     /// Each node's method, once each (`exclusive`, `cpu-time-share`).
@@ -73,6 +76,7 @@ pub fn total(job_id: u64, nodes: &[String], dir: &Path, wait: Duration) -> JobTo
         job_j: sum(|r| r.job_j),
         job_gpu_j: sum(|r| r.job_gpu_j),
         job_cpu_j: sum(|r| r.job_cpu_j),
+        unused_gpu_j: sum(|r| r.unused_gpu_j),
         nodes_measured_j: sum(|r| r.node_measured_j),
         methods,
         duration_s: records.iter().map(|r| r.duration_s).fold(0.0, f64::max),
@@ -82,17 +86,18 @@ pub fn total(job_id: u64, nodes: &[String], dir: &Path, wait: Duration) -> JobTo
 
 impl JobTotal {
     /// The `AdminComment`: `jb1:` and `key=value` pairs (`j`, `kwh`,
-    /// `gpu_j`, `cpu_j`, `nodes`, `method`, `missing`), all lower case,
+    /// `gpu_j`, `cpu_j`, `unused_gpu_j`, `nodes`, `method`, `missing`), all lower case,
     /// no quotes: `sacctmgr ... set AdminComment=` on a finished job lowers
     /// the case and turns `"` into backticks (Slurm 22.05), which this
     /// survives unchanged, and users read it as it is.
     pub fn admin_comment(&self) -> String {
         format!(
-            "jb1:j={},kwh={},gpu_j={},cpu_j={},nodes={},method={},missing={}",
+            "jb1:j={},kwh={},gpu_j={},cpu_j={},unused_gpu_j={},nodes={},method={},missing={}",
             round3(self.job_j),
             (self.job_j / 3.6e6 * 1e6).round() / 1e6,
             round3(self.job_gpu_j),
             round3(self.job_cpu_j),
+            round3(self.unused_gpu_j),
             self.nodes.len(),
             self.methods.join("+"),
             self.missing_nodes.join(";").to_lowercase()
@@ -131,6 +136,7 @@ mod tests {
             job_j: 1234.56789,
             job_gpu_j: 1000.0,
             job_cpu_j: 234.56789,
+            unused_gpu_j: 0.0,
             nodes_measured_j: 1300.0,
             methods: vec!["exclusive".into()],
             duration_s: 10.0,

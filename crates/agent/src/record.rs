@@ -54,6 +54,16 @@ pub struct JobNodeRecord {
     /// CPU time its cgroup used, seconds (`None`: no cgroup found).
     #[serde(default)]
     pub cpu_seconds: Option<f64>,
+    /// CPUs allocated to it on this node.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// Of `job_j`, the energy of GPUs on the node it was not given (charged
+    /// to it because it had the node alone): what a CPU-only job on a GPU
+    /// node costs in GPUs it never used.
+    #[serde(default)]
+    pub unused_gpu_j: f64,
+    #[serde(default)]
+    pub unused_gpus: Vec<u32>,
     pub method: String,
     pub co_tenants: Vec<u64>,
     /// What is missing from `job_j`, in words (empty when nothing is).
@@ -118,6 +128,12 @@ pub fn close(
         node_measured_j += energy_j;
     }
     let job_gpu_j: f64 = job.gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
+    let unused_gpus: Vec<u32> = gpu_j
+        .keys()
+        .filter(|g| !job.gpus.contains(g))
+        .copied()
+        .collect();
+    let unused_gpu_j: f64 = unused_gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
     let node_cpu_j: f64 = cpu_j.values().sum();
     let exclusive = job.co_tenants.is_empty();
     let mut not_attributed = Vec::new();
@@ -165,6 +181,9 @@ pub fn close(
         job_gpu_j,
         job_cpu_j,
         cpu_seconds: job.cgroup_cpu_us.map(|_| job.cpu_used_us as f64 / 1e6),
+        cpus: job.cpus,
+        unused_gpu_j: if exclusive { unused_gpu_j } else { 0.0 },
+        unused_gpus: if exclusive { unused_gpus } else { Vec::new() },
         method: method.into(),
         co_tenants: job.co_tenants.clone(),
         not_attributed,
@@ -182,6 +201,10 @@ pub struct JobSummary {
     pub duration_s: f64,
     pub method: String,
     pub not_attributed: Vec<String>,
+    #[serde(default)]
+    pub unused_gpu_j: f64,
+    #[serde(default)]
+    pub unused_gpus: usize,
 }
 
 impl JobNodeRecord {
@@ -195,6 +218,8 @@ impl JobNodeRecord {
             duration_s: self.duration_s,
             method: self.method.clone(),
             not_attributed: self.not_attributed.clone(),
+            unused_gpu_j: self.unused_gpu_j,
+            unused_gpus: self.unused_gpus.len(),
         }
     }
 }
@@ -215,6 +240,14 @@ impl JobSummary {
         );
         if !self.gpus.is_empty() {
             text += &format!("; its GPUs {:?}: {}", self.gpus, joules(self.job_gpu_j));
+        }
+        if self.unused_gpus > 0 {
+            text += &format!(
+                "; {} of it went to {} GPU{} it was not given",
+                joules(self.unused_gpu_j),
+                self.unused_gpus,
+                if self.unused_gpus == 1 { "" } else { "s" }
+            );
         }
         if nodes_in_job > 1 {
             text += &format!(

@@ -374,6 +374,29 @@ fn each_gpu_goes_to_the_job_it_was_given() {
     assert_joules(&a, 100.0 + 4.0);
     assert_joules(&b, 300.0 + 4.0);
     assert_eq!(a.node_measured_j, 408.0);
+    assert_eq!(
+        a.unused_gpu_j, 0.0,
+        "a shared node charges no GPU it was not given"
+    );
+    // Alone on the node with no GPU of its own: both GPUs' energy is its,
+    // and said to be GPUs it was not given.
+    node.hook(Event::Start, 63, &[]).unwrap();
+    gpu(0, 111_000);
+    gpu(1, 325_000);
+    node.set_uj(9_000_000);
+    let reply = node.hook(Event::End, 63, &[]).unwrap();
+    let c = node.record(63);
+    assert_eq!((c.unused_gpu_j, c.unused_gpus.clone()), (30.0, vec![0, 1]));
+    assert_joules(&c, 31.0);
+    let summary: agent::record::JobSummary =
+        serde_json::from_str(reply.strip_prefix("ok ").unwrap()).unwrap();
+    assert!(
+        summary
+            .line(1)
+            .contains("30.0 J of it went to 2 GPUs it was not given"),
+        "{}",
+        summary.line(1)
+    );
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 }

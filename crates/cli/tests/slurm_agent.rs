@@ -283,6 +283,12 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         (joules / seconds - JBN1_W).abs() < 0.03 * JBN1_W,
         "{joules} J in {seconds} s: {r}"
     );
+    // A CPU-only job had the node's GPUs too: said so.
+    let unused = r["unused_gpu_j"].as_f64().unwrap() / seconds;
+    assert!(
+        (unused - 400.0).abs() < 0.03 * 400.0,
+        "{joules} J in {seconds} s: {r}"
+    );
     assert!(
         record(work, "jbn2", &job).is_none(),
         "jbn2 was not in the job"
