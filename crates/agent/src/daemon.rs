@@ -436,8 +436,38 @@ fn answer_query(agent: &Agent, stream: UnixStream) {
             .map_err(|e| format!("reading the question: {e}"))?;
         let question: JobQuery =
             serde_json::from_str(line.trim()).map_err(|e| format!("not a job query: {e}"))?;
-        let records = agent.records_for(question.job_id, uid)?;
-        serde_json::to_string(&records).map_err(|e| e.to_string())
+        match question {
+            JobQuery {
+                job_id: Some(job_id),
+                open_jobs: None,
+            } => {
+                let records = agent.records_for(job_id, uid)?;
+                serde_json::to_string(&records).map_err(|e| e.to_string())
+            }
+            JobQuery {
+                job_id: None,
+                open_jobs: Some(true),
+            } => {
+                // Who runs what where is for root (the exporter), not users.
+                if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+                    return Err("only root may list the node's jobs".into());
+                }
+                let jobs: Vec<OpenJobInfo> = agent
+                    .journal()
+                    .jobs
+                    .values()
+                    .map(|j| OpenJobInfo {
+                        job_id: j.job_id,
+                        uid: j.uid,
+                        user: j.user.clone(),
+                        gpus: j.gpus.clone(),
+                        started_unix_ns: j.started_unix_ns,
+                    })
+                    .collect();
+                serde_json::to_string(&jobs).map_err(|e| e.to_string())
+            }
+            _ => Err("ask for one of job_id or open_jobs".into()),
+        }
     })();
     let line = match reply {
         Ok(json) => format!("ok {json}"),
@@ -446,11 +476,24 @@ fn answer_query(agent: &Agent, stream: UnixStream) {
     let _ = (&stream).write_all(format!("{line}\n").as_bytes());
 }
 
-/// What `joulebench job` asks.
+/// What `joulebench job` (`job_id`) or the exporter (`open_jobs`) asks.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_jobs: Option<bool>,
+}
+
+/// A job running on the node, as the exporter labels with it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpenJobInfo {
     pub job_id: u64,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub gpus: Vec<u32>,
+    pub started_unix_ns: u64,
 }
 
 /// Who may talk to the agent: root (the hooks run as root under slurmd)

@@ -85,6 +85,13 @@ pub fn query(socket: &Path, job_id: u64) -> Result<Vec<crate::record::JobNodeRec
         .map_err(|e| format!("the agent's answer is not a list of records: {e}"))
 }
 
+/// The jobs running on the node (root only), asked of the query socket.
+pub fn open_jobs(socket: &Path) -> Result<Vec<crate::daemon::OpenJobInfo>, String> {
+    let reply = exchange(socket, "{\"open_jobs\":true}\n")?;
+    serde_json::from_str(reply.strip_prefix("ok ").unwrap_or(&reply))
+        .map_err(|e| format!("the agent's answer is not a list of jobs: {e}"))
+}
+
 /// One line out, one line back.
 fn exchange(socket: &Path, line: &str) -> Result<String, String> {
     let stream = UnixStream::connect(socket)

@@ -148,6 +148,11 @@ fn an_exclusive_job_gets_the_node_across_a_counter_wrap() {
     assert_eq!(records, vec![r.clone()]);
     let err = agent::hook::query(&node.query_socket(), 99).unwrap_err();
     assert!(err.contains("no record of job 99"), "{err}");
+    // The exporter's question: what runs here now (nothing, after the end).
+    assert_eq!(
+        agent::hook::open_jobs(&node.query_socket()).unwrap(),
+        vec![]
+    );
     // An Epilog run twice is answered, not recorded twice.
     assert!(node
         .hook(Event::End, 11, &[])
@@ -256,6 +261,8 @@ fn bad_messages_are_refused_and_change_nothing() {
     let err = node.hook(Event::End, 41, &[]).unwrap_err();
     assert!(err.contains("never started"), "{err}");
     node.hook(Event::Start, 42, &[]).unwrap();
+    let open = agent::hook::open_jobs(&node.query_socket()).unwrap();
+    assert_eq!(open.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![42]);
     let err = node.hook(Event::Start, 42, &[]).unwrap_err();
     assert!(err.contains("already open"), "{err}");
     let stale = HookMessage {

@@ -582,6 +582,58 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
             String::from_utf8_lossy(&o.stdout).trim().to_string()
         })
         .collect();
+    // Meanwhile the exporter labels with the running jobs (from jbn1's agent).
+    let mut exporter = common::joulebench()
+        .args([
+            "exporter",
+            "--listen",
+            "127.0.0.1:0",
+            "--power",
+            "rapl",
+            "--sysfs-root",
+        ])
+        .arg(trees.join("jbn1"))
+        .arg("--agent-socket")
+        .arg(work.join("jbn1/query.sock"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(exporter.stderr.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let mut metrics = String::new();
+    for _ in 0..40 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        metrics.clear();
+        s.read_to_string(&mut metrics).unwrap();
+        if sharing
+            .iter()
+            .all(|j| metrics.contains(&format!("job_id=\"{j}\"")))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+    for job in &sharing {
+        assert!(
+            metrics.contains(&format!("joulebench_job_info{{host="))
+                && metrics.contains(&format!("job_id=\"{job}\",user=\"root\"")),
+            "job {job} not in the exporter's metrics:\n{metrics}"
+        );
+    }
     let mut seen_gpus = Vec::new();
     for job in &sharing {
         let r = wait_record(work, "jbn1", job);

@@ -74,11 +74,44 @@ fn snake<T: std::fmt::Debug>(v: T) -> String {
     o
 }
 
+/// A job running on the node (from `joulebench agent`), for labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningJob {
+    pub job_id: u64,
+    pub user: Option<String>,
+    /// Its GPUs' indices (`gpu0` … on the meters).
+    pub gpus: Vec<u32>,
+}
+
 /// The Prometheus text exposition (version 0.0.4) of `states`.
 pub fn render(states: &[MeterState], host: &str) -> String {
+    render_with_jobs(states, host, &[])
+}
+
+/// The job a meter's device belongs to: a GPU to the job it was given; any
+/// other device to the node's one job, when there is exactly one.
+fn owner(info: &super::meter::MeterInfo, jobs: &[RunningJob]) -> Option<u64> {
+    let gpu: Option<u32> = info
+        .domain
+        .strip_prefix("gpu")
+        .and_then(|d| d.split('-').next())
+        .and_then(|n| n.parse().ok());
+    match gpu {
+        Some(g) => jobs.iter().find(|j| j.gpus.contains(&g)).map(|j| j.job_id),
+        None if jobs.len() == 1 => Some(jobs[0].job_id),
+        None => None,
+    }
+}
+
+/// [`render`], with a `job_id` label on the series of devices a running job
+/// has (see [`owner`]) and one `joulebench_job_info` series per job.
+pub fn render_with_jobs(states: &[MeterState], host: &str, jobs: &[RunningJob]) -> String {
     let labels = |s: &MeterState| {
+        let job = owner(&s.info, jobs)
+            .map(|j| format!(",job_id=\"{j}\""))
+            .unwrap_or_default();
         format!(
-            "host=\"{}\",meter=\"{}\",source=\"{}\",device=\"{}\",domain=\"{}\",provenance=\"{}\"",
+            "host=\"{}\",meter=\"{}\",source=\"{}\",device=\"{}\",domain=\"{}\",provenance=\"{}\"{job}",
             label(host),
             label(&s.info.id),
             label(&s.info.source),
@@ -88,6 +121,24 @@ pub fn render(states: &[MeterState], host: &str) -> String {
         )
     };
     let mut o = String::new();
+    if !jobs.is_empty() {
+        let _ = writeln!(
+            o,
+            "# HELP joulebench_job_info A job running on this node (joulebench agent)."
+        );
+        let _ = writeln!(o, "# TYPE joulebench_job_info gauge");
+        for j in jobs {
+            let gpus: Vec<String> = j.gpus.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                o,
+                "joulebench_job_info{{host=\"{}\",job_id=\"{}\",user=\"{}\",gpus=\"{}\"}} 1",
+                label(host),
+                j.job_id,
+                label(j.user.as_deref().unwrap_or("")),
+                gpus.join(",")
+            );
+        }
+    }
     let mut family =
         |name: &str, kind: &str, help: &str, value: &dyn Fn(&MeterState) -> Option<f64>| {
             let _ = writeln!(o, "# HELP {name} {help}");
@@ -169,6 +220,51 @@ mod tests {
             update_period: Duration::from_millis(1),
             contains: vec![],
         }
+    }
+
+    #[test]
+    fn devices_carry_the_job_that_has_them() {
+        let mut gpu = info(ReadingKind::EnergyCounter);
+        gpu.id = "nvml-gpu1".into();
+        gpu.domain = "gpu1".into();
+        gpu.scope = Scope::Gpu;
+        let states = [
+            MeterState::new(info(ReadingKind::EnergyCounter), Duration::from_secs(1)),
+            MeterState::new(gpu, Duration::from_secs(1)),
+        ];
+        let jobs = [
+            RunningJob {
+                job_id: 7,
+                user: Some("ada".into()),
+                gpus: vec![1],
+            },
+            RunningJob {
+                job_id: 8,
+                user: None,
+                gpus: vec![],
+            },
+        ];
+        let text = render_with_jobs(&states, "n1", &jobs);
+        assert!(
+            text.contains(
+                "joulebench_job_info{host=\"n1\",job_id=\"7\",user=\"ada\",gpus=\"1\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("meter=\"nvml-gpu1\",source=\"rapl\",device=\"gpu1\",domain=\"gpu\",provenance=\"measured\",job_id=\"7\"}"), "{text}");
+        // Two jobs share the node: the package belongs to neither.
+        let package = text
+            .lines()
+            .find(|l| l.contains("rapl-package-0") && l.starts_with("joulebench_energy"))
+            .unwrap();
+        assert!(!package.contains("job_id"), "{package}");
+        let alone = render_with_jobs(&states, "n1", &jobs[1..]);
+        assert!(
+            alone
+                .lines()
+                .any(|l| l.contains("rapl-package-0") && l.contains("job_id=\"8\"")),
+            "{alone}"
+        );
     }
 
     #[test]

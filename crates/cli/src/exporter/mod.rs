@@ -7,7 +7,7 @@ mod http;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use power::prometheus::{read_forever, render, MeterState};
+use power::prometheus::{read_forever, render_with_jobs, MeterState, RunningJob};
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,11 @@ pub struct ExporterArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
     client_timeout: Duration,
 
+    /// The joulebench agent's query socket: series of devices a running Slurm job
+    /// has get a `job_id` label, and each job a `joulebench_job_info` series.
+    #[arg(long, value_name = "PATH")]
+    agent_socket: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     power: crate::meters::PowerArgs,
 }
@@ -32,6 +37,7 @@ pub struct ExporterArgs {
 pub struct Page {
     states: Vec<Arc<Mutex<MeterState>>>,
     host: String,
+    agent_socket: Option<std::path::PathBuf>,
 }
 
 impl Page {
@@ -41,7 +47,29 @@ impl Page {
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .collect();
-        render(&snapshot, &self.host)
+        render_with_jobs(&snapshot, &self.host, &self.running_jobs())
+    }
+
+    /// The agent's running jobs; none (and a warning) when it cannot be asked:
+    /// the metrics are served either way.
+    fn running_jobs(&self) -> Vec<RunningJob> {
+        let Some(socket) = &self.agent_socket else {
+            return Vec::new();
+        };
+        match agent::hook::open_jobs(socket) {
+            Ok(jobs) => jobs
+                .into_iter()
+                .map(|j| RunningJob {
+                    job_id: j.job_id,
+                    user: j.user,
+                    gpus: j.gpus,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("no job labels: {e}");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -77,7 +105,11 @@ pub fn run(args: ExporterArgs) -> Result<ExitCode> {
         "joulebench exporter: serving http://{addr}/metrics ({})",
         ids.join(", ")
     );
-    let page = Arc::new(Page { states, host });
+    let page = Arc::new(Page {
+        states,
+        host,
+        agent_socket: args.agent_socket,
+    });
     http::serve(listener, page, args.client_timeout);
     Ok(ExitCode::SUCCESS)
 }
