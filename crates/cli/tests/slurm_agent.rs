@@ -629,7 +629,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     let _ = exporter.wait();
     for job in &sharing {
         assert!(
-            metrics.contains(&format!("joulebench_job_info{{host="))
+            metrics.contains("joulebench_job_info{host=")
                 && metrics.contains(&format!("job_id=\"{job}\",user=\"root\"")),
             "job {job} not in the exporter's metrics:\n{metrics}"
         );
