@@ -651,6 +651,27 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     seen_gpus.sort();
     assert_eq!(seen_gpus, [0, 1], "each job had its own GPU");
 
+    // An ordinary user cannot talk to the agent as a hook (the socket is root's).
+    let forged = Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            common::BIN,
+            "slurm",
+            "prolog",
+            "--socket",
+        ])
+        .arg(work.join("jbn1/agent.sock"))
+        .env("SLURM_JOB_ID", "999999")
+        .env("SLURM_JOB_UID", "65534")
+        .output()
+        .unwrap();
+    assert_eq!(forged.status.code(), Some(0), "a hook always exits 0");
+    let said = String::from_utf8_lossy(&forged.stderr);
+    assert!(said.contains("energy not recorded"), "{said}");
+    assert!(record(work, "jbn1", "999999").is_none());
+
     // jbn2's agent down: the job still runs, the node stays idle.
     let mut down = cluster.agents.remove(1);
     down.kill().unwrap();
