@@ -4,8 +4,6 @@
 mod common;
 
 use common::{joulebench, FakeRapl};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,21 +14,6 @@ impl Drop for Exporter {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
 }
 
 /// The value of the first sample of `metric` in a text exposition.
@@ -53,20 +36,12 @@ fn scraping_over_loopback_gives_watts_and_a_rising_joules_counter() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = common::exporter_address(child.stderr.take().unwrap());
     let exporter = Exporter(child);
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
     assert!(addr.starts_with("127.0.0.1:"), "loopback: {addr}");
 
     std::thread::sleep(Duration::from_millis(600));
-    let (code, first) = get(&addr, "/metrics");
+    let (code, first) = common::http_get(&addr, "/metrics");
     assert_eq!(code, 200);
     assert!(
         first.contains("# TYPE joulebench_power_watts gauge"),
@@ -86,7 +61,7 @@ fn scraping_over_loopback_gives_watts_and_a_rising_joules_counter() {
     assert_eq!(value(&first, "joulebench_meter_up"), 1.0);
 
     std::thread::sleep(Duration::from_millis(1000));
-    let (_, second) = get(&addr, "/metrics");
+    let (_, second) = common::http_get(&addr, "/metrics");
     let dt = t0.elapsed().as_secs_f64();
     let j1 = value(&second, "joulebench_energy_joules_total");
     let rate = (j1 - j0) / dt;
@@ -95,7 +70,7 @@ fn scraping_over_loopback_gives_watts_and_a_rising_joules_counter() {
         "{rate} W from the counter"
     );
 
-    let (code, _) = get(&addr, "/nothing");
+    let (code, _) = common::http_get(&addr, "/nothing");
     assert_eq!(code, 404);
     drop(exporter);
 }

@@ -10,16 +10,8 @@
 mod common;
 
 use common::{read_json, FakeRapl};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn tool() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("JOULEBENCH_SLURM_TOOL") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/slurm-two-nodes");
-    p.is_file().then_some(p)
-}
 
 struct Cluster {
     tool: PathBuf,
@@ -38,7 +30,7 @@ fn skip(why: &str) {
 
 #[test]
 fn srun_measures_each_node_and_merge_sums_them() {
-    let Some(tool) = tool() else {
+    let Some(tool) = common::slurm_tool() else {
         return skip("../shared/tools/slurm-two-nodes not found (set JOULEBENCH_SLURM_TOOL)");
     };
     let uid = Command::new("id")

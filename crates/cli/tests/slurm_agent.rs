@@ -18,14 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-fn tool() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("JOULEBENCH_SLURM_TOOL") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/slurm-two-nodes");
-    p.is_file().then_some(p)
-}
-
 struct Cluster {
     tool: PathBuf,
     dir: PathBuf,
@@ -117,6 +109,33 @@ impl Drop for FakeGpu {
     }
 }
 
+/// `PROGRAM ARGS --parsable --output=OUTPUT --wrap WRAP` (sbatch, or
+/// runuser running sbatch): the job id.
+fn submit(
+    program: &str,
+    args: &[&str],
+    output: &Path,
+    wrap: &str,
+    cwd: &Path,
+    conf: &Path,
+) -> String {
+    let o = Command::new(program)
+        .args(args)
+        .arg("--parsable")
+        .arg(format!("--output={}", output.display()))
+        .args(["--wrap", wrap])
+        .current_dir(cwd)
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sbatch: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 fn record(work: &Path, node: &str, job: &str) -> Option<serde_json::Value> {
     let path = work.join("records").join(format!("{job}.{node}.json"));
     path.is_file().then(|| read_json(&path))
@@ -150,7 +169,7 @@ fn wait_record(work: &Path, node: &str, job: &str) -> serde_json::Value {
 
 #[test]
 fn prolog_and_epilog_give_every_job_its_energy_per_node() {
-    let Some(tool) = tool() else {
+    let Some(tool) = common::slurm_tool() else {
         return skip("../shared/tools/slurm-two-nodes not found (set JOULEBENCH_SLURM_TOOL)");
     };
     let uid = Command::new("id").arg("-u").output().unwrap();
@@ -434,31 +453,13 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         .unwrap();
     let guarded = work.join("root-owned.txt");
     std::fs::write(&guarded, "root's\n").unwrap();
-    let sbatch = |wrap: &str| -> String {
-        let o = Command::new("runuser")
-            .args([
-                "-u",
-                "nobody",
-                "--",
-                "sbatch",
-                "--parsable",
-                "-N1",
-                "-w",
-                "jbn1",
-            ])
-            .arg(format!("--output={}/out-%j.txt", shared.display()))
-            .args(["--wrap", wrap])
-            .current_dir(&shared)
-            .env("SLURM_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "sbatch: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    // As the ordinary user `nobody`, on jbn1, output in the shared folder.
+    let as_nobody = |extra: &[&str], output: &str, wrap: &str| {
+        let mut args = vec!["-u", "nobody", "--", "sbatch", "-N1", "-w", "jbn1"];
+        args.extend_from_slice(extra);
+        submit("runuser", &args, &shared.join(output), wrap, &shared, &conf)
     };
+    let sbatch = |wrap: &str| as_nobody(&[], "out-%j.txt", wrap);
     let job = sbatch("echo hello; sleep 1");
     wait_record(work, "jbn1", &job);
     let out = shared.join(format!("out-{job}.txt"));
@@ -499,26 +500,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
 
     // A job array: each task is a job of its own, with its own record. A
     // cancelled job still gets its Epilog, so its energy up to the cancel.
-    let o = Command::new("runuser")
-        .args([
-            "-u",
-            "nobody",
-            "--",
-            "sbatch",
-            "--parsable",
-            "--array=1-2",
-            "-N1",
-            "-w",
-            "jbn1",
-        ])
-        .arg(format!("--output={}/array-%A_%a.txt", shared.display()))
-        .args(["--wrap", "sleep 1"])
-        .current_dir(&shared)
-        .env("SLURM_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let array = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let array = as_nobody(&["--array=1-2"], "array-%A_%a.txt", "sleep 1");
     let long = sbatch("sleep 60");
     // Cancelled once running (a job cancelled while pending never ran: no record).
     for _ in 0..200 {
@@ -571,15 +553,14 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     // Two jobs sharing jbn1, one GPU each: each GPU's energy goes to its job.
     let sharing: Vec<String> = (0..2)
         .map(|_| {
-            let o = Command::new("sbatch")
-                .args(["--parsable", "-N1", "-n1", "-w", "jbn1", "--gres=gpu:1"])
-                .arg(format!("--output={}/gpu-%j.txt", shared.display()))
-                .args(["--wrap", "sleep 2"])
-                .env("SLURM_CONF", &conf)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
+            submit(
+                "sbatch",
+                &["-N1", "-n1", "-w", "jbn1", "--gres=gpu:1"],
+                &shared.join("gpu-%j.txt"),
+                "sleep 2",
+                &shared,
+                &conf,
+            )
         })
         .collect();
     // Meanwhile the exporter labels with the running jobs (from jbn1's agent).
@@ -598,25 +579,10 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(exporter.stderr.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let addr = common::exporter_address(exporter.stderr.take().unwrap());
     let mut metrics = String::new();
     for _ in 0..40 {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        metrics.clear();
-        s.read_to_string(&mut metrics).unwrap();
+        metrics = common::http_get(&addr, "/metrics").1;
         if sharing
             .iter()
             .all(|j| metrics.contains(&format!("job_id=\"{j}\"")))

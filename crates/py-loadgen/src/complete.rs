@@ -86,19 +86,22 @@ pub fn query_samples_complete(
     let ids: Vec<u64> = raws.iter().map(|r| r.id).collect();
     running::with_pass(&ids, |responder, ids| {
         call_response_cb(py, responder, ids, &raws, &response_cb)?;
-        let responses: Vec<QuerySampleResponse<'_>> = raws
-            .iter()
-            .zip(ids)
-            .map(|(raw, id)| QuerySampleResponse {
-                id: *id,
-                data: bytes(raw),
-                // LoadGen counts a negative token count as 0.
-                n_tokens: raw.n_tokens.max(0) as u64,
-            })
-            .collect();
-        responder.complete(&responses);
+        responder.complete(&to_loadgen(&raws, ids));
         Ok(())
     })?
+}
+
+/// The responses as joulebench's recorder takes them, with the pass's ids.
+fn to_loadgen<'a>(raws: &[Raw], ids: &[ResponseId]) -> Vec<QuerySampleResponse<'a>> {
+    raws.iter()
+        .zip(ids)
+        .map(|(raw, id)| QuerySampleResponse {
+            id: *id,
+            data: bytes(raw),
+            // LoadGen counts a negative token count as 0.
+            n_tokens: raw.n_tokens.max(0) as u64,
+        })
+        .collect()
 }
 
 /// `response_cb` is accepted and never called, as in LoadGen.
@@ -112,15 +115,6 @@ pub fn first_token_complete(
     let raws = read_responses(responses, false)?;
     let ids: Vec<u64> = raws.iter().map(|r| r.id).collect();
     running::with_pass(&ids, |responder, ids| {
-        let responses: Vec<QuerySampleResponse<'_>> = raws
-            .iter()
-            .zip(ids)
-            .map(|(raw, id)| QuerySampleResponse {
-                id: *id,
-                data: bytes(raw),
-                n_tokens: raw.n_tokens.max(0) as u64,
-            })
-            .collect();
-        responder.first_token(&responses);
+        responder.first_token(&to_loadgen(&raws, ids));
     })
 }

@@ -80,3 +80,45 @@ pub fn python_with(
     std::fs::write(&ready, b"").ok()?;
     Some(python)
 }
+
+/// `../shared/tools/slurm-two-nodes` (or JOULEBENCH_SLURM_TOOL), for the
+/// tests on a real two-node Slurm cluster.
+pub fn slurm_tool() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("JOULEBENCH_SLURM_TOOL") {
+        return Some(std::path::PathBuf::from(p));
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/slurm-two-nodes");
+    p.is_file().then_some(p)
+}
+
+/// The address `joulebench exporter` says it serves on (its first stderr line).
+pub fn exporter_address(stderr: impl std::io::Read) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(stderr)
+        .read_line(&mut line)
+        .unwrap();
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
+}
+
+/// An HTTP/1.0 GET: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
