@@ -225,7 +225,12 @@ impl Agent {
         let entries = std::fs::read_dir(self.records_dir()).map_err(|e| e.to_string())?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+            // `<job>.<node>.json`; `<job>.json` is the whole job's (epilog-ctld).
+            let is_node_record = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".json"))
+                .is_some_and(|node| !node.is_empty());
+            if !is_node_record {
                 continue;
             }
             let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
