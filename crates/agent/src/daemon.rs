@@ -58,6 +58,9 @@ pub struct Agent {
     meters: Vec<Box<dyn Meter>>,
     meta: BTreeMap<String, MeterMeta>,
     journal: Journal,
+    /// When this agent process first read the counters, and their totals
+    /// then: the start of a job whose Prolog came while the agent was down.
+    since: (u64, BTreeMap<String, u64>, BTreeMap<String, u64>),
     /// Meters that could not be used, with why (logged once).
     pub unusable: Vec<String>,
 }
@@ -113,9 +116,11 @@ impl Agent {
             meters,
             meta,
             journal,
+            since: (0, BTreeMap::new(), BTreeMap::new()),
             unusable,
         };
         agent.poll();
+        agent.since = (unix_ns(), agent.journal.totals(), agent.journal.raws());
         agent.journal.save(&agent.config.state_dir)?;
         Ok(agent)
     }
@@ -293,17 +298,16 @@ impl Agent {
                 format!("ok started job {}", message.job_id)
             }
             Event::End => {
-                let Some(job) = self.journal.jobs.get(&message.job_id).cloned() else {
-                    if self.record_path(message.job_id).is_file() {
+                let (job, missed_start) = match self.journal.jobs.get(&message.job_id) {
+                    Some(job) => (job.clone(), false),
+                    None if self.record_path(message.job_id).is_file() => {
                         return Ok(format!("ok job {} already recorded", message.job_id));
                     }
-                    return Err(format!(
-                        "job {} was never started on this node (its Prolog did not reach the \
-                         agent, or a replayed end)",
-                        message.job_id
-                    ));
+                    // The Prolog never reached this agent (it was down): a
+                    // record from when the agent started, saying so.
+                    None => (self.since_agent_start(message), true),
                 };
-                let record = record::close(
+                let mut record = record::close(
                     &job,
                     &self.config.node,
                     now,
@@ -311,6 +315,17 @@ impl Agent {
                     &self.journal.raws(),
                     &self.meta,
                 );
+                if missed_start {
+                    record.missed_start = true;
+                    record.not_attributed.push(format!(
+                        "the agent did not see this job start (it was not running then): \
+                         energy counted from {} only",
+                        chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
+                            job.started_unix_ns as i64
+                        )
+                        .format("%Y-%m-%d %H:%M:%S UTC")
+                    ));
+                }
                 self.write_record(&record)?;
                 self.journal.jobs.remove(&message.job_id);
                 format!(
@@ -323,6 +338,26 @@ impl Agent {
             .save(&self.config.state_dir)
             .map_err(|e| e.to_string())?;
         Ok(reply)
+    }
+
+    /// A job the agent learns of only at its end: as if it had started when
+    /// the agent did, sharing the node with every job open now.
+    fn since_agent_start(&self, message: &HookMessage) -> OpenJob {
+        let (at, totals, raws) = &self.since;
+        OpenJob {
+            job_id: message.job_id,
+            uid: message.uid,
+            user: message.user.clone(),
+            gpus: message.gpus.clone(),
+            cpus: message.cpus,
+            cgroup_cpu_us: None,
+            cpu_used_us: 0,
+            attributed_uj: BTreeMap::new(),
+            started_unix_ns: *at,
+            start_totals_uj: totals.clone(),
+            start_raw_uj: raws.clone(),
+            co_tenants: self.journal.jobs.keys().copied().collect(),
+        }
     }
 
     /// Written root-only (0600; 0640 with the records group): users read

@@ -64,6 +64,10 @@ pub struct JobNodeRecord {
     pub unused_gpu_j: f64,
     #[serde(default)]
     pub unused_gpus: Vec<u32>,
+    /// The agent was not running when the job started: the window begins
+    /// when it did, and `not_attributed` says so.
+    #[serde(default)]
+    pub missed_start: bool,
     pub method: String,
     pub co_tenants: Vec<u64>,
     /// What is missing from `job_j`, in words (empty when nothing is).
@@ -184,6 +188,7 @@ pub fn close(
         cpus: job.cpus,
         unused_gpu_j: if exclusive { unused_gpu_j } else { 0.0 },
         unused_gpus: if exclusive { unused_gpus } else { Vec::new() },
+        missed_start: false,
         method: method.into(),
         co_tenants: job.co_tenants.clone(),
         not_attributed,

@@ -656,5 +656,40 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         states.lines().all(|l| l.ends_with("idle")),
         "a node drained or is down: {states}"
     );
+
+    // The agent comes back while a job runs whose start it missed: the job's
+    // record begins when the agent did, and says so.
+    let late = submit(
+        "sbatch",
+        &["-N1", "-w", "jbn2"],
+        &shared.join("late-%j.txt"),
+        "sleep 4",
+        &shared,
+        &conf,
+    );
+    for _ in 0..100 {
+        let state = Command::new("squeue")
+            .args(["-h", "-j", &late, "-o", "%t"])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&state.stdout).trim() == "R" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.agents.push(agent(work, "jbn2", &trees));
+    let r = wait_record(work, "jbn2", &late);
+    assert_eq!(r["missed_start"], true, "{r}");
+    let watts = r["job_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
+    assert!((watts - 50.0).abs() < 2.5, "{watts} W: {r}");
+    assert!(
+        r["not_attributed"][0]
+            .as_str()
+            .unwrap()
+            .contains("did not see this job start"),
+        "{r}"
+    );
     drop(cluster);
 }
