@@ -480,6 +480,24 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     let (code, table) = jb_job(Some("nobody"), &job);
     assert_eq!(code, Some(0), "{table}");
     assert!(table.contains(&format!("job {job} of nobody")), "{table}");
+    let page = shared.join("job.html");
+    let html = Command::new("runuser")
+        .args(["-u", "nobody", "--", common::BIN, "job", &job, "--socket"])
+        .arg(work.join("jbn2/query.sock"))
+        .arg("--html")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        html.status.success(),
+        "{}",
+        String::from_utf8_lossy(&html.stderr)
+    );
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        page.contains(&format!("Energy of Slurm job {job}")) && page.contains("jbn1"),
+        "{page}"
+    );
     let direct = Command::new("runuser")
         .args(["-u", "nobody", "--", "cat"])
         .arg(work.join("records").join(format!("{job}.jbn1.json")))
