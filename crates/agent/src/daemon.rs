@@ -61,6 +61,8 @@ pub struct Agent {
     /// When this agent process first read the counters, and their totals
     /// then: the start of a job whose Prolog came while the agent was down.
     since: (u64, BTreeMap<String, u64>, BTreeMap<String, u64>),
+    /// NVML again, for how busy each GPU is (jobs' GPUs that stay idle).
+    utilization: Option<power::meter::nvml::Nvml>,
     /// Meters that could not be used, with why (logged once).
     pub unusable: Vec<String>,
 }
@@ -80,6 +82,7 @@ impl Agent {
             .unwrap_or_else(|| config.state_dir.join("jobs"));
         std::fs::create_dir_all(&records).map_err(io(&records))?;
         let journal = Journal::load(&config.state_dir, &config.node)?;
+        let config_nvml = config.nvml_library.clone();
         let mut probes = power::meter::rapl::probe(&config.sysfs_root);
         probes.extend(match &config.nvml_library {
             Some(path) => power::meter::nvml::probe_library(path.as_os_str()),
@@ -117,6 +120,10 @@ impl Agent {
             meta,
             journal,
             since: (0, BTreeMap::new(), BTreeMap::new()),
+            utilization: match &config_nvml {
+                Some(path) => power::meter::nvml::Nvml::open_path(path.as_os_str()).ok(),
+                None => power::meter::nvml::Nvml::open().ok(),
+            },
             unusable,
         };
         agent.poll();
@@ -158,7 +165,23 @@ impl Agent {
             }
         }
         self.share_cpu_energy(&increments);
+        self.note_gpu_use();
         self.journal.polled_unix_ns = unix_ns();
+    }
+
+    /// Each open job's GPUs' utilization now, kept at its peak.
+    fn note_gpu_use(&mut self) {
+        let Some(nvml) = &self.utilization else {
+            return;
+        };
+        for job in self.journal.jobs.values_mut() {
+            for &gpu in &job.gpus {
+                if let Some(percent) = nvml.gpu_utilization(gpu) {
+                    let peak = job.gpu_peak_utilization.entry(gpu).or_default();
+                    *peak = (*peak).max(percent);
+                }
+            }
+        }
     }
 
     /// The CPU meters' increments split between the open jobs (`share`).
@@ -289,6 +312,7 @@ impl Agent {
                         ),
                         cpu_used_us: 0,
                         attributed_uj: BTreeMap::new(),
+                        gpu_peak_utilization: BTreeMap::new(),
                         started_unix_ns: now,
                         start_totals_uj: self.journal.totals(),
                         start_raw_uj: self.journal.raws(),
@@ -353,6 +377,7 @@ impl Agent {
             cgroup_cpu_us: None,
             cpu_used_us: 0,
             attributed_uj: BTreeMap::new(),
+            gpu_peak_utilization: BTreeMap::new(),
             started_unix_ns: *at,
             start_totals_uj: totals.clone(),
             start_raw_uj: raws.clone(),

@@ -49,6 +49,10 @@ pub struct OpenJob {
     /// Its share of each CPU meter's energy, poll by poll (see `share`), µJ.
     #[serde(default)]
     pub attributed_uj: BTreeMap<String, u64>,
+    /// The highest utilization (%) each of its GPUs showed at a poll, where
+    /// NVML reports it.
+    #[serde(default)]
+    pub gpu_peak_utilization: BTreeMap<u32, u32>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,13 @@ pub struct JobNodeRecord {
     pub unused_gpu_j: f64,
     #[serde(default)]
     pub unused_gpus: Vec<u32>,
+    /// GPUs the job was given that showed no utilization at any of the
+    /// agent's polls (every 10 s by default: a short burst between two polls
+    /// can be missed), and their energy (part of `job_gpu_j`).
+    #[serde(default)]
+    pub idle_given_gpus: Vec<u32>,
+    #[serde(default)]
+    pub idle_given_gpu_j: f64,
     /// The agent was not running when the job started: the window begins
     /// when it did, and `not_attributed` says so.
     #[serde(default)]
@@ -138,6 +145,13 @@ pub fn close(
         .copied()
         .collect();
     let unused_gpu_j: f64 = unused_gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
+    let idle_given: Vec<u32> = job
+        .gpus
+        .iter()
+        .filter(|g| job.gpu_peak_utilization.get(g) == Some(&0))
+        .copied()
+        .collect();
+    let idle_given_gpu_j: f64 = idle_given.iter().filter_map(|g| gpu_j.get(g)).sum();
     let node_cpu_j: f64 = cpu_j.values().sum();
     let exclusive = job.co_tenants.is_empty();
     let mut not_attributed = Vec::new();
@@ -189,6 +203,8 @@ pub fn close(
         unused_gpu_j: if exclusive { unused_gpu_j } else { 0.0 },
         unused_gpus: if exclusive { unused_gpus } else { Vec::new() },
         missed_start: false,
+        idle_given_gpu_j,
+        idle_given_gpus: idle_given,
         method: method.into(),
         co_tenants: job.co_tenants.clone(),
         not_attributed,
@@ -210,6 +226,10 @@ pub struct JobSummary {
     pub unused_gpu_j: f64,
     #[serde(default)]
     pub unused_gpus: usize,
+    #[serde(default)]
+    pub idle_given_gpu_j: f64,
+    #[serde(default)]
+    pub idle_given_gpus: usize,
 }
 
 impl JobNodeRecord {
@@ -225,6 +245,8 @@ impl JobNodeRecord {
             not_attributed: self.not_attributed.clone(),
             unused_gpu_j: self.unused_gpu_j,
             unused_gpus: self.unused_gpus.len(),
+            idle_given_gpu_j: self.idle_given_gpu_j,
+            idle_given_gpus: self.idle_given_gpus.len(),
         }
     }
 }
@@ -245,6 +267,14 @@ impl JobSummary {
         );
         if !self.gpus.is_empty() {
             text += &format!("; its GPUs {:?}: {}", self.gpus, joules(self.job_gpu_j));
+        }
+        if self.idle_given_gpus > 0 {
+            text += &format!(
+                "; {} of it went to {} GPU{} it was given and never used",
+                joules(self.idle_given_gpu_j),
+                self.idle_given_gpus,
+                if self.idle_given_gpus == 1 { "" } else { "s" }
+            );
         }
         if self.unused_gpus > 0 {
             text += &format!(

@@ -367,6 +367,9 @@ fn each_gpu_goes_to_the_job_it_was_given() {
     };
     gpu(0, 1_000);
     gpu(1, 5_000);
+    // GPU 0 works; GPU 1 never does.
+    std::fs::write(gpus.join("gpu0/utilization"), "87\n").unwrap();
+    std::fs::write(gpus.join("gpu1/utilization"), "0\n").unwrap();
     // Only this test points the fake library anywhere.
     std::env::set_var("JOULEBENCH_FAKE_NVML_DIR", &gpus);
     let stop = Arc::new(AtomicBool::new(false));
@@ -393,6 +396,16 @@ fn each_gpu_goes_to_the_job_it_was_given() {
     assert_eq!(
         a.unused_gpu_j, 0.0,
         "a shared node charges no GPU it was not given"
+    );
+    assert_eq!(
+        (a.idle_given_gpus.clone(), b.idle_given_gpus.clone()),
+        (vec![], vec![1])
+    );
+    assert_eq!(b.idle_given_gpu_j, 300.0);
+    let line = b.summary().line(1);
+    assert!(
+        line.contains("300.0 J of it went to 1 GPU it was given and never used"),
+        "{line}"
     );
     // Alone on the node with no GPU of its own: both GPUs' energy is its,
     // and said to be GPUs it was not given.

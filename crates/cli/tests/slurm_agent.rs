@@ -62,7 +62,8 @@ fn agent(work: &Path, node: &str, trees: &Path) -> Child {
 /// The fake NVML library (crates/agent/tests/fake_nvml/fake_nvml.c), built with cc.
 fn fake_nvml() -> PathBuf {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libfake-nvml-cli.so.1");
-    if !out.is_file() {
+    // Built afresh each run, so a changed fake is never stale.
+    {
         let source =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fake_nvml/fake_nvml.c");
         let status = Command::new("cc")
@@ -82,10 +83,11 @@ struct FakeGpu {
 }
 
 impl FakeGpu {
-    fn start(dir: PathBuf, watts: f64) -> FakeGpu {
+    fn start(dir: PathBuf, watts: f64, utilization: u32) -> FakeGpu {
         use std::sync::atomic::{AtomicBool, Ordering};
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("energy_mj"), "0\n").unwrap();
+        std::fs::write(dir.join("utilization"), format!("{utilization}\n")).unwrap();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -182,8 +184,9 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     let _n1 = FakeRapl::start(&trees.join("jbn1"), 20.0);
     let _n2 = FakeRapl::start(&trees.join("jbn2"), 50.0);
     // jbn1's two GPUs draw 100 W and 300 W; jbn2 has none NVML can see.
-    let _g0 = FakeGpu::start(trees.join("jbn1/nvml/gpu0"), 100.0);
-    let _g1 = FakeGpu::start(trees.join("jbn1/nvml/gpu1"), 300.0);
+    // GPU 0 is busy whenever asked; GPU 1 never is.
+    let _g0 = FakeGpu::start(trees.join("jbn1/nvml/gpu0"), 100.0, 60);
+    let _g1 = FakeGpu::start(trees.join("jbn1/nvml/gpu1"), 300.0, 0);
     // All of jbn1: its package and both GPUs.
     const JBN1_W: f64 = 20.0 + 100.0 + 300.0;
     let dir = std::env::temp_dir().join(format!("joulebench-slurm-agent-{}", std::process::id()));
@@ -630,6 +633,14 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
             (w - watts).abs() < 0.05 * watts,
             "job {job} on GPU {gpu}: {w} W: {r}"
         );
+        // The job given the idle GPU is told so.
+        let idle: Vec<u64> = r["idle_given_gpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_u64().unwrap())
+            .collect();
+        assert_eq!(idle, if gpu == 1 { vec![1] } else { vec![] }, "{r}");
         seen_gpus.push(gpu);
     }
     seen_gpus.sort();

@@ -3,7 +3,8 @@
  * for tests on machines without GPUs: the OS boundary a real NVML sits at.
  * GPU i is the folder $JOULEBENCH_FAKE_NVML_DIR/gpu<i>; its total energy
  * (nvmlDeviceGetTotalEnergyConsumption, millijoules) is the number in its
- * energy_mj file, which the test advances. Power readings are not offered
+ * energy_mj file, which the test advances; its utilization (percent), the
+ * number in its utilization file (0 without one). Power readings are not offered
  * (NVML_ERROR_NOT_SUPPORTED), so only the energy counter is a meter.
  * Written for joulebench from NVML's documented prototypes (nvml.h).
  */
@@ -96,4 +97,24 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(void *device, unsigned int *milliwatts) {
     (void)device;
     (void)milliwatts;
     return NVML_ERROR_NOT_SUPPORTED;
+}
+
+typedef struct {
+    unsigned int gpu;
+    unsigned int memory;
+} nvmlUtilization_t;
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(void *device, nvmlUtilization_t *u) {
+    int i = index_of(device);
+    if (i < 0 || !u) return NVML_ERROR_INVALID_ARGUMENT;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/utilization", dir_of[i]);
+    u->gpu = 0;
+    u->memory = 0;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%u", &u->gpu) != 1) u->gpu = 0;
+        fclose(f);
+    }
+    return NVML_SUCCESS;
 }

@@ -155,6 +155,17 @@ struct Api {
     power_usage: unsafe extern "C" fn(DeviceRaw, *mut c_uint) -> NvmlReturn,
     /// Absent from very old drivers.
     field_values: Option<unsafe extern "C" fn(DeviceRaw, c_int, *mut NvmlFieldValue) -> NvmlReturn>,
+    /// `nvmlDeviceGetUtilizationRates`: percent of time a kernel ran (and
+    /// memory was read or written) over the driver's last sample period.
+    utilization: Option<unsafe extern "C" fn(DeviceRaw, *mut NvmlUtilization) -> NvmlReturn>,
+}
+
+/// `nvmlUtilization_t`.
+#[repr(C)]
+#[derive(Default)]
+struct NvmlUtilization {
+    gpu: c_uint,
+    memory: c_uint,
 }
 
 /// An initialised NVML. Dropping it shuts NVML down (NVML counts
@@ -234,6 +245,7 @@ impl Nvml {
             total_energy: symbol!("nvmlDeviceGetTotalEnergyConsumption")?,
             power_usage: symbol!("nvmlDeviceGetPowerUsage")?,
             field_values: symbol!("nvmlDeviceGetFieldValues").ok(),
+            utilization: symbol!("nvmlDeviceGetUtilizationRates").ok(),
         };
         // SAFETY: no arguments; NVML may be initialised more than once.
         let rc = unsafe { (api.init)() };
@@ -264,6 +276,22 @@ impl Nvml {
         let rc = unsafe { (self.api.device_count)(&mut count) };
         self.check(rc, "nvmlDeviceGetCount")?;
         Ok(count)
+    }
+
+    /// How busy GPU `index` was (percent of the driver's last sample period
+    /// in which a kernel ran); `None` where the driver cannot say.
+    pub fn gpu_utilization(&self, index: u32) -> Option<u32> {
+        let f = self.api.utilization?;
+        let device = self.device(index).ok()?;
+        let mut u = NvmlUtilization::default();
+        // SAFETY: a live handle and a valid out-pointer of nvml.h's layout.
+        let rc = unsafe { f(device.0, &mut u) };
+        (rc == NVML_SUCCESS).then_some(u.gpu)
+    }
+
+    /// How many GPUs NVML sees.
+    pub fn gpu_count(&self) -> Result<u32, MeterError> {
+        self.device_count()
     }
 
     fn device(&self, index: u32) -> Result<Device, MeterError> {
