@@ -139,6 +139,35 @@ pub fn expand_output_path(pattern: &str, get: impl Fn(&str) -> Option<String>) -
     Some(out)
 }
 
+/// Appends the agent's summary (its reply to the Epilog) to the job's
+/// output file, which slurmd names in `SLURM_JOB_STDOUT` for batch jobs,
+/// written as the job's user; `var` reads the Epilog's environment.
+pub fn append_summary(reply: &str, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    let Some(pattern) = var("SLURM_JOB_STDOUT") else {
+        return Ok(()); // an interactive job: its output is a terminal
+    };
+    let summary: crate::record::JobSummary = reply
+        .strip_prefix("ok ")
+        .and_then(|json| serde_json::from_str(json).ok())
+        .ok_or("the agent's reply holds no summary")?;
+    let path = expand_output_path(&pattern, &var)
+        .ok_or_else(|| format!("cannot expand the output file name {pattern}"))?;
+    let id = |k: &str| -> Result<u32, String> {
+        var(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{k} is not set"))
+    };
+    let nodes = var("SLURM_JOB_NUM_NODES")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    append_as_user(
+        &path,
+        id("SLURM_JOB_UID")?,
+        id("SLURM_JOB_GID")?,
+        &summary.line(nodes),
+    )
+}
+
 /// How long appending the summary may take (a FIFO as the output file
 /// would block an open for ever).
 pub const APPEND_TIMEOUT: Duration = Duration::from_millis(500);

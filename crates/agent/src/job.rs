@@ -85,6 +85,38 @@ pub fn total(job_id: u64, nodes: &[String], dir: &Path, wait: Duration) -> JobTo
 }
 
 impl JobTotal {
+    /// Writes `<dir>/<job>.json`, root-only.
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        atomic_file::write_private(&dir.join(format!("{}.json", self.job_id)), &json)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stores [`Self::admin_comment`] with `sacctmgr`, trying again for up to
+    /// `wait`: the job has finished (`scontrol update` refuses it then) and
+    /// slurmdbd may not have it yet.
+    pub fn set_admin_comment(&self, wait: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let out = std::process::Command::new("sacctmgr")
+                .args(["-i", "modify", "job", "where"])
+                .arg(format!("jobid={}", self.job_id))
+                .arg("set")
+                .arg(format!("AdminComment={}", self.admin_comment()))
+                .output()
+                .map_err(|e| format!("running sacctmgr: {e}"))?;
+            let said = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            if out.status.success() && !said.contains("Nothing modified") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("sacctmgr set AdminComment: {}", said.trim()));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// The `AdminComment`: `jb1:` and `key=value` pairs (`j`, `kwh`,
     /// `gpu_j`, `cpu_j`, `unused_gpu_j`, `nodes`, `method`, `missing`), all lower case,
     /// no quotes: `sacctmgr ... set AdminComment=` on a finished job lowers

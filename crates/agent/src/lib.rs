@@ -7,6 +7,8 @@
 //! - [`protocol`]: the one-line messages Slurm's Prolog/Epilog hooks send;
 //! - [`record`]: what a job's end writes: one JSON record per job per node;
 //! - [`share`]: a shared node's CPU energy split by the jobs' cgroup CPU time;
+//! - [`job`]: a whole job from its nodes' records (EpilogSlurmctld, AdminComment);
+//!   [`view`]: what `joulebench job` shows;
 //! - [`daemon`]: the polling loop and the socket; [`hook`]: the hooks' side,
 //!   which never fails a job.
 
@@ -19,3 +21,4 @@ pub mod journal;
 pub mod protocol;
 pub mod record;
 pub mod share;
+pub mod view;

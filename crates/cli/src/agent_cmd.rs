@@ -3,9 +3,8 @@
 //! ended). See `deploy/slurm/` for the systemd unit and the slurm.conf lines.
 
 use agent::daemon::{serve, AgentConfig};
-use agent::hook::{append_as_user, expand_output_path, message_from_env, query, send};
+use agent::hook::{append_summary, message_from_env, query, send};
 use agent::protocol::Event;
-use agent::record::{joules, JobNodeRecord, JobSummary};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -189,7 +188,8 @@ pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
         Ok(reply) => {
             eprintln!("joulebench slurm {name}: {reply}");
             if event == Event::End {
-                if let Err(e) = tell_the_user(&reply) {
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                if let Err(e) = append_summary(&reply, env) {
                     eprintln!("joulebench slurm {name}: no summary in the job's output: {e}");
                 }
             }
@@ -199,35 +199,6 @@ pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Appends the agent's summary to the job's output file (batch jobs: slurmd
-/// names it in SLURM_JOB_STDOUT), written as the job's user.
-fn tell_the_user(reply: &str) -> Result<(), String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let Some(pattern) = var("SLURM_JOB_STDOUT") else {
-        return Ok(()); // an interactive job: its output is a terminal
-    };
-    let summary: JobSummary = reply
-        .strip_prefix("ok ")
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or("the agent's reply holds no summary")?;
-    let path = expand_output_path(&pattern, var)
-        .ok_or_else(|| format!("cannot expand the output file name {pattern}"))?;
-    let id = |k: &str| -> Result<u32, String> {
-        var(k)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{k} is not set"))
-    };
-    let nodes = var("SLURM_JOB_NUM_NODES")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    append_as_user(
-        &path,
-        id("SLURM_JOB_UID")?,
-        id("SLURM_JOB_GID")?,
-        &summary.line(nodes),
-    )
-}
-
 /// `joulebench job ID`: the job's energy per node and per GPU, with how it was
 /// attributed. Users see their own jobs; root any.
 pub fn run_job(args: JobArgs) -> Result<ExitCode> {
@@ -235,141 +206,16 @@ pub fn run_job(args: JobArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        print!("{}", job_table(&records));
+        print!("{}", agent::view::job_table(&records));
     }
     if let Some(path) = &args.html {
         let html = report::format::Format::Html
             .renderer()
-            .render(&job_document(&records));
+            .render(&agent::view::job_document(&records));
         atomic_file::write(path, html.as_bytes())?;
         eprintln!("report: {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The job as a report document: per node, per GPU, and what was not counted.
-fn job_document(records: &[JobNodeRecord]) -> report::document::Document {
-    use report::document::{Block, Document, Section, Table};
-    let first = &records[0];
-    let total: f64 = records.iter().map(|r| r.job_j).sum();
-    let mut nodes = Table::new(&[
-        "node",
-        "method",
-        "seconds",
-        "job J",
-        "job kWh",
-        "GPUs J",
-        "CPU J",
-        "GPUs not given J",
-        "node measured J",
-    ])
-    .numeric(&[2, 3, 4, 5, 6, 7, 8]);
-    let mut gpus = Table::new(&["node", "GPU", "J", "the job's"]).numeric(&[2]);
-    let mut notes = Vec::new();
-    for r in records {
-        nodes.row(vec![
-            r.node.clone(),
-            r.method.clone(),
-            format!("{:.1}", r.duration_s),
-            format!("{:.1}", r.job_j),
-            format!("{:.6}", r.job_j / 3.6e6),
-            format!("{:.1}", r.job_gpu_j),
-            format!("{:.1}", r.job_cpu_j),
-            format!("{:.1}", r.unused_gpu_j),
-            format!("{:.1}", r.node_measured_j),
-        ]);
-        for (g, j) in &r.gpu_j {
-            let owned = if r.gpus.contains(g) { "yes" } else { "no" };
-            gpus.row(vec![
-                r.node.clone(),
-                format!("gpu{g}"),
-                format!("{j:.1}"),
-                owned.into(),
-            ]);
-        }
-        notes.extend(r.not_attributed.iter().map(|n| format!("{}: {n}", r.node)));
-    }
-    let mut per_node = Section::new("Per node");
-    per_node.blocks.push(Block::Table(nodes));
-    let mut sections = vec![per_node];
-    if !gpus.rows.is_empty() {
-        let mut section = Section::new("Per GPU");
-        section.blocks.push(Block::Table(gpus));
-        sections.push(section);
-    }
-    let mut how = Section::new("How it was measured");
-    how.blocks.push(Block::Note(
-        "RAPL (package, DRAM) and NVML (GPU) energy counters, read by joulebench agent on each \
-         node between the job's Prolog and Epilog. exclusive: the job had the node alone and is \
-         charged all of it; cpu-time-share: each GPU to the job it was given, package and DRAM \
-         energy split by the jobs' cgroup CPU time."
-            .into(),
-    ));
-    how.blocks.extend(notes.into_iter().map(Block::Warning));
-    sections.push(how);
-    Document {
-        title: format!("Energy of Slurm job {}", first.job_id),
-        subtitle: vec![
-            format!(
-                "{} (uid {}), {} node{}",
-                first.user.as_deref().unwrap_or("?"),
-                first.uid,
-                records.len(),
-                if records.len() == 1 { "" } else { "s" }
-            ),
-            format!("{} ({:.4} kWh)", joules(total), total / 3.6e6),
-        ],
-        sections,
-    }
-}
-
-fn job_table(records: &[JobNodeRecord]) -> String {
-    let total: f64 = records.iter().map(|r| r.job_j).sum();
-    let first = &records[0];
-    let mut out = format!(
-        "job {} of {} (uid {}): {} ({:.4} kWh) on {} node{}\n",
-        first.job_id,
-        first.user.as_deref().unwrap_or("?"),
-        first.uid,
-        joules(total),
-        total / 3.6e6,
-        records.len(),
-        if records.len() == 1 { "" } else { "s" }
-    );
-    out += &format!(
-        "{:<12} {:<11} {:>9} {:>11} {:>10} {:>12}  GPUs\n",
-        "node", "method", "seconds", "job", "kWh", "node total"
-    );
-    for r in records {
-        let gpus = r
-            .gpu_j
-            .iter()
-            .map(|(g, j)| {
-                let mark = if r.gpus.contains(g) {
-                    ""
-                } else {
-                    " (not the job's)"
-                };
-                format!("gpu{g} {}{mark}", joules(*j))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        out += &format!(
-            "{:<12} {:<11} {:>9.1} {:>11} {:>10.5} {:>12}  {}\n",
-            r.node,
-            r.method,
-            r.duration_s,
-            joules(r.job_j),
-            r.job_j / 3.6e6,
-            joules(r.node_measured_j),
-            if gpus.is_empty() { "-".into() } else { gpus }
-        );
-        for missing in &r.not_attributed {
-            out += &format!("  {}: not counted: {missing}\n", r.node);
-        }
-    }
-    out += "measured: RAPL and NVML energy counters read by joulebench agent on each node\n";
-    out
 }
 
 /// Starts this command again as a detached worker (its own session, its
@@ -411,9 +257,7 @@ fn epilog_ctld(args: &CtldArgs) -> Result<(), String> {
     let nodes = agent::hostlist::expand(&list)
         .ok_or_else(|| format!("SLURM_JOB_NODELIST={list}: not a host list joulebench reads"))?;
     let total = agent::job::total(job_id, &nodes, &args.records_dir, args.wait);
-    let json = serde_json::to_vec_pretty(&total).map_err(|e| e.to_string())?;
-    atomic_file::write_private(&args.records_dir.join(format!("{job_id}.json")), &json)
-        .map_err(|e| e.to_string())?;
+    total.write(&args.records_dir)?;
     if !total.missing_nodes.is_empty() {
         eprintln!(
             "joulebench slurm epilog-ctld: job {job_id}: no record from {}",
@@ -423,25 +267,5 @@ fn epilog_ctld(args: &CtldArgs) -> Result<(), String> {
     if args.no_admin_comment || total.records.is_empty() {
         return Ok(());
     }
-    // The job has finished (scontrol refuses it now) and slurmdbd may not have
-    // it yet: sacctmgr, again until it takes.
-    let deadline = std::time::Instant::now() + args.wait;
-    loop {
-        let out = std::process::Command::new("sacctmgr")
-            .args(["-i", "modify", "job", "where"])
-            .arg(format!("jobid={job_id}"))
-            .arg("set")
-            .arg(format!("AdminComment={}", total.admin_comment()))
-            .output()
-            .map_err(|e| format!("running sacctmgr: {e}"))?;
-        let said = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        if out.status.success() && !said.contains("Nothing modified") {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!("sacctmgr set AdminComment: {}", said.trim()));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    total.set_admin_comment(args.wait)
 }

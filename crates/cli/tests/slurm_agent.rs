@@ -138,6 +138,21 @@ fn submit(
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// Waits (up to 20 s) until `job` runs.
+fn wait_running(job: &str, conf: &Path) {
+    for _ in 0..200 {
+        let state = Command::new("squeue")
+            .args(["-h", "-j", job, "-o", "%t"])
+            .env("SLURM_CONF", conf)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&state.stdout).trim() == "R" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn record(work: &Path, node: &str, job: &str) -> Option<serde_json::Value> {
     let path = work.join("records").join(format!("{job}.{node}.json"));
     path.is_file().then(|| read_json(&path))
@@ -524,17 +539,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     let array = as_nobody(&["--array=1-2"], "array-%A_%a.txt", "sleep 1");
     let long = sbatch("sleep 60");
     // Cancelled once running (a job cancelled while pending never ran: no record).
-    for _ in 0..200 {
-        let state = Command::new("squeue")
-            .args(["-h", "-j", &long, "-o", "%t"])
-            .env("SLURM_CONF", &conf)
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&state.stdout).trim() == "R" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_running(&long, &conf);
     std::thread::sleep(Duration::from_secs(1));
     let cancel = Command::new("scancel")
         .arg(&long)
@@ -696,17 +701,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         &shared,
         &conf,
     );
-    for _ in 0..100 {
-        let state = Command::new("squeue")
-            .args(["-h", "-j", &late, "-o", "%t"])
-            .env("SLURM_CONF", &conf)
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&state.stdout).trim() == "R" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_running(&late, &conf);
     std::thread::sleep(Duration::from_secs(1));
     cluster.agents.push(agent(work, "jbn2", &trees));
     let r = wait_record(work, "jbn2", &late);

@@ -632,6 +632,24 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// One call with a fresh process count (no earlier conf_type=1 call).
+    fn alone(
+        s: &mut TestSettings,
+        path: &Path,
+        model: &str,
+        scenario: &str,
+        conf_type: i64,
+    ) -> FromConfigOutcome {
+        from_config(
+            s,
+            path,
+            model,
+            scenario,
+            conf_type,
+            &mut UserConfCount::default(),
+        )
+    }
+
     fn conf(text: &str) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
@@ -704,14 +722,7 @@ mod tests {
     fn a_bad_value_rejects_the_whole_file() {
         let user = conf("*.Offline.target_qps = 99\n*.*.min_duration = fast\n");
         let mut s = TestSettings::default();
-        let out = from_config(
-            &mut s,
-            user.path(),
-            "m",
-            "Offline",
-            2,
-            &mut UserConfCount::default(),
-        );
+        let out = alone(&mut s, user.path(), "m", "Offline", 2);
         assert_eq!(out.code, EINVAL);
         assert_eq!(s, TestSettings::default());
         assert_eq!(
@@ -725,24 +736,16 @@ mod tests {
     #[test]
     fn missing_file_and_silent_skips_are_reported() {
         let mut s = TestSettings::default();
-        let out = from_config(
+        let out = alone(
             &mut s,
             Path::new("/nonexistent/user.conf"),
             "m",
             "Offline",
             2,
-            &mut UserConfCount::default(),
         );
         assert_eq!(out.code, ENOENT);
         let user = conf("*.*.min_duraton = 5\n*.*.min_query_count=7\nmin_duration = 3\n");
-        let out = from_config(
-            &mut s,
-            user.path(),
-            "m",
-            "Offline",
-            2,
-            &mut UserConfCount::default(),
-        );
+        let out = alone(&mut s, user.path(), "m", "Offline", 2);
         assert_eq!(out.code, OK);
         assert_eq!(s.min_query_count, 100);
         let lines: Vec<usize> = out.notes.iter().map(|n| n.line).collect();
@@ -750,14 +753,7 @@ mod tests {
         // Measured with mlcommons-loadgen 6.0.17: a comment after a value is
         // read as a second value, and rejects the file.
         let user = conf("*.*.min_query_count = 3 # three\n");
-        let out = from_config(
-            &mut s,
-            user.path(),
-            "m",
-            "Offline",
-            2,
-            &mut UserConfCount::default(),
-        );
+        let out = alone(&mut s, user.path(), "m", "Offline", 2);
         assert_eq!(out.code, EINVAL);
     }
 
@@ -768,14 +764,7 @@ mod tests {
              *.Server.target_qps = 7\n*.Server.target_latency = 0.5\nm.Server.target_latency_percentile = 97\n",
         );
         let mut s = TestSettings::default();
-        from_config(
-            &mut s,
-            user.path(),
-            "m",
-            "Offline",
-            2,
-            &mut UserConfCount::default(),
-        );
+        alone(&mut s, user.path(), "m", "Offline", 2);
         assert_eq!(s.min_duration_ms, 3000);
         assert_eq!(
             s.server_target_qps, 7.0,

@@ -4,6 +4,7 @@ import copy
 import inspect
 import json
 import pickle
+import subprocess
 
 import pytest
 
@@ -133,7 +134,11 @@ def test_handles_are_checked():
     lg.DestroyQSL(qsl)
 
 
-def test_joulebench_submodule_is_outside_loadgens_names():
+def test_joulebench_submodule_is_outside_loadgens_names(reference):
     import mlperf_loadgen.joulebench as jb
-    assert "joulebench" not in NAMES
-    assert callable(jb.last_result)
+    theirs = subprocess.run(
+        [reference, "-c", "import mlperf_loadgen as lg; print(' '.join(dir(lg)))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert "joulebench" not in theirs, "our addition would shadow a name of LoadGen's"
+    assert set(NAMES) <= set(theirs), "NAMES lists MLCommons' own names"
+    assert callable(jb.last_result) and callable(jb.last_outdir)

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::meter::MeterError;
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_ulonglong, c_ushort, c_void, CStr, OsStr};
+
 /// Library names tried in order: the driver's soname, then the development
 /// symlink.
 pub const LIBRARY_NAMES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
