@@ -270,6 +270,7 @@ pub fn run_result(
             })
             .collect(),
         power,
+        serving: None,
         files: output
             .files
             .iter()

@@ -412,7 +412,7 @@ pub(crate) fn issue_queries(
         start,
     );
     let mut problems = Vec::new();
-    let incomplete = result.samples_issued - result.samples_completed;
+    let incomplete = result.samples_issued - result.samples_completed - result.samples_failed;
     match abort {
         Some(WaitAbort::Interrupted) => problems.push(format!(
             "{} after {:.1} s ({} of {} issued samples completed)",
@@ -449,6 +449,24 @@ pub(crate) fn issue_queries(
             .collect();
         problems.push(format!(
             "the SUT made invalid completions ({}); examples are in the detail log",
+            kinds.join(", ")
+        ));
+    }
+    let failures = recorder.failures();
+    for (_, messages) in failures.values() {
+        for message in messages {
+            mllog!(log, "error_runtime", message.clone(), Error);
+        }
+    }
+    if !failures.is_empty() {
+        let kinds: Vec<String> = failures
+            .iter()
+            .map(|(kind, (n, _))| format!("{n} × {kind}"))
+            .collect();
+        problems.push(format!(
+            "{} of {} issued samples failed in the SUT ({}); examples are in the detail log",
+            result.samples_failed,
+            result.samples_issued,
             kinds.join(", ")
         ));
     }
@@ -523,6 +541,10 @@ fn collect(
         for slot in plan.query_start[q]..plan.query_start[q + 1] {
             let done = recorder.sample_complete_ns(slot);
             if done == 0 {
+                continue;
+            }
+            if recorder.sample_failed(slot) {
+                r.samples_failed += 1;
                 continue;
             }
             let latency = done as i64 - sched;

@@ -33,7 +33,7 @@ pub mod sut;
 
 pub use issue::{Progress, RunControl};
 pub use qsl::QuerySampleLibrary;
-pub use response::{LoggedResponse, QuerySampleResponse, Responder};
+pub use response::{LoggedResponse, QuerySampleResponse, Responder, SampleFailure};
 pub use run::{start_test, LogSettings, TestOutput};
 pub use settings::{Mode, Scenario, TestSettings, UnknownMode, UnknownScenario};
 pub use sut::{QuerySample, QuerySampleIndex, ResponseId, SystemUnderTest};

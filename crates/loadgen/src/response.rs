@@ -88,6 +88,24 @@ impl Responder {
     pub fn first_token(&self, responses: &[QuerySampleResponse<'_>]) {
         self.recorder.first_token(responses);
     }
+
+    /// Reports that the SUT could not answer sample `id` (a refused
+    /// connection, an HTTP error, a broken stream). LoadGen has no such
+    /// call; here the sample ends (the run goes on and never waits for it),
+    /// is left out of every latency statistic, and makes the result INVALID
+    /// with failures counted by `failure.kind`.
+    pub fn fail(&self, id: ResponseId, failure: SampleFailure) {
+        self.recorder.fail(id, failure);
+    }
+}
+
+/// Why the SUT could not answer one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleFailure {
+    /// A short, stable label failures are counted by (`refused`, `http_429`).
+    pub kind: String,
+    /// What happened to this sample (logged for the first few of each kind).
+    pub message: String,
 }
 
 /// One logged response (accuracy mode or audit sampling).
@@ -130,6 +148,10 @@ pub(crate) struct Recorder {
     /// First-token bytes of logged samples, by slot, until they complete.
     first_token_data: Mutex<std::collections::HashMap<usize, Vec<u8>>>,
     errors: Mutex<Vec<String>>,
+    /// Samples the SUT reported as failed (their completion is not a latency).
+    failed: Vec<AtomicBool>,
+    /// Failures by kind: how many, and the first few messages.
+    failures: Mutex<std::collections::BTreeMap<String, (u64, Vec<String>)>>,
     /// Bad completions counted by kind.
     error_counts: [AtomicU64; BadCompletion::KINDS],
     /// The issuing thread to wake when a query completes (stream scenarios,
@@ -202,6 +224,8 @@ impl Recorder {
             logged: Mutex::new(Vec::new()),
             first_token_data: Mutex::new(std::collections::HashMap::new()),
             errors: Mutex::new(Vec::new()),
+            failed: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            failures: Mutex::new(std::collections::BTreeMap::new()),
             error_counts: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             waiter: Mutex::new(None),
             wake_waiter: AtomicBool::new(false),
@@ -282,6 +306,56 @@ impl Recorder {
                 .fetch_add(completed, Ordering::AcqRel);
             self.max_completion_ns.fetch_max(t, Ordering::AcqRel);
         }
+    }
+
+    fn fail(&self, id: ResponseId, failure: SampleFailure) {
+        let t = self.now_ns();
+        let Some(slot) = self.slot(id) else {
+            self.record_error(BadCompletion::UnknownId, || {
+                format!(
+                    "SUT reported response id {} as failed, which this run did not issue",
+                    id.0
+                )
+            });
+            return;
+        };
+        // Marked before the completion time is published, so whoever sees
+        // the sample complete also sees it failed.
+        self.failed[slot].store(true, Ordering::Release);
+        if self.complete_ns[slot]
+            .compare_exchange(0, t, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            self.record_error(BadCompletion::Repeated, || {
+                format!(
+                    "SUT reported response id {} (sample {}) as failed after completing it",
+                    id.0, self.sample_qsl_idx[slot]
+                )
+            });
+            return;
+        }
+        if let Ok(mut failures) = self.failures.lock() {
+            let (count, messages) = failures.entry(failure.kind).or_default();
+            *count += 1;
+            if (messages.len() as u64) < DESCRIBED_PER_KIND {
+                messages.push(format!(
+                    "sample {} (response id {}) failed: {}",
+                    self.sample_qsl_idx[slot], id.0, failure.message
+                ));
+            }
+        }
+        self.count_down(self.sample_query[slot], 1, t);
+        self.completed_samples.fetch_add(1, Ordering::AcqRel);
+        self.max_completion_ns.fetch_max(t, Ordering::AcqRel);
+    }
+
+    pub(crate) fn sample_failed(&self, slot: usize) -> bool {
+        self.failed[slot].load(Ordering::Acquire)
+    }
+
+    /// Failures by kind, with the described examples.
+    pub(crate) fn failures(&self) -> std::collections::BTreeMap<String, (u64, Vec<String>)> {
+        self.failures.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     fn count_down(&self, query: u32, count: u32, t: u64) {

@@ -26,6 +26,8 @@ pub struct PerformanceResult {
     pub queries_issued: u64,
     pub samples_issued: u64,
     pub samples_completed: u64,
+    /// Samples the SUT reported as failed (not in any latency statistic).
+    pub samples_failed: u64,
     /// Longest sample latency (LoadGen's `max_latency`), seconds.
     pub max_latency_s: f64,
     pub final_query_scheduled_time_s: f64,

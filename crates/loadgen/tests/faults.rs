@@ -258,3 +258,89 @@ fn max_query_count_and_duration_stop_issuing() {
     let detail = std::fs::read_to_string(dir.path().join("mlperf_log_detail.txt")).unwrap();
     assert!(detail.contains("Max query count reached"));
 }
+
+/// Fails every third sample it is given (as a network SUT whose server
+/// refused some requests) and completes the rest.
+struct FailsSome;
+
+impl loadgen::SystemUnderTest for FailsSome {
+    fn name(&self) -> &str {
+        "fails-some"
+    }
+    fn issue_query(&self, samples: &[loadgen::QuerySample], responder: &loadgen::Responder) {
+        for s in samples {
+            if s.id.0 % 3 == 0 {
+                let kind = if s.id.0 % 2 == 0 {
+                    "refused"
+                } else {
+                    "http_503"
+                };
+                responder.fail(
+                    s.id,
+                    loadgen::SampleFailure {
+                        kind: kind.into(),
+                        message: format!("{kind} for sample {}", s.index),
+                    },
+                );
+            } else {
+                responder.complete_ids([s.id]);
+            }
+        }
+    }
+}
+
+#[test]
+fn failed_samples_end_the_run_normally_but_make_it_invalid_by_kind() {
+    for scenario in [Scenario::SingleStream, Scenario::Server, Scenario::Offline] {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TestSettings {
+            scenario,
+            min_duration_ms: 50,
+            min_query_count: 30,
+            server_target_qps: 1000.0,
+            offline_expected_qps: 30.0,
+            single_stream_expected_latency_ns: 10_000.0,
+            ..Default::default()
+        };
+        let out = start_test(
+            &FailsSome,
+            &Qsl {
+                total: 10,
+                performance: 10,
+            },
+            &settings,
+            &LogSettings::in_dir(dir.path().to_path_buf()),
+            Instant::now(),
+            &RunControl::default(),
+        )
+        .unwrap();
+        let perf = out.performance.unwrap();
+        let r = &perf.result;
+        assert!(r.samples_failed > 0, "{scenario}");
+        assert_eq!(
+            r.samples_completed + r.samples_failed,
+            r.samples_issued,
+            "{scenario}: every issued sample ended one way or the other"
+        );
+        assert_eq!(r.sample_latencies_ns.len() as u64, r.samples_completed);
+        assert!(!perf.validity.valid, "{scenario}");
+        let reason = perf
+            .validity
+            .reasons
+            .iter()
+            .find(|r| r.contains("failed in the SUT"))
+            .unwrap_or_else(|| panic!("{scenario}: {:?}", perf.validity.reasons));
+        assert!(
+            reason.contains("× refused") && reason.contains("× http_503"),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("never completed"),
+            "failed samples are not missing ones: {reason}"
+        );
+        logs_are_readable(dir.path());
+        let detail = std::fs::read_to_string(dir.path().join("mlperf_log_detail.txt")).unwrap();
+        assert!(detail.contains("refused for sample"), "{scenario}");
+        assert_eq!(detail_value(&detail, "result_validity").unwrap(), "INVALID");
+    }
+}

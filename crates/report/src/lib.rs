@@ -19,5 +19,6 @@ pub mod page;
 pub mod phases;
 pub mod run_dir;
 pub mod schema;
+pub mod serving;
 pub mod system;
 pub mod text;

@@ -66,6 +66,10 @@ pub struct RunResult {
     /// Energy over the timed window; absent when no meter was used.
     #[serde(default)]
     pub power: Option<PowerRecord>,
+    /// A serving endpoint's requests, tokens, latencies and energy per
+    /// token (`--workload openai|http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<crate::serving::ServingRecord>,
     /// Files written, relative to the result's directory.
     pub files: Vec<String>,
     pub log_warnings: u64,
