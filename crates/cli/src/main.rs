@@ -5,6 +5,7 @@
 mod accuracy_cmd;
 mod agent_cmd;
 mod compare;
+mod endpoint_args;
 mod exporter;
 mod measure;
 mod merge;

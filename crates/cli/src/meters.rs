@@ -10,7 +10,9 @@ use std::time::Duration;
 pub struct PowerArgs {
     /// Meters, comma-separated or repeated: auto (every local meter found: NVML, RAPL, hwmon),
     /// none, nvml, rapl, hwmon, estimate (needs --tdp), ipmi, ipmi://USER@HOST,
-    /// redfish://HOST[:PORT], ptd://HOST:PORT, replay:FILE.csv
+    /// redfish://HOST[:PORT], ptd://HOST:PORT, replay:FILE.csv,
+    /// prom://HOST:PORT[/PATH][?gpu=N&match=METRIC] (a remote `joulebench exporter` or NVIDIA
+    /// DCGM exporter page; prom+https:// for TLS; repeat gpu= for several GPUs, no commas)
     #[arg(
         long = "power",
         value_name = "SPEC",

@@ -97,8 +97,9 @@ pub struct TextArgs {
     #[arg(long, value_name = "FILE", help_heading = TEXT_HEADING)]
     pub dataset: Option<PathBuf>,
 
-    /// gpt2: most tokens generated per sample (greedy; real text stops at end of text).
-    #[arg(long, value_name = "TOKENS", default_value = "32", help_heading = TEXT_HEADING)]
+    /// gpt2, openai: most tokens generated per sample (greedy; real text stops at end of
+    /// text). A prompt's own `max_tokens` wins.
+    #[arg(long, alias = "max-tokens", value_name = "TOKENS", default_value = "32", help_heading = TEXT_HEADING)]
     pub max_new_tokens: usize,
 
     /// Longest input in tokens (longer ones are cut); synthetic inputs have exactly this

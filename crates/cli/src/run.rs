@@ -35,6 +35,13 @@ pub enum WorkloadName {
     /// Any ONNX model (--model-file) through ONNX Runtime, on seeded synthetic inputs of the
     /// shapes and types the model declares; --device cpu or cuda:N (onnxruntime-gpu).
     Onnx,
+    /// An OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, …): --endpoint, --model (the
+    /// served name), --dataset prompts.jsonl, --max-tokens; streamed answers give LoadGen's
+    /// time to first token and per output token; tokens per joule of the serving node.
+    Openai,
+    /// A plain JSON endpoint: MLPerf's LoadGen-over-Network demo server (--endpoint BASE), or
+    /// any server through --request-template and --response-pointer.
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +137,9 @@ pub struct RunArgs {
     #[command(flatten)]
     ort_args: crate::ort_args::OrtArgs,
 
+    #[command(flatten)]
+    endpoint_args: crate::endpoint_args::EndpointArgs,
+
     /// Samples that fit in memory at once (the performance set). Default: all.
     #[arg(long)]
     performance_samples: Option<usize>,
@@ -172,8 +182,18 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 /// Offline asks a calibrated model for this many times its calibrated rate.
 const CALIBRATED_OFFLINE_HEADROOM: f64 = 1.5;
 
+/// A serving endpoint's SUT, kept to read its requests after the run.
+struct Endpoint {
+    sut: Arc<endpoints::EndpointSut>,
+    token_latencies: bool,
+}
+
 /// The SUT and what it can do (targets that make a sensible default run).
-fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
+fn build_workload(
+    args: &RunArgs,
+    performance_samples: usize,
+    control: &RunControl,
+) -> Result<(Built, Option<Endpoint>)> {
     let accuracy = args
         .mode
         .is_some_and(|m| matches!(m, Mode::AccuracyOnly | Mode::SubmissionRun));
@@ -189,106 +209,145 @@ fn build_workload(args: &RunArgs, performance_samples: usize) -> Result<Built> {
             performance_samples,
         ))
     };
-    Ok(match args.workload {
-        WorkloadName::Resnet50 | WorkloadName::Resnet18 => {
-            let arch = if args.workload == WorkloadName::Resnet50 {
-                workloads::vision::Arch::ResNet50
-            } else {
-                workloads::vision::Arch::ResNet18
-            };
-            workloads::builtin::image::build(
-                arch,
-                &args.model_args.options(&scope),
-                &args.model_args.image_options(),
-            )?
-        }
-        WorkloadName::Minilm | WorkloadName::Gpt2 => {
-            let kind = if args.workload == WorkloadName::Minilm {
-                TextModel::MiniLm
-            } else {
-                TextModel::Gpt2
-            };
-            workloads::builtin::text::build(
-                kind,
-                &args.model_args.options(&scope),
-                &args.text_args.options(),
-            )?
-        }
-        WorkloadName::Digits => {
-            let weights = args.model_args.weights.as_deref().context(
+    if matches!(args.workload, WorkloadName::Openai | WorkloadName::Http) {
+        let built = args.endpoint_args.build(
+            &crate::endpoint_args::EndpointScope {
+                openai: args.workload == WorkloadName::Openai,
+                model: args.model.as_deref(),
+                dataset: args.text_args.dataset.as_deref(),
+                tokenizer: args.text_args.tokenizer.as_deref(),
+                max_tokens: args.text_args.max_new_tokens as u64,
+                samples: args.samples,
+                performance_samples,
+                seed: args.seed,
+                scenario: args.scenario,
+            },
+            control,
+        )?;
+        let endpoint = Endpoint {
+            sut: Arc::clone(&built.sut),
+            token_latencies: built.token_latencies,
+        };
+        return Ok((
+            Built {
+                sut: Box::new(built.sut),
+                qsl: Box::new(built.qsl),
+                parameters: built.parameters,
+                // Planning figures only (a server's capacity is what the run
+                // finds out): set target_qps with --set or a conf file.
+                capacity_per_s: 2.0,
+                offline_capacity_per_s: 2.0,
+                latency_ns: 1e9,
+                batching: None,
+            },
+            Some(endpoint),
+        ));
+    }
+    Ok((
+        match args.workload {
+            WorkloadName::Resnet50 | WorkloadName::Resnet18 => {
+                let arch = if args.workload == WorkloadName::Resnet50 {
+                    workloads::vision::Arch::ResNet50
+                } else {
+                    workloads::vision::Arch::ResNet18
+                };
+                workloads::builtin::image::build(
+                    arch,
+                    &args.model_args.options(&scope),
+                    &args.model_args.image_options(),
+                )?
+            }
+            WorkloadName::Minilm | WorkloadName::Gpt2 => {
+                let kind = if args.workload == WorkloadName::Minilm {
+                    TextModel::MiniLm
+                } else {
+                    TextModel::Gpt2
+                };
+                workloads::builtin::text::build(
+                    kind,
+                    &args.model_args.options(&scope),
+                    &args.text_args.options(),
+                )?
+            }
+            WorkloadName::Digits => {
+                let weights = args.model_args.weights.as_deref().context(
                 "--workload digits needs --weights: the model.safetensors `joulebench train` wrote",
             )?;
-            let w = training::serve::build(
-                std::path::Path::new(weights),
-                &training::digits::default_path(),
-                args.model_args.device,
-                workloads::batcher::BatchPolicy {
-                    max_batch: args.model_args.batch_size.max(1),
-                    max_wait: args.model_args.max_wait,
-                    workers: args.model_args.workers.unwrap_or(1).max(1),
-                },
-                performance_samples,
-            )?;
-            Built {
-                sut: Box::new(w.sut),
-                qsl: Box::new(SharedQsl(w.qsl)),
-                parameters: w.parameters,
-                capacity_per_s: w.capacity_per_s,
-                offline_capacity_per_s: w.capacity_per_s,
-                latency_ns: w.latency_ns,
-                batching: None,
+                let w = training::serve::build(
+                    std::path::Path::new(weights),
+                    &training::digits::default_path(),
+                    args.model_args.device,
+                    workloads::batcher::BatchPolicy {
+                        max_batch: args.model_args.batch_size.max(1),
+                        max_wait: args.model_args.max_wait,
+                        workers: args.model_args.workers.unwrap_or(1).max(1),
+                    },
+                    performance_samples,
+                )?;
+                Built {
+                    sut: Box::new(w.sut),
+                    qsl: Box::new(SharedQsl(w.qsl)),
+                    parameters: w.parameters,
+                    capacity_per_s: w.capacity_per_s,
+                    offline_capacity_per_s: w.capacity_per_s,
+                    latency_ns: w.latency_ns,
+                    batching: None,
+                }
             }
-        }
-        WorkloadName::Onnx => {
-            let ort = args
-                .ort_args
-                .options(args.model_args.image_options(), &args.text_args)?;
-            ort_backend::build(&args.model_args.options(&scope), &ort)?
-        }
-        WorkloadName::Null => Built {
-            qsl: synthetic(),
-            sut: Box::new(workloads::null::NullSut),
-            parameters: serde_json::json!({}),
-            // Planning targets only: the null SUT is as fast as the harness.
-            capacity_per_s: 1_000_000.0,
-            offline_capacity_per_s: 1_000_000.0,
-            latency_ns: 5_000.0,
-            batching: None,
-        },
-        WorkloadName::Sleep => {
-            if args.concurrency == 0 {
-                bail!("--concurrency must be at least 1");
+            WorkloadName::Onnx => {
+                let ort = args
+                    .ort_args
+                    .options(args.model_args.image_options(), &args.text_args)?;
+                ort_backend::build(&args.model_args.options(&scope), &ort)?
             }
-            let service = match args.service_distribution {
-                Distribution::Fixed => ServiceTime::Fixed(args.service_time),
-                Distribution::Exponential => ServiceTime::Exponential {
-                    mean: args.service_time,
-                    seed: args.seed,
-                },
-            };
-            let sut = SleepSut::new(service, args.concurrency);
-            Built {
+            WorkloadName::Null => Built {
                 qsl: synthetic(),
-                capacity_per_s: sut.capacity_per_second(),
-                offline_capacity_per_s: sut.capacity_per_second(),
-                latency_ns: args.service_time.as_nanos() as f64,
-                parameters: serde_json::json!({
-                    "service_time_ns": args.service_time.as_nanos() as u64,
-                    "service_distribution": format!("{:?}", args.service_distribution).to_lowercase(),
-                    "concurrency": args.concurrency,
-                    "seed": args.seed,
-                }),
-                sut: Box::new(sut),
+                sut: Box::new(workloads::null::NullSut),
+                parameters: serde_json::json!({}),
+                // Planning targets only: the null SUT is as fast as the harness.
+                capacity_per_s: 1_000_000.0,
+                offline_capacity_per_s: 1_000_000.0,
+                latency_ns: 5_000.0,
                 batching: None,
+            },
+            WorkloadName::Sleep => {
+                if args.concurrency == 0 {
+                    bail!("--concurrency must be at least 1");
+                }
+                let service = match args.service_distribution {
+                    Distribution::Fixed => ServiceTime::Fixed(args.service_time),
+                    Distribution::Exponential => ServiceTime::Exponential {
+                        mean: args.service_time,
+                        seed: args.seed,
+                    },
+                };
+                let sut = SleepSut::new(service, args.concurrency);
+                Built {
+                    qsl: synthetic(),
+                    capacity_per_s: sut.capacity_per_second(),
+                    offline_capacity_per_s: sut.capacity_per_second(),
+                    latency_ns: args.service_time.as_nanos() as f64,
+                    parameters: serde_json::json!({
+                        "service_time_ns": args.service_time.as_nanos() as u64,
+                        "service_distribution": format!("{:?}", args.service_distribution).to_lowercase(),
+                        "concurrency": args.concurrency,
+                        "seed": args.seed,
+                    }),
+                    sut: Box::new(sut),
+                    batching: None,
+                }
             }
-        }
-    })
+            WorkloadName::Openai | WorkloadName::Http => unreachable!("built above"),
+        },
+        None,
+    ))
 }
 
 /// Requested settings from every source, in order, with where each came from.
 fn build_settings(
     args: &RunArgs,
     workload: &Built,
+    endpoint: Option<&Endpoint>,
     model: &str,
 ) -> Result<(TestSettings, Vec<Applied>)> {
     let mut s = TestSettings {
@@ -300,14 +359,15 @@ fn build_settings(
     // pipelined, batched run goes faster, and an Offline run that runs out of
     // samples before its minimum duration is INVALID: ask for more.
     let headroom = match args.workload {
-        WorkloadName::Null | WorkloadName::Sleep => 1.0,
+        WorkloadName::Null | WorkloadName::Sleep | WorkloadName::Openai | WorkloadName::Http => 1.0,
         _ => CALIBRATED_OFFLINE_HEADROOM,
     };
     s.offline_expected_qps = workload.offline_capacity_per_s * headroom;
     s.server_target_qps = workload.capacity_per_s / 2.0;
     s.single_stream_expected_latency_ns = workload.latency_ns;
     // A generating model reports its first tokens: measure token latencies.
-    s.use_token_latencies = args.workload == WorkloadName::Gpt2;
+    s.use_token_latencies =
+        args.workload == WorkloadName::Gpt2 || endpoint.is_some_and(|e| e.token_latencies);
     s.multi_stream_expected_latency_ns = workload.latency_ns
         * (s.multi_stream_samples_per_query as f64 / args.concurrency.max(1) as f64).ceil();
     let layers = loadgen::layers::Layers {
@@ -330,22 +390,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if args.samples == 0 || performance_samples == 0 {
         bail!("--samples and --performance-samples must be at least 1");
     }
+    let interrupt = harness::Interrupt::on_signals("the logs");
+    let control = RunControl {
+        sut_timeout: Duration::from_secs_f64(args.sut_timeout),
+        interrupt: interrupt.flag(),
+        ..Default::default()
+    };
     // Every input is checked before anything starts.
-    let workload = build_workload(&args, performance_samples)?;
-    let (settings, applied) = build_settings(&args, &workload, &model)?;
+    let (workload, endpoint) = build_workload(&args, performance_samples, &control)?;
+    let (settings, applied) = build_settings(&args, &workload, endpoint.as_ref(), &model)?;
     let outdir = args.output.clone().unwrap_or_else(|| {
         harness::output::default_folder(
             &chrono::Local::now(),
             &[&workload_name, &args.scenario.mlperf_name().to_lowercase()],
         )
     });
-    let interrupt = harness::Interrupt::on_signals("the logs");
     let mut session = harness::Session::open(outdir, &args.power.options(), interrupt.clone())?;
-    let control = RunControl {
-        sut_timeout: Duration::from_secs_f64(args.sut_timeout),
-        interrupt: interrupt.flag(),
-        ..Default::default()
-    };
     session.measure_idle(|s| eprintln!("measuring idle power for {s} s"))?;
     let logs = loadgen::LogSettings::in_dir(session.outdir());
     let test = LoadgenTest {
@@ -385,13 +445,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             })
             .collect(),
     };
-    let result = harness::inference::run_result(&session, description, measured)?;
+    let mut result = harness::inference::run_result(&session, description, measured)?;
+    if let Some(endpoint) = &endpoint {
+        let window_s = result.timed_window.as_ref().map_or(0.0, |w| w.duration_s);
+        let mut serving = endpoint.sut.tally().record(window_s);
+        if let Some(power) = &result.power {
+            serving.energy = report::serving::token_energy(power, &serving);
+        }
+        result.serving = Some(serving);
+    }
     let interrupted = result.status == RunStatus::Interrupted;
     session.write_json(schema::RESULT_FILE, &result)?;
     print!(
         "{}",
         report::text::run_summary(&result, &session.outdir().display().to_string())
     );
+    if let Some(serving) = &result.serving {
+        report::serving::lines(serving)
+            .iter()
+            .for_each(|l| println!("{l}"));
+    }
     match &result.power {
         Some(record) => {
             println!("  energy over the timed window:");
@@ -405,9 +478,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
              --power estimate --tdp W gives an estimate)"
         ),
     }
+    if let Some(why) = endpoint.as_ref().and_then(|e| e.sut.fatal()) {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::from(2));
+    }
     Ok(if interrupted {
         ExitCode::from(130)
-    } else if result.performance.as_ref().is_none_or(|p| p.valid) {
+    } else if result.performance.as_ref().is_none_or(|p| p.valid)
+        && result.accuracy.as_ref().is_none_or(|a| a.complete)
+    {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -10,6 +10,7 @@
 //! - [`client`]: URL, credential, TLS and timeouts.
 //! - [`exchange`]: one timed request; [`failure`]: how it can fail.
 //! - [`sut`]: the endpoint as LoadGen's SUT; [`tally`]: what its requests did.
+//! - [`testing`]: a scripted server for tests.
 
 pub mod client;
 pub mod exchange;
@@ -20,5 +21,6 @@ pub mod prompts;
 pub mod sse;
 pub mod sut;
 pub mod tally;
+pub mod testing;
 
 pub use sut::{EndpointConfig, EndpointError, EndpointSut, Protocol};

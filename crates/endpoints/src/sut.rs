@@ -14,6 +14,7 @@ use crate::prompts::PromptRecord;
 use crate::tally::{RequestRecord, Tally, TokenSource};
 use loadgen::{QuerySample, QuerySampleResponse, Responder, RunControl, SystemUnderTest};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -93,6 +94,10 @@ struct Shared {
     tokenizer: Option<tokenizers::Tokenizer>,
     control: RunControl,
     records: Mutex<Vec<RequestRecord>>,
+    /// Requests started (sent or waiting for a --max-concurrency slot).
+    started: AtomicU64,
+    /// Why the run was stopped by the SUT (a refused credential).
+    fatal: Mutex<Option<String>>,
 }
 
 impl EndpointSut {
@@ -152,6 +157,8 @@ impl EndpointSut {
             tokenizer,
             control,
             records: Mutex::new(Vec::new()),
+            started: AtomicU64::new(0),
+            fatal: Mutex::new(None),
         });
         Ok(EndpointSut {
             name,
@@ -160,8 +167,13 @@ impl EndpointSut {
         })
     }
 
-    /// What the run's requests did, for `result.json`; `window_s` is the
-    /// timed window's length (tokens per second are over it).
+    /// Why the SUT stopped the run, if it did (a refused credential): the
+    /// run could not be measured.
+    pub fn fatal(&self) -> Option<String> {
+        self.shared.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// What the run's requests did, for `result.json`.
     pub fn tally(&self) -> Tally {
         let records = self
             .shared
@@ -177,6 +189,7 @@ impl EndpointSut {
                 Protocol::Plain { .. } => None,
             },
             streaming: self.shared.protocol.streaming(),
+            started: self.shared.started.load(Ordering::Acquire),
             records,
         }
     }
@@ -255,6 +268,7 @@ impl SystemUnderTest for EndpointSut {
 }
 
 async fn serve(shared: &Shared, sample: QuerySample, responder: &Responder) {
+    shared.started.fetch_add(1, Ordering::AcqRel);
     let _permit = match &shared.limit {
         Some(limit) => match Arc::clone(limit).acquire_owned().await {
             Ok(p) => Some(p),
@@ -319,7 +333,7 @@ async fn serve(shared: &Shared, sample: QuerySample, responder: &Responder) {
         }]),
         Err(failure) => {
             if let Failure::Auth { status, message } = failure {
-                shared.control.stop(format!(
+                let why = format!(
                     "the server refused the credential{} (HTTP {status}: {message}); stopped at once",
                     shared
                         .key_source
@@ -329,7 +343,11 @@ async fn serve(shared: &Shared, sample: QuerySample, responder: &Responder) {
                             " (none was given: set {} or --api-key-file)",
                             client::API_KEY_ENV
                         ))
-                ));
+                );
+                if let Ok(mut fatal) = shared.fatal.lock() {
+                    fatal.get_or_insert_with(|| why.clone());
+                }
+                shared.control.stop(why);
             }
             responder.fail(sample.id, failure.to_sample_failure());
         }

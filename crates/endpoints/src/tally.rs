@@ -91,6 +91,9 @@ pub struct Tally {
     pub api: String,
     pub model: Option<String>,
     pub streaming: bool,
+    /// Requests started; those without a record never finished (the run
+    /// was interrupted, or stopped, while they were open).
+    pub started: u64,
     pub records: Vec<RequestRecord>,
 }
 
@@ -102,9 +105,11 @@ impl Tally {
             .iter()
             .filter(|r| r.failure_kind.is_none())
             .collect();
+        let finished = self.records.len() as u64;
         let mut requests = RequestCounts {
-            issued: self.records.len() as u64,
+            issued: self.started.max(finished),
             succeeded: ok.len() as u64,
+            unfinished: self.started.saturating_sub(finished),
             ..Default::default()
         };
         for kind in self.records.iter().filter_map(|r| r.failure_kind.as_ref()) {
@@ -226,6 +231,7 @@ mod tests {
             api: "chat".into(),
             model: None,
             streaming: true,
+            started: 1,
             records: vec![record(10, 110, 11, 11)],
         };
         let r = t.record(1.0);
@@ -249,13 +255,15 @@ mod tests {
             api: "chat".into(),
             model: None,
             streaming: true,
+            started: 4,
             records: vec![record(10, 110, 11, 11), failed.clone(), failed],
         };
         let r = t.record(2.0);
         assert_eq!(
             (r.requests.issued, r.requests.succeeded, r.requests.failed),
-            (3, 1, 2)
+            (4, 1, 2)
         );
+        assert_eq!(r.requests.unfinished, 1, "started, never finished");
         assert_eq!(r.requests.failures["truncated"], 2);
         assert_eq!((r.tokens.output, r.tokens.output_of_failed), (11, 8));
         assert_eq!(r.tokens.input, Some(15));

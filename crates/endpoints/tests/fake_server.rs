@@ -2,13 +2,11 @@
 //! reach LoadGen exactly, and every kind of failure is counted, makes the
 //! result INVALID with its reason, and never hangs the run.
 
-mod common;
-
-use common::{llama_like_chat, Answer, End, FakeServer};
 use endpoints::client::{ApiKey, ClientOptions};
 use endpoints::openai::{Generation, OpenAiApi};
 use endpoints::plain::PlainProtocol;
 use endpoints::prompts::synthetic;
+use endpoints::testing::{llama_like_chat, Answer, End, FakeServer};
 use endpoints::{EndpointConfig, EndpointSut, Protocol};
 use loadgen::{start_test, LogSettings, RunControl, Scenario, TestOutput, TestSettings};
 use report::serving::ServingRecord;

@@ -6,7 +6,7 @@
 use power::discover::{self, Roots};
 use power::meter::estimate::EstimateConfig;
 use power::meter::ptd::{PtdMeter, PtdTimeouts, SharedPtdClient};
-use power::meter::{ipmi, nvml, redfish, replay, Meter, MeterError, Probe, Scope};
+use power::meter::{ipmi, nvml, prom, redfish, replay, Meter, MeterError, Probe, Scope};
 use power::sampler::MeterPlan;
 use report::schema::UnusableMeter;
 use std::path::PathBuf;
@@ -14,14 +14,15 @@ use std::time::Duration;
 
 /// Every spec `--power` takes, for messages.
 pub const KNOWN_SPECS: &str = "auto, none, nvml, rapl, hwmon, estimate, ipmi, ipmi://USER@HOST, \
-                               redfish://HOST, ptd://HOST:PORT, replay:FILE";
+                               redfish://HOST, ptd://HOST:PORT, prom://HOST:PORT[/PATH], \
+                               replay:FILE";
 
 /// What the user asked of the meters (the CLI's `--power*` flags, or a
 /// Python front end's settings), with no parsing library attached.
 #[derive(Debug, Clone)]
 pub struct PowerOptions {
     /// Meter specs: auto, none, nvml, rapl, hwmon, estimate, ipmi, ipmi://…,
-    /// redfish://…, ptd://HOST:PORT, replay:FILE.
+    /// redfish://…, ptd://HOST:PORT, prom://HOST:PORT[/PATH], replay:FILE.
     pub specs: Vec<String>,
     /// Sampling interval per meter.
     pub interval: Duration,
@@ -140,7 +141,7 @@ impl PowerOptions {
         probes.extend(nvml::probe());
         probes.extend(ipmi::probe());
         for spec in &self.specs {
-            if ["redfish", "ptd://", "replay:", "ipmi://"]
+            if ["redfish", "ptd://", "replay:", "ipmi://", "prom"]
                 .iter()
                 .any(|p| spec.starts_with(p))
             {
@@ -180,6 +181,7 @@ impl PowerOptions {
                     Err(e) => vec![unusable("redfish", e)],
                 }
             }
+            s if s.starts_with("prom") => prom::probe_spec(s),
             s if s.starts_with("ptd://") => match PtdMeter::connect(s, PtdTimeouts::default()) {
                 Ok(m) => vec![Probe::Usable(Box::new(m))],
                 Err(e) => vec![unusable("ptd", e)],

@@ -44,6 +44,9 @@ pub struct RequestCounts {
     pub issued: u64,
     pub succeeded: u64,
     pub failed: u64,
+    /// Started but never finished (open when the run was interrupted).
+    #[serde(default)]
+    pub unfinished: u64,
     /// Failures by kind (`connect`, `http_429`, `idle_timeout`, `truncated`, …).
     pub failures: BTreeMap<String, u64>,
 }
@@ -170,13 +173,18 @@ pub fn token_energy(power: &PowerRecord, serving: &ServingRecord) -> Vec<TokenEn
 /// The text summary's serving lines.
 pub fn lines(s: &ServingRecord) -> Vec<String> {
     let mut lines = vec![format!(
-        "  serving       {} requests to {} ({}{}): {} succeeded, {} failed",
+        "  serving       {} requests to {} ({}{}): {} succeeded, {} failed{}",
         s.requests.issued,
         s.endpoint,
         s.api,
         if s.streaming { ", streaming" } else { "" },
         s.requests.succeeded,
-        s.requests.failed
+        s.requests.failed,
+        if s.requests.unfinished > 0 {
+            format!(", {} unfinished", s.requests.unfinished)
+        } else {
+            String::new()
+        }
     )];
     if !s.requests.failures.is_empty() {
         let kinds: Vec<String> = s

@@ -9,6 +9,7 @@ pub mod estimate;
 pub mod hwmon;
 pub mod ipmi;
 pub mod nvml;
+pub mod prom;
 pub mod ptd;
 pub mod rapl;
 pub mod redfish;
@@ -65,7 +66,7 @@ pub struct MeterInfo {
     /// Used for `power/<id>.csv`.
     pub id: String,
     /// The source family: `nvml`, `rapl`, `hwmon`, `ipmi`, `redfish`, `ptd`,
-    /// `replay`, `estimate`.
+    /// `prom`, `replay`, `estimate`.
     pub source: String,
     /// The device or domain measured, as users say it: `gpu0`, `package-0`,
     /// `dram-0`, `node`, `wall`.
@@ -116,7 +117,7 @@ impl Reading {
 }
 
 /// Why a meter could not be opened or read. The message says what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MeterError {
     /// The device or interface is absent on this machine.
     #[error("{meter}: not present: {reason}")]

@@ -1,8 +1,7 @@
-//! A scripted HTTP/1.1 server on loopback for the endpoint tests: each
-//! request's answer (status, body, or a stream of timed chunks, and how the
-//! stream ends) comes from a closure, so timings and faults are exact.
-
-#![allow(dead_code)]
+//! Test support: a scripted HTTP/1.1 server on loopback. Each request's
+//! answer (status, body, or a stream of timed chunks, and how the stream
+//! ends) comes from a closure, so timings and faults are exact. Used by this
+//! crate's tests and the CLI's; it binds loopback only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
