@@ -19,6 +19,7 @@ mod progress;
 mod ptd_serve;
 mod report_cmd;
 mod run;
+mod sweep;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ struct Cli {
 enum Command {
     /// Run a benchmark: a scenario against a system under test, with MLPerf logs.
     Run(Box<run::RunArgs>),
+    /// One closed-loop run per concurrency level: the Pareto curve of a serving endpoint,
+    /// system tokens/s against tokens/s per user, with tokens/J at each point.
+    Sweep(Box<sweep::SweepArgs>),
     /// See and trust the power meters: list what this machine has, watch live readings.
     #[command(subcommand)]
     Power(power_cmd::PowerCommand),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         .init();
     let outcome = match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Power(cmd) => power_cmd::run(cmd),
         Command::Measure(args) => measure::run(args),
         Command::Merge(args) => merge::run(args),

@@ -50,7 +50,7 @@ pub enum Distribution {
     Exponential,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(after_long_help = "\
 SETTINGS are applied in this order, later wins: LoadGen's defaults; targets that fit the \
 workload (e.g. the sleep SUT's capacity as offline_expected_qps); each --conf file in turn \
@@ -82,6 +82,12 @@ pub struct RunArgs {
     /// MLPerf scenario: SingleStream, MultiStream, Server or Offline (any case; also single-stream).
     #[arg(long, default_value = "Offline")]
     scenario: Scenario,
+
+    /// SingleStream with N loops at once, each issuing its next query when one of the N open
+    /// ones completes: a closed loop at fixed concurrency (MLPerf Endpoints' load pattern; not
+    /// an MLPerf scenario, and the logs say so). Needs --scenario single-stream.
+    #[arg(long, value_name = "N")]
+    streams: Option<u64>,
 
     /// Test mode: PerformanceOnly (default), AccuracyOnly, SubmissionRun, FindPeakPerformance
     /// (or performance, accuracy, submission, find-peak). Overrides the conf files' `mode`.
@@ -237,7 +243,9 @@ fn build_workload(
                 // finds out): set target_qps with --set or a conf file.
                 capacity_per_s: 2.0,
                 offline_capacity_per_s: 2.0,
-                latency_ns: 1e9,
+                // SingleStream generates queries for this latency: too high
+                // a guess runs out of queries before the minimum duration.
+                latency_ns: 5e7,
                 batching: None,
             },
             Some(endpoint),
@@ -370,6 +378,15 @@ fn build_settings(
         args.workload == WorkloadName::Gpt2 || endpoint.is_some_and(|e| e.token_latencies);
     s.multi_stream_expected_latency_ns = workload.latency_ns
         * (s.multi_stream_samples_per_query as f64 / args.concurrency.max(1) as f64).ceil();
+    if let Some(n) = args.streams {
+        if args.scenario != Scenario::SingleStream || n == 0 {
+            bail!(
+                "--streams {n} runs N SingleStream loops at once: it needs --scenario \
+                 single-stream and N of at least 1"
+            );
+        }
+        s.closed_loop_streams = n;
+    }
     let layers = loadgen::layers::Layers {
         conf_files: args.conf.clone(),
         overrides: args.set.clone(),
@@ -381,6 +398,36 @@ fn build_settings(
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    run_point(args).map(|p| ExitCode::from(p.exit_code))
+}
+
+/// How a run ended: its exit status and its result.
+pub struct RunOutcome {
+    /// 0 VALID, 1 INVALID, 2 could not be measured, 130 interrupted.
+    pub exit_code: u8,
+    pub result: report::schema::RunResult,
+}
+
+impl RunArgs {
+    /// These arguments as one point of a concurrency sweep: `streams`
+    /// SingleStream loops, written to `outdir`.
+    pub fn sweep_point(&self, streams: u64, outdir: PathBuf) -> RunArgs {
+        RunArgs {
+            scenario: Scenario::SingleStream,
+            streams: Some(streams),
+            output: Some(outdir),
+            ..self.clone()
+        }
+    }
+
+    /// Where the run writes (`None`: a dated folder).
+    pub fn output(&self) -> Option<&std::path::Path> {
+        self.output.as_deref()
+    }
+}
+
+/// One run, its summary printed and its result returned.
+pub fn run_point(args: RunArgs) -> Result<RunOutcome> {
     let workload_name = format!("{:?}", args.workload).to_lowercase();
     let model = args.model.clone().unwrap_or_else(|| workload_name.clone());
     if !(args.sut_timeout.is_finite() && args.sut_timeout > 0.0) {
@@ -478,17 +525,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
              --power estimate --tdp W gives an estimate)"
         ),
     }
-    if let Some(why) = endpoint.as_ref().and_then(|e| e.sut.fatal()) {
+    let exit_code = if let Some(why) = endpoint.as_ref().and_then(|e| e.sut.fatal()) {
         eprintln!("error: {why}");
-        return Ok(ExitCode::from(2));
-    }
-    Ok(if interrupted {
-        ExitCode::from(130)
+        2
+    } else if interrupted {
+        130
     } else if result.performance.as_ref().is_none_or(|p| p.valid)
         && result.accuracy.as_ref().is_none_or(|a| a.complete)
     {
-        ExitCode::SUCCESS
+        0
     } else {
-        ExitCode::from(1)
-    })
+        1
+    };
+    Ok(RunOutcome { exit_code, result })
 }

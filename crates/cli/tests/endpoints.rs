@@ -492,3 +492,77 @@ fn a_remote_serving_node_measured_through_its_exporter_gives_measured_joules_per
         "{per_token} J/token, expected about {expected}"
     );
 }
+
+#[test]
+fn a_concurrency_sweep_gives_one_closed_loop_per_level_and_the_pareto_page() {
+    let server = FakeServer::start(|_| {
+        Answer::Stream(
+            llama_like_chat(6, Duration::from_millis(10), Duration::from_millis(3), true),
+            End::Complete,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = joulebench()
+        .args(["sweep", "--concurrency", "1,3", "--workload", "openai"])
+        .args([
+            "--endpoint",
+            &server.url(),
+            "--model",
+            "m",
+            "--duration",
+            "0.5",
+        ])
+        .args([
+            "--set",
+            "min_query_count=12",
+            "--power",
+            "estimate",
+            "--tdp",
+            "10",
+            "-q",
+        ])
+        .arg("-o")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Twenty-odd queries are too few for SingleStream's early stopping: INVALID is fine.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep = read_json(&dir.path().join("sweep.json"));
+    let points = sweep["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (point, level) in points.iter().zip([1, 3]) {
+        assert_eq!(point["concurrency"], level);
+        let serving = &point["serving"];
+        assert_eq!(serving["requests"]["failed"], 0);
+        assert!(serving["tokens_per_s_per_user"].as_f64().unwrap() > 0.0);
+        assert!(
+            serving["energy"][0]["output_tokens_per_j"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
+        let detail =
+            std::fs::read_to_string(dir.path().join(format!("c{level}/mlperf_log_detail.txt")))
+                .unwrap();
+        assert_eq!(
+            detail.contains("\"effective_closed_loop_streams\", \"value\": 3"),
+            level == 3
+        );
+    }
+    // Three streams move more tokens per second than one.
+    assert!(
+        points[1]["serving"]["system_tokens_per_s"].as_f64()
+            > points[0]["serving"]["system_tokens_per_s"].as_f64()
+    );
+    let html = std::fs::read_to_string(dir.path().join("sweep.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("c=3"),
+        "the Pareto chart"
+    );
+    assert!(stdout.contains("| concurrency |"), "{stdout}");
+}

@@ -172,7 +172,12 @@ pub fn build(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
         .tcp_nodelay(true)
         .connect_timeout(options.connect_timeout)
         .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Servers close idle keep-alive connections after a few seconds
+        // (llama.cpp's cpp-httplib and uvicorn: 5 s). A request sent on one
+        // just as it closes fails with nothing received ("connection closed
+        // before message completed": seen against llama-server). An idle
+        // connection is dropped here first, so the race cannot happen.
+        .pool_idle_timeout(Duration::from_secs(2))
         .user_agent(concat!("joulebench/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &options.cacert {
         let pem = std::fs::read(path).map_err(|e| ClientError::CaCert {

@@ -7,6 +7,7 @@ use crate::failure::{quote_error_body, Failure};
 use crate::openai::{self, OpenAiApi, PieceError, ServerTimings, Usage};
 use crate::sse::SseDecoder;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::time::timeout_at;
 
@@ -35,33 +36,63 @@ pub struct Wire<'a> {
     pub url: &'a reqwest::Url,
     pub auth: Option<&'a HeaderValue>,
     pub options: &'a ClientOptions,
+    /// Requests sent again on a fresh connection (see [`Wire::send`]).
+    pub resent: &'a AtomicU64,
+}
+
+/// Whether `e` is hyper's "connection closed before message completed":
+/// the server closed the connection without a byte of answer.
+fn closed_before_answer(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl Wire<'_> {
+    /// Sends `body`. A request whose kept-alive connection the server had
+    /// closed (it answered nothing) is sent once more on a new connection,
+    /// as curl does: llama.cpp's server closes the connection after every
+    /// streamed answer while announcing keep-alive, so the next request on
+    /// it dies unseen. That is the only resend; every other failure counts.
     async fn send(
         &self,
         body: Vec<u8>,
         deadline: tokio::time::Instant,
     ) -> Result<reqwest::Response, Failure> {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(auth) = self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
-        let response = match timeout_at(deadline, request.send()).await {
-            Err(_) => return Err(self.deadline_passed()),
-            Ok(Err(e)) if e.is_connect() && e.is_timeout() => {
-                return Err(Failure::Timeout {
-                    what: "connect",
-                    after: self.options.connect_timeout,
-                })
+        let body = bytes::Bytes::from(body);
+        let mut resent = false;
+        let response = loop {
+            let mut request = self
+                .client
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            if let Some(auth) = self.auth {
+                request = request.header(AUTHORIZATION, auth.clone());
             }
-            Ok(Err(e)) if e.is_connect() => return Err(Failure::Connect(error_chain(&e))),
-            Ok(Err(e)) => return Err(Failure::Truncated(error_chain(&e))),
-            Ok(Ok(r)) => r,
+            match timeout_at(deadline, request.send()).await {
+                Err(_) => return Err(self.deadline_passed()),
+                Ok(Err(e)) if e.is_connect() && e.is_timeout() => {
+                    return Err(Failure::Timeout {
+                        what: "connect",
+                        after: self.options.connect_timeout,
+                    })
+                }
+                Ok(Err(e)) if e.is_connect() => return Err(Failure::Connect(error_chain(&e))),
+                Ok(Err(e)) if !resent && closed_before_answer(&e) => {
+                    resent = true;
+                    self.resent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => return Err(Failure::Truncated(error_chain(&e))),
+                Ok(Ok(r)) => break r,
+            }
         };
         let status = response.status();
         if status.is_success() {
@@ -216,14 +247,25 @@ pub async fn openai(
         };
         return out.finish(result);
     }
-    let result = stream(wire, api, response, deadline, &mut out, &mut on_first).await;
-    out.finish(result)
+    let mut response = response;
+    let result = stream(wire, api, &mut response, deadline, &mut out, &mut on_first).await;
+    let out = out.finish(result);
+    // The body's end (after `[DONE]`) is read off the timed path, so the
+    // connection goes back to the pool instead of being closed.
+    tokio::spawn(drain(response));
+    out
+}
+
+/// Reads what is left of a body, for at most a second.
+async fn drain(mut response: reqwest::Response) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(Some(_))) = timeout_at(until, response.chunk()).await {}
 }
 
 async fn stream(
     wire: &Wire<'_>,
     api: OpenAiApi,
-    mut response: reqwest::Response,
+    response: &mut reqwest::Response,
     deadline: tokio::time::Instant,
     out: &mut Outcome,
     on_first: &mut Option<impl FnOnce(&str)>,

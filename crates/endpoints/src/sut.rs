@@ -96,6 +96,8 @@ struct Shared {
     records: Mutex<Vec<RequestRecord>>,
     /// Requests started (sent or waiting for a --max-concurrency slot).
     started: AtomicU64,
+    /// Requests resent because the server had closed their connection unseen.
+    resent: AtomicU64,
     /// Why the run was stopped by the SUT (a refused credential).
     fatal: Mutex<Option<String>>,
 }
@@ -158,6 +160,7 @@ impl EndpointSut {
             control,
             records: Mutex::new(Vec::new()),
             started: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
             fatal: Mutex::new(None),
         });
         Ok(EndpointSut {
@@ -190,6 +193,7 @@ impl EndpointSut {
             },
             streaming: self.shared.protocol.streaming(),
             started: self.shared.started.load(Ordering::Acquire),
+            resent: self.shared.resent.load(Ordering::Acquire),
             records,
         }
     }
@@ -282,6 +286,7 @@ async fn serve(shared: &Shared, sample: QuerySample, responder: &Responder) {
         url: &shared.url,
         auth: shared.auth.as_ref(),
         options: &shared.options,
+        resent: &shared.resent,
     };
     let outcome = match &shared.protocol {
         Protocol::OpenAi { api, generation } => {

@@ -94,6 +94,9 @@ pub struct Tally {
     /// Requests started; those without a record never finished (the run
     /// was interrupted, or stopped, while they were open).
     pub started: u64,
+    /// Requests resent on a fresh connection (the server had closed theirs
+    /// before reading them).
+    pub resent: u64,
     pub records: Vec<RequestRecord>,
 }
 
@@ -110,6 +113,7 @@ impl Tally {
             issued: self.started.max(finished),
             succeeded: ok.len() as u64,
             unfinished: self.started.saturating_sub(finished),
+            resent: self.resent,
             ..Default::default()
         };
         for kind in self.records.iter().filter_map(|r| r.failure_kind.as_ref()) {
@@ -232,6 +236,7 @@ mod tests {
             model: None,
             streaming: true,
             started: 1,
+            resent: 0,
             records: vec![record(10, 110, 11, 11)],
         };
         let r = t.record(1.0);
@@ -256,6 +261,7 @@ mod tests {
             model: None,
             streaming: true,
             started: 4,
+            resent: 0,
             records: vec![record(10, 110, 11, 11), failed.clone(), failed],
         };
         let r = t.record(2.0);

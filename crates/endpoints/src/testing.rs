@@ -36,6 +36,10 @@ pub enum End {
     Cut,
     /// Nothing more is sent, the connection stays open, for this long.
     Hang(Duration),
+    /// A complete response, but the next request on this connection is read
+    /// and the connection closed without an answer (llama.cpp's server
+    /// after a stream, though it announces keep-alive).
+    CompleteThenDropNext,
 }
 
 pub enum Answer {
@@ -97,39 +101,16 @@ fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
+    let mut drop_next = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h)?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
+        let request = read_request(&line, &mut reader)?;
+        if drop_next {
+            return Ok(());
         }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        let request = Seen {
-            method,
-            path,
-            headers,
-            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        };
         seen.lock().unwrap().push(request.clone());
         match script(&request) {
             Answer::Json(status, body) => {
@@ -147,6 +128,7 @@ fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io
                     std::thread::sleep(delay);
                     chunk(&mut out, format!("data: {data}\n\n").as_bytes())?;
                 }
+                drop_next = end == End::CompleteThenDropNext;
                 if !finish(&mut out, end)? {
                     return Ok(());
                 }
@@ -160,6 +142,37 @@ fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io
             }
         }
     }
+}
+
+fn read_request(line: &str, reader: &mut BufReader<TcpStream>) -> std::io::Result<Seen> {
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Seen {
+        method,
+        path,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    })
 }
 
 fn start_stream(out: &mut TcpStream) -> std::io::Result<()> {
@@ -180,7 +193,7 @@ fn chunk(out: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
 /// Ends the body as `end` says; false when the connection is done.
 fn finish(out: &mut TcpStream, end: End) -> std::io::Result<bool> {
     match end {
-        End::Complete => {
+        End::Complete | End::CompleteThenDropNext => {
             write!(out, "0\r\n\r\n")?;
             out.flush()?;
             Ok(true)

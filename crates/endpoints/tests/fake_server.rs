@@ -398,3 +398,27 @@ fn loadgen_over_network_asks_the_name_and_posts_queries() {
         .iter()
         .all(|s| s.path == "/predict/" && s.body["query"].is_string()));
 }
+
+#[test]
+fn a_connection_the_server_closed_unseen_is_resent_once_not_failed() {
+    // llama.cpp's server: keep-alive announced, yet the next request on the
+    // connection after a stream is read and dropped.
+    let server = FakeServer::start(|_| {
+        Answer::Stream(llama_like_chat(3, MS, MS, true), End::CompleteThenDropNext)
+    });
+    let r = run(
+        &server.url(),
+        chat(true),
+        single_stream(6, true),
+        ClientOptions::default(),
+    );
+    assert_eq!(r.serving.requests.failed, 0, "{:?}", r.serving.requests);
+    assert_eq!(r.serving.requests.succeeded, 6);
+    assert!(r.serving.requests.resent >= 1, "{:?}", r.serving.requests);
+    assert!(
+        server
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 1
+    );
+}

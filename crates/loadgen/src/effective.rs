@@ -45,6 +45,8 @@ pub struct EffectiveSettings {
     pub server_tpot_latency_ns: u64,
     pub infer_token_latencies: bool,
     pub token_latency_scaling_factor: u64,
+    /// SingleStream's streams (1 unless joulebench's closed loop was asked for).
+    pub closed_loop_streams: u64,
 }
 
 /// An effective setting that contradicts the QSL (found once the QSL's sizes
@@ -78,13 +80,22 @@ impl EffectiveSettings {
                 r.schedule_rng_seed,
             )
         };
+        let streams = r.closed_loop_streams.max(1);
+        if streams > 1 && r.scenario != Scenario::SingleStream {
+            return Err(EffectiveError(format!(
+                "closed_loop_streams ({streams}) runs several SingleStream loops at once: \
+                 the scenario must be SingleStream, not {}",
+                r.scenario
+            )));
+        }
         let (target_qps, target_latency_ns, target_latency_percentile, max_async_queries) =
             match r.scenario {
+                // N streams issue N times as many queries in the same time.
                 Scenario::SingleStream => (
-                    1e9 / r.single_stream_expected_latency_ns,
+                    streams as f64 * 1e9 / r.single_stream_expected_latency_ns,
                     0,
                     r.single_stream_target_latency_percentile,
-                    1,
+                    streams,
                 ),
                 Scenario::MultiStream => (
                     1e9 / r.multi_stream_expected_latency_ns,
@@ -185,6 +196,7 @@ impl EffectiveSettings {
             server_tpot_latency_ns: r.server_tpot_latency,
             infer_token_latencies: r.infer_token_latencies,
             token_latency_scaling_factor: r.token_latency_scaling_factor,
+            closed_loop_streams: streams,
         })
     }
 

@@ -292,11 +292,18 @@ pub(crate) fn issue_queries(
         }
         let now = match scenario {
             Scenario::SingleStream | Scenario::MultiStream => {
-                if q > 0 {
-                    if let Err(why) = wait.wait_for(|| recorder.query_done_ns(q - 1) != 0) {
-                        abort = Some(why);
-                        break;
-                    }
+                let streams = settings.closed_loop_streams.max(1) as usize;
+                let waited = if streams > 1 {
+                    // A closed loop: at most `streams` queries open at once.
+                    (q >= streams).then(|| {
+                        wait.wait_for(|| recorder.completed_queries() as usize + streams > q)
+                    })
+                } else {
+                    (q > 0).then(|| wait.wait_for(|| recorder.query_done_ns(q - 1) != 0))
+                };
+                if let Some(Err(why)) = waited {
+                    abort = Some(why);
+                    break;
                 }
                 let now = recorder.now_ns();
                 scheduled_ns[q] = now;

@@ -205,6 +205,13 @@ pub struct TestSettings {
     pub server_tpot_latency: u64,
     pub infer_token_latencies: bool,
     pub token_latency_scaling_factor: u64,
+
+    /// joulebench's extension, not LoadGen's: SingleStream with this many
+    /// streams at once, each issuing its next query as soon as one of the
+    /// open ones completes (a closed loop at fixed concurrency: MLPerf
+    /// Endpoints' load pattern). 0 and 1 are LoadGen's SingleStream.
+    #[serde(default)]
+    pub closed_loop_streams: u64,
 }
 
 impl Default for TestSettings {
@@ -252,6 +259,7 @@ impl Default for TestSettings {
             server_tpot_latency: 100_000_000,
             infer_token_latencies: false,
             token_latency_scaling_factor: 0,
+            closed_loop_streams: 1,
         }
     }
 }

@@ -309,3 +309,90 @@ fn find_peak_performance_brackets_the_sut_capacity() {
         out.peak_search
     );
 }
+
+/// Counts samples open at once (issued, not yet completed) and the most
+/// ever open; each sample takes `service`.
+struct Gauge {
+    service: Duration,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl loadgen::SystemUnderTest for Gauge {
+    fn name(&self) -> &str {
+        "gauge"
+    }
+    fn issue_query(&self, samples: &[loadgen::QuerySample], responder: &loadgen::Responder) {
+        use std::sync::atomic::Ordering;
+        for s in samples {
+            let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            let (open, responder, id, service) =
+                (self.open.clone(), responder.clone(), s.id, self.service);
+            std::thread::spawn(move || {
+                std::thread::sleep(service);
+                open.fetch_sub(1, Ordering::SeqCst);
+                responder.complete_ids([id]);
+            });
+        }
+    }
+}
+
+#[test]
+fn a_closed_loop_keeps_exactly_its_streams_open_and_says_so_in_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sut = Gauge {
+        service: Duration::from_millis(20),
+        open: Default::default(),
+        most: most.clone(),
+    };
+    let settings = TestSettings {
+        scenario: Scenario::SingleStream,
+        closed_loop_streams: 4,
+        single_stream_expected_latency_ns: 20e6,
+        min_duration_ms: 500,
+        min_query_count: 10,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let out = start_test(
+        &sut,
+        &Qsl {
+            total: 16,
+            performance: 16,
+        },
+        &settings,
+        &LogSettings::in_dir(dir.path().to_path_buf()),
+        Instant::now(),
+        &RunControl::default(),
+    )
+    .unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let perf = out.performance.unwrap();
+    // Four loops of 20 ms samples: about 200 queries a second.
+    let rate = perf.result.queries_issued as f64 / elapsed;
+    assert!((120.0..=210.0).contains(&rate), "{rate} queries/s");
+    assert!(perf.validity.min_duration_met, "{:?}", perf.validity);
+    let detail = std::fs::read_to_string(dir.path().join("mlperf_log_detail.txt")).unwrap();
+    assert!(detail.contains("\"effective_closed_loop_streams\", \"value\": 4"));
+    let summary = std::fs::read_to_string(dir.path().join("mlperf_log_summary.txt")).unwrap();
+    assert!(summary.contains("Streams  : 4"), "{summary}");
+    // Anything but SingleStream is refused.
+    let err = start_test(
+        &sut,
+        &Qsl {
+            total: 16,
+            performance: 16,
+        },
+        &TestSettings {
+            scenario: Scenario::Server,
+            ..settings
+        },
+        &LogSettings::in_dir(dir.path().to_path_buf()),
+        Instant::now(),
+        &RunControl::default(),
+    );
+    assert!(err.is_err());
+}

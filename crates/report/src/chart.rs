@@ -381,6 +381,84 @@ pub fn bars(
     })
 }
 
+/// A serving sweep's curve: one point per concurrency level (`labels`),
+/// joined in order, x = tokens/s per user, y = system tokens/s (MLPerf
+/// Endpoints' Pareto axes).
+pub fn pareto(id: &str, points: &[(f64, f64)], labels: &[String]) -> Result<Chart, ChartError> {
+    let e = err(id);
+    let title = "system tokens/s against tokens/s per user";
+    let color = PALETTE[0];
+    let x_max = top(points.iter().map(|p| p.0).fold(0.0, f64::max));
+    let y_max = top(points.iter().map(|p| p.1).fold(0.0, f64::max));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT + 80)).into_drawing_area();
+        root.fill(&WHITE).map_err(&e)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(&e)?;
+        chart
+            .configure_mesh()
+            .x_desc("tokens/s per user (1000 / p90 TPOT)")
+            .y_desc("system output tokens/s")
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 14))
+            .light_line_style(RGBColor(0xEE, 0xEE, 0xEE))
+            .draw()
+            .map_err(&e)?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(&e)?
+            .label("concurrency levels")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(&e)?;
+        chart
+            .draw_series(points.iter().zip(labels).map(|(&p, label)| {
+                Text::new(
+                    label.clone(),
+                    p,
+                    ("sans-serif", 13)
+                        .into_font()
+                        .color(&MARK)
+                        .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                )
+            }))
+            .map_err(&e)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xBB, 0xBB, 0xBB))
+            .draw()
+            .map_err(&e)?;
+        root.present().map_err(&e)?;
+    }
+    Ok(Chart {
+        id: id.to_string(),
+        title: title.into(),
+        svg,
+        series: vec![SeriesSpec {
+            name: "concurrency levels".into(),
+            color: hex(color),
+            element: "polyline".into(),
+            min_count: points.len(),
+        }],
+        marks: 0,
+    })
+}
+
 fn trim(x: f64) -> String {
     let s = format!("{x:.1}");
     s.strip_suffix(".0").map(str::to_string).unwrap_or(s)

@@ -47,6 +47,10 @@ pub struct RequestCounts {
     /// Started but never finished (open when the run was interrupted).
     #[serde(default)]
     pub unfinished: u64,
+    /// Sent a second time on a new connection because the server had closed
+    /// the kept-alive one without reading them (as curl does); not failures.
+    #[serde(default)]
+    pub resent: u64,
     /// Failures by kind (`connect`, `http_429`, `idle_timeout`, `truncated`, …).
     pub failures: BTreeMap<String, u64>,
 }
@@ -172,20 +176,41 @@ pub fn token_energy(power: &PowerRecord, serving: &ServingRecord) -> Vec<TokenEn
 
 /// The text summary's serving lines.
 pub fn lines(s: &ServingRecord) -> Vec<String> {
-    let mut lines = vec![format!(
-        "  serving       {} requests to {} ({}{}): {} succeeded, {} failed{}",
-        s.requests.issued,
-        s.endpoint,
-        s.api,
-        if s.streaming { ", streaming" } else { "" },
-        s.requests.succeeded,
-        s.requests.failed,
-        if s.requests.unfinished > 0 {
-            format!(", {} unfinished", s.requests.unfinished)
-        } else {
-            String::new()
-        }
+    rows(s)
+        .into_iter()
+        .map(|(k, v)| format!("  {k:<17} {v}"))
+        .collect()
+}
+
+/// What a serving run did, as (name, value) rows: the text summary's lines
+/// and the report's table.
+pub fn rows(s: &ServingRecord) -> Vec<(String, String)> {
+    let mut rows = vec![(
+        "serving".to_string(),
+        format!(
+            "{} requests to {} ({}{}): {} succeeded, {} failed{}",
+            s.requests.issued,
+            s.endpoint,
+            s.api,
+            if s.streaming { ", streaming" } else { "" },
+            s.requests.succeeded,
+            s.requests.failed,
+            if s.requests.unfinished > 0 {
+                format!(", {} unfinished", s.requests.unfinished)
+            } else {
+                String::new()
+            }
+        ),
     )];
+    if s.requests.resent > 0 {
+        rows.push((
+            "resent".into(),
+            format!(
+                "{} requests sent again on a new connection: the server had closed the kept-alive one without reading them",
+                s.requests.resent
+            ),
+        ));
+    }
     if !s.requests.failures.is_empty() {
         let kinds: Vec<String> = s
             .requests
@@ -193,21 +218,24 @@ pub fn lines(s: &ServingRecord) -> Vec<String> {
             .iter()
             .map(|(k, n)| format!("{n} × {k}"))
             .collect();
-        lines.push(format!("  failures      {}", kinds.join(", ")));
+        rows.push(("failures".into(), kinds.join(", ")));
     }
-    lines.push(format!(
-        "  tokens        {} output (counted by {}){}, {:.1} tokens/s{}",
-        s.tokens.output,
-        s.tokens.source,
-        if s.tokens.output_of_failed > 0 {
-            format!(" + {} in failed requests", s.tokens.output_of_failed)
-        } else {
-            String::new()
-        },
-        s.system_tokens_per_s,
-        s.tokens_per_s_per_user
-            .map(|u| format!(", {u:.1} tokens/s per user"))
-            .unwrap_or_default()
+    rows.push((
+        "tokens".into(),
+        format!(
+            "{} output (counted by {}){}, {:.1} tokens/s{}",
+            s.tokens.output,
+            s.tokens.source,
+            if s.tokens.output_of_failed > 0 {
+                format!(" + {} in failed requests", s.tokens.output_of_failed)
+            } else {
+                String::new()
+            },
+            s.system_tokens_per_s,
+            s.tokens_per_s_per_user
+                .map(|u| format!(", {u:.1} tokens/s per user"))
+                .unwrap_or_default()
+        ),
     ));
     for (name, spread) in [
         ("TTFT", &s.ttft_ms),
@@ -216,36 +244,45 @@ pub fn lines(s: &ServingRecord) -> Vec<String> {
         ("request", &s.e2e_ms),
     ] {
         if let Some(x) = spread {
-            lines.push(format!(
-                "  {name:<17} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (client side)",
-                x.p50, x.p90, x.p99
+            rows.push((
+                name.into(),
+                format!(
+                    "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (client side)",
+                    x.p50, x.p90, x.p99
+                ),
             ));
         }
     }
     if let Some(t) = &s.server {
-        lines.push(format!(
-            "  server says   {:.2} ms per output token, {:.1} tokens/s per request, prompt {:.1} ms ({} requests)",
-            t.ms_per_output_token_mean, t.output_tokens_per_s_mean, t.prompt_ms_mean, t.requests
+        rows.push((
+            "server says".into(),
+            format!(
+                "{:.2} ms per output token, {:.1} tokens/s per request, prompt {:.1} ms ({} requests)",
+                t.ms_per_output_token_mean, t.output_tokens_per_s_mean, t.prompt_ms_mean, t.requests
+            ),
         ));
     }
     for e in &s.energy {
         let tag = if e.provenance == Provenance::Estimated {
-            " estimated"
+            "estimated"
         } else {
-            " measured"
+            "measured"
         };
         if let (Some(per_token), Some(per_j)) = (e.j_per_output_token, e.output_tokens_per_j) {
-            lines.push(format!(
-                "  energy/token  {:.4} J/token  {:.3} tokens/J  {:.3} J/request  ({}, {}{tag})",
-                per_token,
-                per_j,
-                e.j_per_request.unwrap_or(0.0),
-                e.basis,
-                e.scope
+            rows.push((
+                "energy/token".into(),
+                format!(
+                    "{:.4} J/token  {:.3} tokens/J  {:.3} J/request  ({}, {}, {tag})",
+                    per_token,
+                    per_j,
+                    e.j_per_request.unwrap_or(0.0),
+                    e.basis,
+                    e.scope
+                ),
             ));
         }
     }
-    lines
+    rows
 }
 
 #[cfg(test)]

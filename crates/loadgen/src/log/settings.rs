@@ -163,6 +163,10 @@ pub fn log_effective(log: &mut DetailLog, s: &EffectiveSettings) {
         s.target_latency_percentile
     );
     mllog!(log, "effective_max_async_queries", s.max_async_queries);
+    if s.closed_loop_streams > 1 {
+        // Not LoadGen's: only a closed-loop run has it.
+        mllog!(log, "effective_closed_loop_streams", s.closed_loop_streams);
+    }
     mllog!(log, "effective_target_duration_ms", s.target_duration_ms);
     mllog!(log, "effective_min_duration_ms", s.min_duration_ms);
     mllog!(log, "effective_max_duration_ms", s.max_duration_ms);

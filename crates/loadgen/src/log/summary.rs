@@ -22,6 +22,12 @@ pub fn render(summary: &PerformanceSummary, warnings: u64, errors: u64) -> Strin
     line(RULE);
     line(&format!("SUT name : {}", summary.sut_name));
     line(&format!("Scenario : {}", s.scenario));
+    if s.closed_loop_streams > 1 {
+        line(&format!(
+            "Streams  : {} (joulebench's closed loop at fixed concurrency; not an MLPerf scenario)",
+            s.closed_loop_streams
+        ));
+    }
     line(&format!("Mode     : {}", s.mode));
     let target_percent = fixed(s.target_latency_percentile * 100.0, 1);
     match s.scenario {

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod run;
+pub mod sweep;
 
 use crate::schema::PowerRecord;
 use power::energy::TotalPart;

@@ -32,6 +32,16 @@ pub fn page(run: &LoadedRun) -> Document {
     if let Some(p) = r.power() {
         doc.sections.push(energy_section(run, p));
     }
+    if let Some(s) = match r {
+        AnyResult::Inference(x) => x.serving.as_ref(),
+        _ => None,
+    } {
+        let mut section = Section::new("Serving endpoint");
+        section
+            .blocks
+            .push(Block::Table(Table::key_values(crate::serving::rows(s))));
+        doc.sections.push(section);
+    }
     if let AnyResult::Command(c) = r {
         if let Some(s) = phases_section(c) {
             doc.sections.push(s);
