@@ -4,7 +4,7 @@
 //! crate's tests and the CLI's; it binds loopback only.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,15 +58,48 @@ pub struct FakeServer {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub connections: Arc<AtomicUsize>,
+    https: bool,
 }
 
 impl FakeServer {
+    /// Plain HTTP.
     pub fn start(script: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> FakeServer {
+        FakeServer::listen(None, script)
+    }
+
+    /// HTTPS with the certificate chain and key given (PEM).
+    pub fn start_tls(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        script: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+    ) -> FakeServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .expect("certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem).expect("key PEM");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key");
+        FakeServer::listen(Some(Arc::new(config)), script)
+    }
+
+    fn listen(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let script: Arc<Script> = Arc::new(script);
+        let https = tls.is_some();
         {
             let seen = Arc::clone(&seen);
             let connections = Arc::clone(&connections);
@@ -75,8 +108,18 @@ impl FakeServer {
                     connections.fetch_add(1, Ordering::Relaxed);
                     let script = Arc::clone(&script);
                     let seen = Arc::clone(&seen);
+                    let tls = tls.clone();
                     std::thread::spawn(move || {
-                        let _ = serve(stream, &*script, &seen);
+                        let _ = stream.set_nodelay(true);
+                        let _ = match tls {
+                            None => serve(stream, &*script, &seen),
+                            Some(config) => match rustls::ServerConnection::new(config) {
+                                Ok(c) => {
+                                    serve(rustls::StreamOwned::new(c, stream), &*script, &seen)
+                                }
+                                Err(_) => Ok(()),
+                            },
+                        };
                     });
                 }
             });
@@ -85,11 +128,13 @@ impl FakeServer {
             addr,
             seen,
             connections,
+            https,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -97,10 +142,12 @@ impl FakeServer {
     }
 }
 
-fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
+fn serve(
+    stream: impl Read + Write,
+    script: &Script,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
     let mut drop_next = false;
     loop {
         let mut line = String::new();
@@ -112,6 +159,7 @@ fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io
             return Ok(());
         }
         seen.lock().unwrap().push(request.clone());
+        let out = reader.get_mut();
         match script(&request) {
             Answer::Json(status, body) => {
                 write!(
@@ -123,20 +171,20 @@ fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io
             }
             Answer::Close => return Ok(()),
             Answer::Stream(events, end) => {
-                start_stream(&mut out)?;
+                start_stream(out)?;
                 for (delay, data) in events {
                     std::thread::sleep(delay);
-                    chunk(&mut out, format!("data: {data}\n\n").as_bytes())?;
+                    chunk(out, format!("data: {data}\n\n").as_bytes())?;
                 }
                 drop_next = end == End::CompleteThenDropNext;
-                if !finish(&mut out, end)? {
+                if !finish(out, end)? {
                     return Ok(());
                 }
             }
             Answer::RawStream(bytes, end) => {
-                start_stream(&mut out)?;
-                chunk(&mut out, &bytes)?;
-                if !finish(&mut out, end)? {
+                start_stream(out)?;
+                chunk(out, &bytes)?;
+                if !finish(out, end)? {
                     return Ok(());
                 }
             }
@@ -144,7 +192,7 @@ fn serve(stream: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) -> std::io
     }
 }
 
-fn read_request(line: &str, reader: &mut BufReader<TcpStream>) -> std::io::Result<Seen> {
+fn read_request(line: &str, reader: &mut impl BufRead) -> std::io::Result<Seen> {
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
@@ -175,7 +223,7 @@ fn read_request(line: &str, reader: &mut BufReader<TcpStream>) -> std::io::Resul
     })
 }
 
-fn start_stream(out: &mut TcpStream) -> std::io::Result<()> {
+fn start_stream(out: &mut impl Write) -> std::io::Result<()> {
     write!(
         out,
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -183,7 +231,7 @@ fn start_stream(out: &mut TcpStream) -> std::io::Result<()> {
     out.flush()
 }
 
-fn chunk(out: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+fn chunk(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     write!(out, "{:x}\r\n", bytes.len())?;
     out.write_all(bytes)?;
     write!(out, "\r\n")?;
@@ -191,17 +239,15 @@ fn chunk(out: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Ends the body as `end` says; false when the connection is done.
-fn finish(out: &mut TcpStream, end: End) -> std::io::Result<bool> {
+fn finish(out: &mut impl Write, end: End) -> std::io::Result<bool> {
     match end {
         End::Complete | End::CompleteThenDropNext => {
             write!(out, "0\r\n\r\n")?;
             out.flush()?;
             Ok(true)
         }
-        End::Cut => {
-            out.shutdown(std::net::Shutdown::Both)?;
-            Ok(false)
-        }
+        // Returning drops, hence closes, the connection.
+        End::Cut => Ok(false),
         End::Hang(d) => {
             std::thread::sleep(d);
             Ok(false)

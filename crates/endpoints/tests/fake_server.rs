@@ -422,3 +422,91 @@ fn a_connection_the_server_closed_unseen_is_resent_once_not_failed() {
             > 1
     );
 }
+
+#[test]
+fn https_with_a_private_ca_works_with_cacert_and_is_refused_without() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    // tests/data: a test CA (ca.pem) and a certificate it signed for
+    // localhost and 127.0.0.1 (server.pem, server.key), made with openssl.
+    let server = FakeServer::start_tls(
+        &std::fs::read(data.join("server.pem")).unwrap(),
+        &std::fs::read(data.join("server.key")).unwrap(),
+        |_| Answer::Stream(llama_like_chat(2, MS, MS, true), End::Complete),
+    );
+    assert!(server.url().starts_with("https://"));
+    let trusted = ClientOptions {
+        cacert: Some(data.join("ca.pem")),
+        ..Default::default()
+    };
+    let r = run(&server.url(), chat(true), single_stream(3, true), trusted);
+    assert_eq!(r.serving.requests.succeeded, 3, "{:?}", r.serving.requests);
+    // Without the CA the certificate is not trusted: every request fails to connect.
+    let r = run(
+        &server.url(),
+        chat(true),
+        single_stream(3, true),
+        ClientOptions::default(),
+    );
+    assert_eq!(r.serving.requests.failures.get("connect"), Some(&3));
+    assert!(r.detail.contains("certificate"), "the detail log says why");
+}
+
+#[test]
+fn a_tokenizer_counts_tokens_and_gives_endpoints_tpot_when_a_chunk_holds_several() {
+    // A word-level tokenizer.json: every whitespace-separated word is one token.
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(
+        &tokenizer,
+        r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"[UNK]":0,"a":1},"unk_token":"[UNK]"}}"#,
+    )
+    .unwrap();
+    let piece = |text: &str, finish: &str| {
+        format!(
+            r#"{{"choices":[{{"finish_reason":{finish},"index":0,"delta":{{"content":"{text}"}}}}]}}"#
+        )
+    };
+    let events = vec![
+        (5 * MS, piece(" a b c", "null")),
+        (20 * MS, piece(" d", "null")),
+        (20 * MS, piece(" e", r#""stop""#)),
+        (MS, "[DONE]".to_string()),
+    ];
+    let server = FakeServer::start(move |_| Answer::Stream(events.clone(), End::Complete));
+    let sut = EndpointSut::new(
+        EndpointConfig {
+            url: endpoints::client::parse_url(&server.url()).unwrap(),
+            protocol: chat(true),
+            prompts: synthetic(2, 3, 1),
+            client: ClientOptions::default(),
+            max_concurrency: None,
+            threads: 1,
+            tokenizer: Some(tokenizer),
+            name: None,
+        },
+        RunControl::default(),
+    )
+    .unwrap();
+    let out = start_test(
+        &sut,
+        &endpoints::prompts::PromptQsl {
+            name: "p".into(),
+            total: 2,
+            performance: 2,
+        },
+        &single_stream(3, true),
+        &LogSettings::in_dir(dir.path().to_path_buf()),
+        Instant::now(),
+        &RunControl::default(),
+    )
+    .unwrap();
+    let s = sut.tally().record(1.0);
+    assert_eq!(s.tokens.source, "tokenizer");
+    assert_eq!(s.tokens.output, 15, "5 words per answer");
+    assert_eq!(out.performance.unwrap().result.token_count, 15);
+    // LoadGen: decode time / 4; MLPerf Endpoints: / 2 (tokens after the first chunk).
+    let (loadgen, ours) = (s.tpot_ms.unwrap().p50, s.tpot_endpoints_ms.unwrap().p50);
+    assert!((ours / loadgen - 2.0).abs() < 0.01, "{loadgen} vs {ours}");
+}
