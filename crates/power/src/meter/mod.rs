@@ -6,6 +6,7 @@
 //! measured and reported separately.
 
 pub mod estimate;
+mod http_error;
 pub mod hwmon;
 pub mod ipmi;
 pub mod nvml;

@@ -346,45 +346,12 @@ fn read_error(reason: String) -> MeterError {
 }
 
 fn transport_error(url: &str, e: &ureq::Error) -> MeterError {
-    let text = e.to_string();
-    let hint = if text.to_ascii_lowercase().contains("certificate") {
+    let hint = if e.to_string().to_ascii_lowercase().contains("certificate") {
         "; if the BMC uses a self-signed certificate, accept it explicitly"
     } else {
         ""
     };
-    match e {
-        ureq::Error::Timeout(_) => read_error(format!("GET {url}: no answer in time ({text})")),
-        ureq::Error::HostNotFound => MeterError::NotPresent {
-            meter: METER.into(),
-            reason: format!("GET {url}: host not found"),
-        },
-        ureq::Error::Io(io) if !cannot_connect(io.kind()) => read_error(format!(
-            "GET {url}: the BMC closed the connection before answering ({text})"
-        )),
-        ureq::Error::ConnectionFailed | ureq::Error::Io(_) => MeterError::NotPresent {
-            meter: METER.into(),
-            reason: format!("GET {url}: cannot connect: {text}"),
-        },
-        _ => read_error(format!("GET {url}: {text}{hint}")),
-    }
-}
-
-/// Whether an I/O error means nothing answers at that address (rather than
-/// a BMC that answered, then hung up or reset the connection).
-fn cannot_connect(kind: std::io::ErrorKind) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        kind,
-        ConnectionRefused
-            | NotConnected
-            | AddrNotAvailable
-            | AddrInUse
-            | HostUnreachable
-            | NetworkUnreachable
-            | NetworkDown
-            | NotFound
-            | PermissionDenied
-    )
+    crate::meter::http_error::classify(METER, "BMC", url, e, hint)
 }
 
 /// Where a chassis reports its power.
