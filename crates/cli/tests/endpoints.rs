@@ -11,17 +11,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running llama-server; killed when dropped.
-struct Llama {
-    child: Child,
-    addr: String,
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Llama {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A running llama-server.
+struct Llama {
+    _process: Killed,
+    addr: String,
 }
 
 impl Llama {
@@ -61,7 +64,7 @@ fn llama(test: &str, key_file: Option<&Path>) -> Option<Llama> {
         command.arg("--api-key-file").arg(key);
     }
     let llama = Llama {
-        child: command.spawn().expect("starting llama-server"),
+        _process: Killed(command.spawn().expect("starting llama-server")),
         addr: format!("127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -427,14 +430,7 @@ fn a_remote_serving_node_measured_through_its_exporter_gives_measured_joules_per
         .spawn()
         .unwrap();
     let addr = common::exporter_address(child.stderr.take().unwrap());
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _exporter = Kill(child);
+    let _exporter = Killed(child);
     let server = FakeServer::start(|_| {
         Answer::Stream(
             llama_like_chat(8, Duration::from_millis(5), Duration::from_millis(5), true),
