@@ -562,3 +562,51 @@ fn a_concurrency_sweep_gives_one_closed_loop_per_level_and_the_pareto_page() {
     );
     assert!(stdout.contains("| concurrency |"), "{stdout}");
 }
+
+#[test]
+fn a_server_killed_mid_stream_ends_in_failures_by_kind_not_a_hang() {
+    let Some(server) = llama("llama-server killed mid-stream", None) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = joulebench()
+        .args(["run", "--workload", "openai", "--endpoint", &server.url()])
+        .args([
+            "--model",
+            "m",
+            "--scenario",
+            "single-stream",
+            "--streams",
+            "2",
+        ])
+        .args(["--max-tokens", "400", "--ignore-eos", "--duration", "4"])
+        .args(["--set", "min_query_count=4", "--idle-timeout", "1.5", "-q"])
+        .arg("-o")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGTERM: llama-server stops generating but holds the streams open,
+    // silent, for up to 30 s before it exits.
+    let pid = server._process.0.id() as i32;
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { kill(pid, 15) }, 0);
+    let started = Instant::now();
+    let status = run.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(1));
+    let result = read_json(&dir.path().join("result.json"));
+    let failures = &result["serving"]["requests"]["failures"];
+    let by_kind = failures.as_object().unwrap();
+    assert!(
+        by_kind.contains_key("idle_timeout") || by_kind.contains_key("truncated"),
+        "{failures}"
+    );
+    let reasons = result["performance"]["validity"]["reasons"].to_string();
+    assert!(reasons.contains("failed in the SUT"), "{reasons}");
+}
