@@ -581,6 +581,8 @@ fn a_server_killed_mid_stream_ends_in_failures_by_kind_not_a_hang() {
         ])
         .args(["--max-tokens", "400", "--ignore-eos", "--duration", "4"])
         .args(["--set", "min_query_count=4", "--idle-timeout", "1.5", "-q"])
+        // Requests sent after the SIGTERM may be accepted and never answered.
+        .args(["--request-timeout", "6", "--sut-timeout", "10"])
         .arg("-o")
         .arg(dir.path())
         .stdout(Stdio::piped())
