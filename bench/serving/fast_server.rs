@@ -13,6 +13,9 @@
 //! then one content chunk (one token) every ITL on an absolute schedule (no
 //! drift), the finish_reason chunk, a `usage` chunk and `data: [DONE]`.
 //! `--tokens 0` means: the request's max_tokens / max_completion_tokens.
+//! `--end-together` writes `data: [DONE]` and the body's terminating chunk
+//! in one write (by default they are two writes, as llama.cpp's server and
+//! uvicorn send them).
 //!
 //! GET /health            {"status":"ok"}
 //! GET /v1/models         one model
@@ -33,6 +36,9 @@ struct Config {
     itl: Duration,
     tokens: u64,
     token_text: String,
+    /// Write `data: [DONE]` and the chunked body's terminator in one write
+    /// (by default two, as llama.cpp's and uvicorn's servers do).
+    end_together: bool,
 }
 
 #[derive(Default)]
@@ -58,9 +64,15 @@ fn main() {
     let mut itl_ms = 10.0f64;
     let mut tokens = 0u64;
     let mut port_file: Option<String> = None;
+    let mut end_together = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--end-together" {
+            end_together = true;
+            i += 1;
+            continue;
+        }
         let v = args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
             "--port" => port = v.parse().expect("--port N"),
@@ -94,6 +106,7 @@ fn main() {
         itl: Duration::from_secs_f64(itl_ms / 1e3),
         tokens,
         token_text: " tok".into(),
+        end_together,
     });
     let stats = Arc::new(Stats::default());
     for conn in listener.incoming() {
@@ -290,8 +303,14 @@ fn stream(
     let finish = if chat { r#""delta":{}"# } else { r#""text":"""# };
     sse(w, &mut buf, &piece(finish, "\"length\""))?;
     sse(w, &mut buf, &usage)?;
-    sse(w, &mut buf, "[DONE]")?;
-    w.write_all(b"0\r\n\r\n")?;
+    if config.end_together {
+        buf.clear();
+        buf.extend_from_slice(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+        w.write_all(&buf)?;
+    } else {
+        sse(w, &mut buf, "[DONE]")?;
+        w.write_all(b"0\r\n\r\n")?;
+    }
     stats.ttft_us.lock().unwrap().push(ttft.as_micros() as u64);
     stats.stream_us.lock().unwrap().push(total.as_micros() as u64);
     Ok(())

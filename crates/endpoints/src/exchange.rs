@@ -90,7 +90,7 @@ impl Wire<'_> {
                     resent = true;
                     self.resent.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Err(e)) => return Err(Failure::Truncated(error_chain(&e))),
+                Ok(Err(e)) => return Err(Failure::NoAnswer(error_chain(&e))),
                 Ok(Ok(r)) => break r,
             }
         };

@@ -17,6 +17,9 @@ pub enum Failure {
     Auth { status: u16, message: String },
     /// Another non-success status (400 prompt too long, 404, 429, 5xx).
     Status { status: u16, message: String },
+    /// The server closed or reset the connection before any answer (a
+    /// crash, an overloaded accept queue, a proxy in the way).
+    NoAnswer(String),
     /// The stream went silent for longer than the idle timeout.
     Idle(Duration),
     /// The body ended (or the connection broke) before the response was
@@ -38,6 +41,7 @@ impl Failure {
             Failure::Auth { status, .. } | Failure::Status { status, .. } => {
                 format!("http_{status}")
             }
+            Failure::NoAnswer(_) => "no_answer".into(),
             Failure::Idle(_) => "idle_timeout".into(),
             Failure::Truncated(_) => "truncated".into(),
             Failure::Malformed(_) => "malformed".into(),
@@ -70,6 +74,7 @@ impl fmt::Display for Failure {
                 "HTTP 400 (the prompt may be longer than the model's context): {message}"
             ),
             Failure::Status { status, message } => write!(f, "HTTP {status}: {message}"),
+            Failure::NoAnswer(e) => write!(f, "the connection ended before any answer: {e}"),
             Failure::Idle(after) => write!(
                 f,
                 "the stream sent nothing for {:.1} s (the idle timeout)",
