@@ -31,12 +31,24 @@ pub fn sntp() -> String {
         .clone()
 }
 
+/// A port nothing listens on now, and one no other test of this process
+/// was given: tests run in parallel, and two servers handed the same
+/// port (one failing to bind, its test then talking to the other's
+/// server) made a test fail once in CI.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A 1 Hz sine of ±`swing_w` around `mean_w`, 300 s long, every 50 ms.
