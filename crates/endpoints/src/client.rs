@@ -163,15 +163,31 @@ impl Default for ClientOptions {
     }
 }
 
-/// The client: HTTP/1.1, connections kept and reused, no proxies (a proxy
-/// between client and server would be measured as the server), TCP_NODELAY.
-pub fn build(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+/// The clients a run uses: one keeps connections and reuses them, the
+/// other never does (each of its requests opens a new connection: the
+/// resend of a request whose kept-alive connection turned out dead).
+pub struct Clients {
+    pub pooled: reqwest::Client,
+    pub fresh: reqwest::Client,
+}
+
+pub fn build_clients(options: &ClientOptions) -> Result<Clients, ClientError> {
+    Ok(Clients {
+        pooled: build(options, usize::MAX)?,
+        fresh: build(options, 0)?,
+    })
+}
+
+/// A client: HTTP/1.1, at most `idle_per_host` connections kept for reuse,
+/// no proxies (a proxy between client and server would be measured as the
+/// server), TCP_NODELAY.
+fn build(options: &ClientOptions, idle_per_host: usize) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .http1_only()
         .no_proxy()
         .tcp_nodelay(true)
         .connect_timeout(options.connect_timeout)
-        .pool_max_idle_per_host(usize::MAX)
+        .pool_max_idle_per_host(idle_per_host)
         // Servers close idle keep-alive connections after a few seconds
         // (llama.cpp's cpp-httplib and uvicorn: 5 s). A request sent on one
         // just as it closes fails with nothing received ("connection closed

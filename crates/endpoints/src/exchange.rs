@@ -33,6 +33,8 @@ pub struct Outcome {
 /// What every request of a run shares.
 pub struct Wire<'a> {
     pub client: &'a reqwest::Client,
+    /// Opens a new connection for every request (the resend).
+    pub fresh_client: &'a reqwest::Client,
     pub url: &'a reqwest::Url,
     pub auth: Option<&'a HeaderValue>,
     pub options: &'a ClientOptions,
@@ -69,8 +71,13 @@ impl Wire<'_> {
         let body = bytes::Bytes::from(body);
         let mut resent = false;
         let response = loop {
-            let mut request = self
-                .client
+            // The resend must not land on another dead kept-alive connection.
+            let client = if resent {
+                self.fresh_client
+            } else {
+                self.client
+            };
+            let mut request = client
                 .post(self.url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());

@@ -84,6 +84,7 @@ pub struct EndpointSut {
 
 struct Shared {
     client: reqwest::Client,
+    fresh_client: reqwest::Client,
     url: reqwest::Url,
     auth: Option<reqwest::header::HeaderValue>,
     key_source: Option<String>,
@@ -105,7 +106,7 @@ struct Shared {
 impl EndpointSut {
     /// Builds the client; `control` is the run's (a refused credential stops it).
     pub fn new(config: EndpointConfig, control: RunControl) -> Result<EndpointSut, EndpointError> {
-        let client = client::build(&config.client)?;
+        let clients = client::build_clients(&config.client)?;
         let auth = config
             .client
             .api_key
@@ -137,7 +138,9 @@ impl EndpointSut {
         );
         let name = match (config.name, is_lon) {
             (Some(name), _) => name,
-            (None, true) => runtime.block_on(lon_name(&client, &config.url, &config.client))?,
+            (None, true) => {
+                runtime.block_on(lon_name(&clients.pooled, &config.url, &config.client))?
+            }
             (None, false) => format!("{} endpoint {}", config.protocol.api_name(), config.url),
         };
         let url = if is_lon {
@@ -146,7 +149,8 @@ impl EndpointSut {
             config.url
         };
         let shared = Arc::new(Shared {
-            client,
+            client: clients.pooled,
+            fresh_client: clients.fresh,
             url,
             auth,
             key_source: config.client.api_key.as_ref().map(|k| k.source.clone()),
@@ -283,6 +287,7 @@ async fn serve(shared: &Shared, sample: QuerySample, responder: &Responder) {
     let record = &shared.prompts[sample.index % shared.prompts.len()];
     let wire = Wire {
         client: &shared.client,
+        fresh_client: &shared.fresh_client,
         url: &shared.url,
         auth: shared.auth.as_ref(),
         options: &shared.options,

@@ -410,11 +410,11 @@ fn a_connection_the_server_closed_unseen_is_resent_once_not_failed() {
     let r = run(
         &server.url(),
         chat(true),
-        single_stream(6, true),
+        single_stream(30, true),
         ClientOptions::default(),
     );
     assert_eq!(r.serving.requests.failed, 0, "{:?}", r.serving.requests);
-    assert_eq!(r.serving.requests.succeeded, 6);
+    assert_eq!(r.serving.requests.succeeded, 30);
     assert!(r.serving.requests.resent >= 1, "{:?}", r.serving.requests);
     assert!(
         server
