@@ -1,6 +1,7 @@
 //! What a failed HTTP GET of a remote meter (a Redfish BMC, a Prometheus
 //! exporter) means for the meter: nothing answers at that address (the
-//! meter is not present), or a peer answered badly (a read error).
+//! meter is not present), or a peer answered badly (a read error); and
+//! reading an answer's body within a size and time bound.
 
 use super::MeterError;
 
@@ -51,4 +52,32 @@ fn cannot_connect(kind: std::io::ErrorKind) -> bool {
             | NotFound
             | PermissionDenied
     )
+}
+
+/// `body` as text (invalid UTF-8 replaced), at most `limit` bytes: a
+/// larger one is not the `what` (`an exporter page`) it should be.
+pub(crate) fn read_body(
+    meter: &str,
+    url: &str,
+    body: &mut ureq::Body,
+    limit: u64,
+    what: &str,
+) -> Result<String, MeterError> {
+    let read = |reason: String| MeterError::Read {
+        meter: meter.into(),
+        reason,
+    };
+    body.with_config()
+        .limit(limit)
+        .lossy_utf8(true)
+        .read_to_string()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(limit) => read(format!(
+                "GET {url}: the answer is larger than {limit} bytes; not {what}"
+            )),
+            ureq::Error::Timeout(_) => read(format!(
+                "GET {url}: the answer did not arrive whole in time ({e})"
+            )),
+            e => read(format!("GET {url}: reading the answer: {e}")),
+        })
 }

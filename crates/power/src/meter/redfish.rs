@@ -287,21 +287,13 @@ impl Client {
         if !(200..300).contains(&status) {
             return Err(self.status_error(&url, status));
         }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY_BYTES)
-            .lossy_utf8(true)
-            .read_to_string()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(limit) => read_error(format!(
-                    "GET {url}: the reply is larger than {limit} bytes; not a Redfish resource"
-                )),
-                ureq::Error::Timeout(_) => read_error(format!(
-                    "GET {url}: the reply did not arrive whole in time ({e})"
-                )),
-                e => read_error(format!("GET {url}: reading the body: {e}")),
-            })?;
+        let body = crate::meter::http_error::read_body(
+            METER,
+            &url,
+            response.body_mut(),
+            MAX_BODY_BYTES,
+            "a Redfish resource",
+        )?;
         serde_json::from_str(&body)
             .map_err(|e| read_error(format!("GET {url}: the reply is not JSON: {e}")))
     }

@@ -56,21 +56,13 @@ pub(super) fn get(agent: &ureq::Agent, url: &str) -> Result<String, MeterError> 
             )))
         }
     }
-    response
-        .body_mut()
-        .with_config()
-        .limit(MAX_BODY_BYTES)
-        .lossy_utf8(true)
-        .read_to_string()
-        .map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(limit) => read_error(format!(
-                "GET {url}: the page is larger than {limit} bytes; not an exporter page"
-            )),
-            ureq::Error::Timeout(_) => read_error(format!(
-                "GET {url}: the page did not arrive whole in time ({e})"
-            )),
-            e => read_error(format!("GET {url}: reading the page: {e}")),
-        })
+    crate::meter::http_error::read_body(
+        METER,
+        url,
+        response.body_mut(),
+        MAX_BODY_BYTES,
+        "an exporter page",
+    )
 }
 
 pub(super) fn read_error(reason: String) -> MeterError {
