@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use endpoints::client::{self, ApiKey, ClientOptions};
-use endpoints::openai::{Generation, OpenAiApi};
+use endpoints::openai::{self, Generation, OpenAiApi};
 use endpoints::plain::{self, PlainProtocol};
 use endpoints::prompts::{self, PromptQsl, PromptRecord};
 use endpoints::{EndpointConfig, EndpointSut, Protocol};
@@ -138,38 +138,18 @@ impl EndpointArgs {
                 "--workload openai needs --model NAME: the model name the server serves \
                  (GET /v1/models lists them)",
             )?;
-            let path = base.path().trim_end_matches('/');
-            let from_path = if path.ends_with("/chat/completions") {
-                Some(OpenAiApi::Chat)
-            } else if path.ends_with("/completions") {
-                Some(OpenAiApi::Completions)
-            } else {
-                None
-            };
-            let api = match (self.api, from_path) {
-                (Some(ApiName::Chat), _) => OpenAiApi::Chat,
-                (Some(ApiName::Completions), _) => OpenAiApi::Completions,
-                (None, Some(api)) => api,
-                (None, None) => OpenAiApi::Chat,
-            };
-            let url = match from_path {
-                Some(found) if found != api => bail!(
-                    "--endpoint {given} is the {} API but --api says {}",
-                    found.name(),
-                    api.name()
-                ),
-                Some(_) => base.clone(),
-                None if path.ends_with("/v1") => {
-                    client::join_path(&base, api.path().trim_start_matches("/v1"))
-                }
-                None => client::join_path(&base, api.path()),
-            };
+            let asked = self.api.map(|a| match a {
+                ApiName::Chat => OpenAiApi::Chat,
+                ApiName::Completions => OpenAiApi::Completions,
+            });
+            let (url, api) = openai::api_url(&base, asked)
+                .map_err(|why| anyhow::anyhow!("--endpoint {given}: {why}"))?;
             let generation = Generation {
                 model: model.to_string(),
                 max_tokens: Some(scope.max_tokens),
                 ignore_eos: self.ignore_eos,
                 stream: !self.no_stream,
-                extra: self.sampling_parameters()?,
+                extra: openai::sampling(&self.sampling).map_err(anyhow::Error::msg)?,
             };
             (url, Protocol::OpenAi { api, generation })
         } else {
@@ -227,7 +207,7 @@ impl EndpointArgs {
             "streaming": token_latencies,
             "max_tokens": scope.max_tokens,
             "ignore_eos": self.ignore_eos,
-            "sampling": self.sampling_parameters()?,
+            "sampling": openai::sampling(&self.sampling).map_err(anyhow::Error::msg)?,
             "max_concurrency": max_concurrency,
             "prompts": scope.dataset.map_or_else(
                 || format!("synthetic: {} prompts of {} words, seed {}", prompts.len(), self.prompt_words, scope.seed),
@@ -261,29 +241,5 @@ impl EndpointArgs {
             parameters,
             token_latencies,
         })
-    }
-
-    /// `--sampling` as a JSON object (values that are not JSON are strings).
-    fn sampling_parameters(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let mut map = serde_json::Map::new();
-        for item in &self.sampling {
-            let (key, value) = item
-                .split_once('=')
-                .with_context(|| format!("--sampling '{item}': expected KEY=VALUE"))?;
-            let key = key.trim();
-            if key.is_empty() {
-                bail!("--sampling '{item}': empty key");
-            }
-            if matches!(
-                key,
-                "model" | "messages" | "prompt" | "stream" | "stream_options"
-            ) {
-                bail!("--sampling '{item}': `{key}` is set by joulebench itself");
-            }
-            let value = serde_json::from_str(value.trim())
-                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
-            map.insert(key.to_string(), value);
-        }
-        Ok(map)
     }
 }

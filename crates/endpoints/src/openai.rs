@@ -33,6 +33,66 @@ impl OpenAiApi {
     }
 }
 
+/// Where requests go and which API they speak, from `--endpoint` (a base
+/// URL, `…/v1`, or the API's own URL) and the API asked for (`None`: the
+/// one the path names, else chat).
+pub fn api_url(
+    base: &reqwest::Url,
+    asked: Option<OpenAiApi>,
+) -> Result<(reqwest::Url, OpenAiApi), String> {
+    let path = base.path().trim_end_matches('/');
+    let named = if path.ends_with("/chat/completions") {
+        Some(OpenAiApi::Chat)
+    } else if path.ends_with("/completions") {
+        Some(OpenAiApi::Completions)
+    } else {
+        None
+    };
+    let api = asked.or(named).unwrap_or(OpenAiApi::Chat);
+    let url = match named {
+        Some(found) if found != api => {
+            return Err(format!(
+                "this is the {} API but {} was asked for",
+                found.name(),
+                api.name()
+            ))
+        }
+        Some(_) => base.clone(),
+        None if path.ends_with("/v1") => {
+            crate::client::join_path(base, api.path().trim_start_matches("/v1"))
+        }
+        None => crate::client::join_path(base, api.path()),
+    };
+    Ok((url, api))
+}
+
+/// `KEY=VALUE` sampling parameters as a JSON object (a value that is not
+/// JSON is a string); the keys joulebench sets itself are refused.
+pub fn sampling(items: &[String]) -> Result<Map<String, Value>, String> {
+    let mut map = Map::new();
+    for item in items {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--sampling '{item}': expected KEY=VALUE"))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(format!("--sampling '{item}': empty key"));
+        }
+        if matches!(
+            key,
+            "model" | "messages" | "prompt" | "stream" | "stream_options"
+        ) {
+            return Err(format!(
+                "--sampling '{item}': `{key}` is set by joulebench itself"
+            ));
+        }
+        let value =
+            serde_json::from_str(value.trim()).unwrap_or_else(|_| Value::String(value.to_string()));
+        map.insert(key.to_string(), value);
+    }
+    Ok(map)
+}
+
 /// What every request of a run carries besides its prompt.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -200,6 +260,42 @@ mod tests {
             stream,
             extra,
         }
+    }
+
+    #[test]
+    fn the_api_and_its_url_come_from_the_endpoint_and_the_flag() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let at = |u: &str, asked| api_url(&url(u), asked).map(|(u, a)| (u.to_string(), a));
+        assert_eq!(
+            at("http://h:1", None),
+            Ok(("http://h:1/v1/chat/completions".into(), OpenAiApi::Chat))
+        );
+        assert_eq!(
+            at("http://h:1/v1/", Some(OpenAiApi::Completions)),
+            Ok(("http://h:1/v1/completions".into(), OpenAiApi::Completions))
+        );
+        assert_eq!(
+            at("http://h:1/x/v1/completions", None),
+            Ok(("http://h:1/x/v1/completions".into(), OpenAiApi::Completions))
+        );
+        assert!(at("http://h:1/v1/completions", Some(OpenAiApi::Chat)).is_err());
+    }
+
+    #[test]
+    fn sampling_values_are_json_or_strings_and_own_keys_are_refused() {
+        let m = sampling(&[
+            "temperature=0".into(),
+            "stop=[\"\\n\"]".into(),
+            "tag=abc".into(),
+        ])
+        .unwrap();
+        assert_eq!(m["temperature"], 0);
+        assert_eq!(m["stop"][0], "\n");
+        assert_eq!(m["tag"], "abc");
+        assert!(sampling(&["stream=false".into()])
+            .unwrap_err()
+            .contains("set by joulebench"));
+        assert!(sampling(&["novalue".into()]).is_err());
     }
 
     #[test]
