@@ -163,10 +163,7 @@ pub fn token_energy(power: &PowerRecord, serving: &ServingRecord) -> Vec<TokenEn
     for m in &power.meters {
         out.push(figure(
             m.meter_id.clone(),
-            serde_json::to_value(m.scope)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            crate::page::serde_name(&m.scope),
             m.provenance,
             m.energy_j,
         ));

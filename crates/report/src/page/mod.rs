@@ -67,6 +67,14 @@ pub fn joules(j: f64) -> String {
     format!("{} J ({} Wh)", num(j), num(j / 3600.0))
 }
 
+/// A value as result.json spells it (`cpu_package`, `measured`).
+pub fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "-".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

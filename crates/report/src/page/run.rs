@@ -2,7 +2,7 @@
 //! power over time per meter, the latency distribution, the system, and
 //! anything that could not be read.
 
-use super::{joules, ns, num, opt, tag};
+use super::{joules, ns, num, opt, serde_name, tag};
 use crate::chart::{self, EventMark};
 use crate::document::{Block, Document, Section, Table};
 use crate::run_dir::LoadedRun;
@@ -61,14 +61,6 @@ pub fn page(run: &LoadedRun) -> Document {
         doc.sections.push(s);
     }
     doc
-}
-
-/// A value as result.json spells it (`cpu_package`, `measured`).
-fn serde_name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "-".into(),
-    }
 }
 
 fn status_text(s: RunStatus) -> String {
