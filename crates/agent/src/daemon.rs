@@ -2,9 +2,10 @@
 //! answers the hooks on a Unix socket that only root may use.
 
 use crate::counters::Counter;
-use crate::journal::{Journal, JournalError, OpenJob};
+use crate::journal::{Journal, JournalError, OpenJob, Readings};
 use crate::protocol::{unix_ns, Event, HookMessage, MAX_LINE_BYTES};
-use crate::record::{self, JobNodeRecord, MeterMeta};
+use crate::record::{self, JobNodeRecord, MeterMeta, REST_NODE_KEY, REST_PARTS_KEY};
+use crate::sampled::SampledMeter;
 use crate::share;
 use power::meter::{Meter, Probe, Reading, ReadingKind, Scope};
 use std::collections::BTreeMap;
@@ -33,6 +34,9 @@ pub struct AgentConfig {
     pub records_dir: Option<PathBuf>,
     /// Between polls; well inside a RAPL counter's wrap time.
     pub interval: Duration,
+    /// Between two samples of a power meter (hwmon, IPMI, Redfish), or the
+    /// meter's own update period where that is longer.
+    pub sample_interval: Duration,
     /// Where powercap lives (`/sys`; a fake tree in tests).
     pub sysfs_root: PathBuf,
     /// NVML's library, when not the driver's usual name.
@@ -55,12 +59,17 @@ pub enum AgentError {
 /// The agent's state: its counters and their journal.
 pub struct Agent {
     config: AgentConfig,
+    /// Energy counters, read at each poll.
     meters: Vec<Box<dyn Meter>>,
+    /// Power meters, sampled on their own threads.
+    sampled: Vec<SampledMeter>,
+    /// Each power meter's total at the last poll, µJ (for its increments).
+    sampled_seen_uj: BTreeMap<String, u64>,
     meta: BTreeMap<String, MeterMeta>,
     journal: Journal,
-    /// When this agent process first read the counters, and their totals
+    /// When this agent process first read the meters, and their figures
     /// then: the start of a job whose Prolog came while the agent was down.
-    since: (u64, BTreeMap<String, u64>, BTreeMap<String, u64>),
+    since: (u64, Readings),
     /// NVML again, for how busy each GPU is (jobs' GPUs that stay idle).
     utilization: Option<power::meter::nvml::Nvml>,
     /// Meters that could not be used, with why (logged once).
@@ -68,9 +77,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Loads the journal and finds the node's energy counters (RAPL
-    /// packages and DRAM, NVML GPUs); takes a first reading.
-    pub fn open(config: AgentConfig) -> Result<Agent, AgentError> {
+    /// Loads the journal and finds the node's meters (RAPL packages and
+    /// DRAM, NVML GPUs, hwmon sensors), with `extra` ones (a BMC through
+    /// IPMI or Redfish); takes a first reading.
+    pub fn open(config: AgentConfig, extra: Vec<Box<dyn Meter>>) -> Result<Agent, AgentError> {
         let io = |path: &PathBuf| {
             let path = path.clone();
             move |source| AgentError::Io { path, source }
@@ -84,15 +94,22 @@ impl Agent {
         let journal = Journal::load(&config.state_dir, &config.node)?;
         let config_nvml = config.nvml_library.clone();
         let mut probes = power::meter::rapl::probe(&config.sysfs_root);
+        probes.extend(power::meter::hwmon::probe(&config.sysfs_root));
         probes.extend(match &config.nvml_library {
             Some(path) => power::meter::nvml::probe_library(path.as_os_str()),
             None => power::meter::nvml::probe(),
         });
-        let (mut meters, mut unusable) = (Vec::new(), Vec::new());
+        probes.extend(extra.into_iter().map(Probe::Usable));
+        let (mut meters, mut power_meters, mut unusable) = (Vec::new(), Vec::new(), Vec::new());
         for probe in probes {
             match probe {
                 Probe::Usable(m) if m.info().kind == ReadingKind::EnergyCounter => meters.push(m),
-                Probe::Usable(_) => {}
+                // NVML's power gauges repeat its energy counter; only a GPU
+                // without one (pre-Volta) gives its main id to a gauge.
+                Probe::Usable(m)
+                    if m.info().source == "nvml"
+                        && m.info().id != format!("nvml-{}", m.info().domain) => {}
+                Probe::Usable(m) => power_meters.push(m),
                 Probe::Unusable {
                     source,
                     domain,
@@ -102,8 +119,9 @@ impl Agent {
         }
         let meta = meters
             .iter()
-            .map(|m| {
-                let i = m.info();
+            .map(|m| m.info())
+            .chain(power_meters.iter().map(|m| m.info()))
+            .map(|i| {
                 (
                     i.id.clone(),
                     MeterMeta {
@@ -114,12 +132,23 @@ impl Agent {
                 )
             })
             .collect();
+        let sampled: Vec<SampledMeter> = power_meters
+            .into_iter()
+            .map(|m| {
+                let every = config.sample_interval.max(m.info().update_period);
+                let restored = journal.samples.get(&m.info().id).cloned();
+                SampledMeter::start(m, every, restored)
+            })
+            .collect();
+        wait_for_first_samples(&sampled);
         let mut agent = Agent {
             config,
             meters,
+            sampled,
+            sampled_seen_uj: BTreeMap::new(),
             meta,
             journal,
-            since: (0, BTreeMap::new(), BTreeMap::new()),
+            since: (0, Readings::default()),
             utilization: match &config_nvml {
                 Some(path) => power::meter::nvml::Nvml::open_path(path.as_os_str()).ok(),
                 None => power::meter::nvml::Nvml::open().ok(),
@@ -127,7 +156,7 @@ impl Agent {
             unusable,
         };
         agent.poll();
-        agent.since = (unix_ns(), agent.journal.totals(), agent.journal.raws());
+        agent.since = (unix_ns(), agent.journal.readings());
         agent.journal.save(&agent.config.state_dir)?;
         Ok(agent)
     }
@@ -143,6 +172,7 @@ impl Agent {
     /// Reads every counter into the journal (not saved here), and gives the
     /// open jobs their shares of the CPU energy since the last poll.
     pub fn poll(&mut self) {
+        let now = unix_ns();
         let mut increments = BTreeMap::new();
         for meter in &mut self.meters {
             let id = meter.info().id.clone();
@@ -164,9 +194,22 @@ impl Agent {
                 Err(e) => tracing::warn!("reading {id}: {e}"),
             }
         }
-        self.share_cpu_energy(&increments);
+        for meter in &self.sampled {
+            let id = &meter.info().id;
+            let Some(integral) = meter.integral() else {
+                continue; // no good sample yet
+            };
+            let total = integral.total_at(now);
+            // Held at the last sample's power until the next: never less than
+            // what an earlier poll saw, so nothing is counted twice.
+            let seen = self.sampled_seen_uj.entry(id.clone()).or_insert(total);
+            increments.insert(id.clone(), total.saturating_sub(*seen));
+            *seen = (*seen).max(total);
+            self.journal.samples.insert(id.clone(), integral);
+        }
+        self.journal.polled_unix_ns = now;
+        self.share_energy(&increments);
         self.note_gpu_use();
-        self.journal.polled_unix_ns = unix_ns();
     }
 
     /// Each open job's GPUs' utilization now, kept at its peak.
@@ -184,20 +227,38 @@ impl Agent {
         }
     }
 
-    /// The CPU meters' increments split between the open jobs (`share`).
-    fn share_cpu_energy(&mut self, increments: &BTreeMap<String, u64>) {
+    /// The increments split between the open jobs (`share`): the CPU
+    /// meters' by CPU time; with a node meter, the rest of the node by
+    /// allocated CPUs.
+    fn share_energy(&mut self, increments: &BTreeMap<String, u64>) {
         let contained: Vec<&String> = self.meta.values().flat_map(|m| &m.contains).collect();
-        let cpu: BTreeMap<String, u64> = increments
-            .iter()
-            .filter(|(id, _)| {
-                !contained.contains(id)
-                    && self
-                        .meta
-                        .get(*id)
-                        .is_some_and(|m| matches!(m.scope, Scope::CpuPackage | Scope::Dram))
-            })
-            .map(|(id, e)| (id.clone(), *e))
-            .collect();
+        let top_level = |scopes: &[Scope]| -> BTreeMap<String, u64> {
+            increments
+                .iter()
+                .filter(|(id, _)| {
+                    !contained.contains(id)
+                        && self
+                            .meta
+                            .get(*id)
+                            .is_some_and(|m| scopes.contains(&m.scope))
+                })
+                .map(|(id, e)| (id.clone(), *e))
+                .collect()
+        };
+        let cpu = top_level(&[Scope::CpuPackage, Scope::Dram]);
+        // The first node meter, as the record counts it.
+        let rest = top_level(&[Scope::Node])
+            .into_iter()
+            .next()
+            .map(|(_, node)| {
+                let parts: u64 = top_level(&[Scope::Gpu, Scope::CpuPackage, Scope::Dram])
+                    .values()
+                    .sum();
+                BTreeMap::from([
+                    (REST_NODE_KEY.to_string(), node),
+                    (REST_PARTS_KEY.to_string(), parts),
+                ])
+            });
         let mut tenants = Vec::new();
         for job in self.journal.jobs.values_mut() {
             let now = share::cgroup_cpu_us(&self.config.cgroup_root, job.job_id, job.uid);
@@ -217,6 +278,13 @@ impl Agent {
         }
         let mut attributed = BTreeMap::new();
         share::attribute(&cpu, &tenants, &mut attributed);
+        if let Some(rest) = rest {
+            let by_cpus: Vec<(u64, share::Tenant)> = tenants
+                .iter()
+                .map(|(job, t)| (*job, share::Tenant { cpu_us: 0, ..*t }))
+                .collect();
+            share::attribute(&rest, &by_cpus, &mut attributed);
+        }
         for (job_id, meters) in attributed {
             if let Some(job) = self.journal.jobs.get_mut(&job_id) {
                 for (meter, uj) in meters {
@@ -294,6 +362,7 @@ impl Agent {
                     ));
                 }
                 let others: Vec<u64> = self.journal.jobs.keys().copied().collect();
+                let readings = self.journal.readings();
                 for other in self.journal.jobs.values_mut() {
                     other.co_tenants.push(message.job_id);
                 }
@@ -314,8 +383,9 @@ impl Agent {
                         attributed_uj: BTreeMap::new(),
                         gpu_peak_utilization: BTreeMap::new(),
                         started_unix_ns: now,
-                        start_totals_uj: self.journal.totals(),
-                        start_raw_uj: self.journal.raws(),
+                        start_totals_uj: readings.totals_uj,
+                        start_raw_uj: readings.raw_uj,
+                        start_bridged_uj: readings.bridged_uj,
                         co_tenants: others,
                     },
                 );
@@ -335,8 +405,7 @@ impl Agent {
                     &job,
                     &self.config.node,
                     now,
-                    &self.journal.totals(),
-                    &self.journal.raws(),
+                    &self.journal.readings(),
                     &self.meta,
                 );
                 if missed_start {
@@ -367,7 +436,7 @@ impl Agent {
     /// A job the agent learns of only at its end: as if it had started when
     /// the agent did, sharing the node with every job open now.
     fn since_agent_start(&self, message: &HookMessage) -> OpenJob {
-        let (at, totals, raws) = &self.since;
+        let (at, readings) = &self.since;
         OpenJob {
             job_id: message.job_id,
             uid: message.uid,
@@ -379,8 +448,9 @@ impl Agent {
             attributed_uj: BTreeMap::new(),
             gpu_peak_utilization: BTreeMap::new(),
             started_unix_ns: *at,
-            start_totals_uj: totals.clone(),
-            start_raw_uj: raws.clone(),
+            start_totals_uj: readings.totals_uj.clone(),
+            start_raw_uj: readings.raw_uj.clone(),
+            start_bridged_uj: readings.bridged_uj.clone(),
             co_tenants: self.journal.jobs.keys().copied().collect(),
         }
     }
@@ -402,12 +472,31 @@ impl Agent {
     }
 }
 
-/// Runs the agent until `stop` is set: polls every interval, answers hooks.
+/// Waits a little (at most a second in all) for each power meter's first
+/// sample, so that jobs starting right away have it.
+fn wait_for_first_samples(sampled: &[SampledMeter]) {
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until && sampled.iter().any(|m| m.integral().is_none()) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs the agent on the node's own meters until `stop` is set.
 pub fn serve(config: AgentConfig, stop: &AtomicBool) -> Result<(), AgentError> {
+    serve_with(config, Vec::new(), stop)
+}
+
+/// Runs the agent until `stop` is set, with `extra` meters besides the
+/// node's own (a BMC's): polls every interval, answers hooks.
+pub fn serve_with(
+    config: AgentConfig,
+    extra: Vec<Box<dyn Meter>>,
+    stop: &AtomicBool,
+) -> Result<(), AgentError> {
     let socket = config.socket.clone();
     let query_socket = config.query_socket.clone();
     let interval = config.interval;
-    let mut agent = Agent::open(config)?;
+    let mut agent = Agent::open(config, extra)?;
     for reason in &agent.unusable {
         tracing::info!("not metered: {reason}");
     }

@@ -4,7 +4,7 @@
 //! energy of the time it was down, which the next reading adds back: the
 //! counters kept counting.
 
-use crate::counters::Counter;
+use crate::counters::{Counter, Integral};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,11 @@ pub const JOURNAL_FILE: &str = "journal.json";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     pub node: String,
-    /// By meter id.
+    /// Energy counters, by meter id.
     pub counters: BTreeMap<String, Counter>,
+    /// Power meters' integrals, by meter id.
+    #[serde(default)]
+    pub samples: BTreeMap<String, Integral>,
     /// By job id.
     pub jobs: BTreeMap<u64, OpenJob>,
     /// The last poll, ns since the Unix epoch.
@@ -35,6 +38,9 @@ pub struct OpenJob {
     /// Each counter's total and raw reading at the start.
     pub start_totals_uj: BTreeMap<String, u64>,
     pub start_raw_uj: BTreeMap<String, u64>,
+    /// Each power meter's bridged (estimated) energy at the start.
+    #[serde(default)]
+    pub start_bridged_uj: BTreeMap<String, u64>,
     /// Other jobs that ran on the node during this one.
     pub co_tenants: Vec<u64>,
     /// CPUs allocated on this node.
@@ -97,18 +103,42 @@ impl Journal {
         Ok(())
     }
 
-    /// Each counter's total now.
-    pub fn totals(&self) -> BTreeMap<String, u64> {
-        self.counters
+    /// Every meter's figures as of the last poll.
+    pub fn readings(&self) -> Readings {
+        let at = self.polled_unix_ns;
+        let mut totals_uj: BTreeMap<String, u64> = self
+            .counters
             .iter()
             .map(|(id, c)| (id.clone(), c.total_uj))
-            .collect()
+            .collect();
+        totals_uj.extend(
+            self.samples
+                .iter()
+                .map(|(id, i)| (id.clone(), i.total_at(at))),
+        );
+        Readings {
+            totals_uj,
+            raw_uj: self
+                .counters
+                .iter()
+                .map(|(id, c)| (id.clone(), c.last_raw_uj))
+                .collect(),
+            bridged_uj: self
+                .samples
+                .iter()
+                .map(|(id, i)| (id.clone(), i.bridged_uj))
+                .collect(),
+        }
     }
+}
 
-    pub fn raws(&self) -> BTreeMap<String, u64> {
-        self.counters
-            .iter()
-            .map(|(id, c)| (id.clone(), c.last_raw_uj))
-            .collect()
-    }
+/// Every meter's figures at one moment, by meter id, µJ.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
+    /// Energy so far (counters and integrated power meters).
+    pub totals_uj: BTreeMap<String, u64>,
+    /// Energy counters' raw values (none for power meters).
+    pub raw_uj: BTreeMap<String, u64>,
+    /// Power meters' energy bridged across gaps in their samples.
+    pub bridged_uj: BTreeMap<String, u64>,
 }

@@ -1,7 +1,9 @@
 //! The node agent behind per-job energy on a cluster (`joulebench agent`).
 //!
 //! - [`counters`]: every energy counter extended to a monotonic total across
-//!   wraps, and across the agent's own restarts;
+//!   wraps, and across the agent's own restarts; power meters integrated;
+//! - [`sampled`]: the power meters (hwmon, IPMI, Redfish), each sampled on a
+//!   thread of its own;
 //! - [`journal`]: those totals and the jobs open on this node, written
 //!   atomically after every poll, read back at start;
 //! - [`protocol`]: the one-line messages Slurm's Prolog/Epilog hooks send;
@@ -20,5 +22,6 @@ pub mod job;
 pub mod journal;
 pub mod protocol;
 pub mod record;
+pub mod sampled;
 pub mod share;
 pub mod view;

@@ -9,9 +9,16 @@
 //!   packages' and DRAM's energy, interval by interval, by its cgroup's CPU
 //!   time (idle intervals by allocated CPUs; see `share`). The record keeps
 //!   the node's measured total beside it.
+//!
+//! The node's total follows the run's rule (`power::energy::total`): a node
+//! meter (the BMC through IPMI or Redfish, an ACPI power meter) when there is
+//! one, since it holds everything else; otherwise the GPUs, packages and DRAM
+//! summed. With a node meter, what lies outside the measured parts (fans,
+//! power supplies, disks, network) is the "rest of the node": a shared node's
+//! rest is split by allocated CPUs, interval by interval.
 
-use crate::journal::OpenJob;
-use power::meter::Scope;
+use crate::journal::{OpenJob, Readings};
+use power::meter::{ReadingKind, Scope};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,8 +49,23 @@ pub struct JobNodeRecord {
     pub gpu_j: BTreeMap<u32, f64>,
     /// By package domain (`package-0`, `dram-0`), joules.
     pub cpu_j: BTreeMap<String, f64>,
-    /// Every top-level meter of the node summed: what the node used.
+    /// What the node used: its node meter's energy where it has one
+    /// (`node_meter`), else every top-level meter summed (`components_j`).
     pub node_measured_j: f64,
+    /// The node meter counted (`ipmi`, `redfish-…`, `hwmon-power_meter-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_meter: Option<String>,
+    /// GPUs, CPU packages and DRAM summed.
+    #[serde(default)]
+    pub components_j: f64,
+    /// The job's part of the node's energy outside those parts (fans, power
+    /// supplies, disks, network); only with a node meter.
+    #[serde(default)]
+    pub job_rest_j: f64,
+    /// Of `job_j`, what was bridged across gaps in a power meter's samples
+    /// (the agent down, the BMC not answering): estimated, not measured.
+    #[serde(default)]
+    pub job_estimated_j: f64,
     /// What this job is charged under `method`.
     pub job_j: f64,
     /// Energy of GPUs the job was given (always part of `job_j`).
@@ -86,49 +108,90 @@ pub struct MeterEnergy {
     pub meter_id: String,
     pub domain: String,
     pub scope: Scope,
-    pub start_raw_uj: u64,
-    pub end_raw_uj: u64,
+    /// An energy counter, or a power meter whose samples were integrated.
+    #[serde(default = "counter_kind")]
+    pub kind: ReadingKind,
+    /// An energy counter's raw readings at the job's start and end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_raw_uj: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_raw_uj: Option<u64>,
     pub energy_j: f64,
+    /// Of `energy_j`, what was bridged across gaps in the samples (estimated).
+    #[serde(default)]
+    pub bridged_j: f64,
 }
+
+fn counter_kind() -> ReadingKind {
+    ReadingKind::EnergyCounter
+}
+
+/// The attribution keys of the rest of the node (see `Agent::share_energy`):
+/// the node meter's increments and its measured parts', both split by
+/// allocated CPUs; a job's rest is the first less the second.
+pub const REST_NODE_KEY: &str = "rest:node";
+pub const REST_PARTS_KEY: &str = "rest:parts";
 
 /// The GPU index of an NVML whole-GPU meter's domain (`gpu3` → 3).
 fn gpu_index(domain: &str) -> Option<u32> {
     domain.strip_prefix("gpu")?.parse().ok()
 }
 
-/// The record of `job` ending now.
+/// The record of `job` ending now (`end`: every meter's figures now).
 pub fn close(
     job: &OpenJob,
     node: &str,
     end_unix_ns: u64,
-    end_totals_uj: &BTreeMap<String, u64>,
-    end_raw_uj: &BTreeMap<String, u64>,
+    end: &Readings,
     meta: &BTreeMap<String, MeterMeta>,
 ) -> JobNodeRecord {
     let contained: Vec<&String> = meta.values().flat_map(|m| &m.contains).collect();
     let mut meters = Vec::new();
     let (mut gpu_j, mut cpu_j) = (BTreeMap::new(), BTreeMap::new());
-    let mut node_measured_j = 0.0;
-    for (id, &end) in end_totals_uj {
+    let mut gpu_bridged_j: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut components_j = 0.0;
+    let mut node_meter: Option<(String, f64, f64)> = None;
+    for (id, &end_total) in &end.totals_uj {
         let (Some(&start), Some(m)) = (job.start_totals_uj.get(id), meta.get(id)) else {
             continue; // a meter that appeared during the job: no start
         };
-        let energy_j = end.saturating_sub(start) as f64 / 1e6;
+        let energy_j = end_total.saturating_sub(start) as f64 / 1e6;
+        let bridged_j = match end.bridged_uj.get(id) {
+            Some(&b) => {
+                b.saturating_sub(job.start_bridged_uj.get(id).copied().unwrap_or(0)) as f64 / 1e6
+            }
+            None => 0.0,
+        };
+        let is_counter = end.raw_uj.contains_key(id);
         meters.push(MeterEnergy {
             meter_id: id.clone(),
             domain: m.domain.clone(),
             scope: m.scope,
-            start_raw_uj: job.start_raw_uj.get(id).copied().unwrap_or(0),
-            end_raw_uj: end_raw_uj.get(id).copied().unwrap_or(0),
+            kind: if is_counter {
+                ReadingKind::EnergyCounter
+            } else {
+                ReadingKind::PowerSample
+            },
+            start_raw_uj: is_counter.then(|| job.start_raw_uj.get(id).copied().unwrap_or(0)),
+            end_raw_uj: end.raw_uj.get(id).copied(),
             energy_j,
+            bridged_j,
         });
         if contained.contains(&id) {
             continue;
         }
         match m.scope {
+            Scope::Node => {
+                // The first node meter counts; others are listed, not added.
+                if node_meter.is_none() {
+                    node_meter = Some((id.clone(), energy_j, bridged_j));
+                }
+                continue;
+            }
             Scope::Gpu => {
                 if let Some(index) = gpu_index(&m.domain) {
                     gpu_j.insert(index, energy_j);
+                    gpu_bridged_j.insert(index, bridged_j);
                 }
             }
             Scope::CpuPackage | Scope::Dram => {
@@ -136,37 +199,40 @@ pub fn close(
             }
             _ => continue,
         }
-        node_measured_j += energy_j;
+        components_j += energy_j;
     }
-    let job_gpu_j: f64 = job.gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
+    let job_gpu_j = total(job.gpus.iter().filter_map(|g| gpu_j.get(g)));
     let unused_gpus: Vec<u32> = gpu_j
         .keys()
         .filter(|g| !job.gpus.contains(g))
         .copied()
         .collect();
-    let unused_gpu_j: f64 = unused_gpus.iter().filter_map(|g| gpu_j.get(g)).sum();
+    let unused_gpu_j = total(unused_gpus.iter().filter_map(|g| gpu_j.get(g)));
     let idle_given: Vec<u32> = job
         .gpus
         .iter()
         .filter(|g| job.gpu_peak_utilization.get(g) == Some(&0))
         .copied()
         .collect();
-    let idle_given_gpu_j: f64 = idle_given.iter().filter_map(|g| gpu_j.get(g)).sum();
-    let node_cpu_j: f64 = cpu_j.values().sum();
+    let idle_given_gpu_j = total(idle_given.iter().filter_map(|g| gpu_j.get(g)));
+    let node_cpu_j = total(cpu_j.values());
+    let node_measured_j = node_meter.as_ref().map_or(components_j, |(_, j, _)| *j);
     let exclusive = job.co_tenants.is_empty();
     let mut not_attributed = Vec::new();
-    let (method, job_cpu_j) = if exclusive {
-        ("exclusive", node_cpu_j)
+    let (method, job_cpu_j, job_rest_j) = if exclusive {
+        let rest = (node_measured_j - components_j).max(0.0);
+        ("exclusive", node_cpu_j, rest)
     } else {
-        let share: f64 = job
+        let share: u64 = job
             .attributed_uj
             .iter()
             .filter(|(id, _)| {
                 meta.get(*id)
                     .is_some_and(|m| matches!(m.scope, Scope::CpuPackage | Scope::Dram))
             })
-            .map(|(_, &uj)| uj as f64 / 1e6)
+            .map(|(_, &uj)| uj)
             .sum();
+        let share = share as f64 / 1e6;
         if job.cgroup_cpu_us.is_none() {
             not_attributed.push(
                 "no cgroup CPU time was found for this job: its CPU share counts only the \
@@ -174,12 +240,32 @@ pub fn close(
                     .to_string(),
             );
         }
-        ("cpu-time-share", share)
+        let attributed = |key: &str| job.attributed_uj.get(key).copied().unwrap_or(0);
+        let rest = if node_meter.is_some() {
+            attributed(REST_NODE_KEY).saturating_sub(attributed(REST_PARTS_KEY)) as f64 / 1e6
+        } else {
+            0.0
+        };
+        ("cpu-time-share", share, rest)
     };
     let job_j = if exclusive {
         node_measured_j
     } else {
-        job_gpu_j + job_cpu_j
+        job_gpu_j + job_cpu_j + job_rest_j
+    };
+    // The estimated part: bridged energy of what the job is charged.
+    let node_bridged_fraction = match &node_meter {
+        Some((_, j, bridged)) if *j > 0.0 => bridged / j,
+        _ => 0.0,
+    };
+    let job_estimated_j = if exclusive {
+        match &node_meter {
+            Some((_, _, bridged)) => *bridged,
+            None => total(gpu_bridged_j.values()),
+        }
+    } else {
+        total(job.gpus.iter().filter_map(|g| gpu_bridged_j.get(g)))
+            + job_rest_j * node_bridged_fraction
     };
     JobNodeRecord {
         schema: RECORD_SCHEMA.into(),
@@ -195,6 +281,10 @@ pub fn close(
         gpu_j,
         cpu_j,
         node_measured_j,
+        node_meter: node_meter.map(|(id, _, _)| id),
+        components_j,
+        job_rest_j,
+        job_estimated_j,
         job_j,
         job_gpu_j,
         job_cpu_j,
@@ -209,6 +299,12 @@ pub fn close(
         co_tenants: job.co_tenants.clone(),
         not_attributed,
     }
+}
+
+/// Joules summed, from +0 (an empty `Iterator::sum` of floats is -0, which
+/// would read "-0.0" in the record).
+fn total<'a>(joules: impl Iterator<Item = &'a f64>) -> f64 {
+    joules.fold(0.0, |sum, j| sum + j)
 }
 
 /// The few figures a hook shows the user, sent back with the Epilog's reply.
@@ -230,6 +326,11 @@ pub struct JobSummary {
     pub idle_given_gpu_j: f64,
     #[serde(default)]
     pub idle_given_gpus: usize,
+    #[serde(default)]
+    pub job_estimated_j: f64,
+    /// The node meter that made the total, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_meter: Option<String>,
 }
 
 impl JobNodeRecord {
@@ -247,6 +348,8 @@ impl JobNodeRecord {
             unused_gpus: self.unused_gpus.len(),
             idle_given_gpu_j: self.idle_given_gpu_j,
             idle_given_gpus: self.idle_given_gpus.len(),
+            job_estimated_j: self.job_estimated_j,
+            node_meter: self.node_meter.clone(),
         }
     }
 }
@@ -282,6 +385,15 @@ impl JobSummary {
                 joules(self.unused_gpu_j),
                 self.unused_gpus,
                 if self.unused_gpus == 1 { "" } else { "s" }
+            );
+        }
+        if let Some(meter) = &self.node_meter {
+            text += &format!("; the node's total from {meter}");
+        }
+        if self.job_estimated_j > 0.0 {
+            text += &format!(
+                "; {} of it estimated (a gap in the power meter's samples, bridged)",
+                joules(self.job_estimated_j)
             );
         }
         if nodes_in_job > 1 {

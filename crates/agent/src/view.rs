@@ -49,8 +49,62 @@ pub fn job_table(records: &[JobNodeRecord]) -> String {
             out += &format!("  {}: not counted: {missing}\n", r.node);
         }
     }
-    out += "measured: RAPL and NVML energy counters read by joulebench agent on each node\n";
+    for r in records.iter().filter(|r| r.job_estimated_j > 0.0) {
+        out += &format!(
+            "  {}: {} of it estimated (a gap in a power meter's samples, bridged)\n",
+            r.node,
+            joules(r.job_estimated_j)
+        );
+    }
+    out += &format!(
+        "measured by joulebench agent on each node: {}\n",
+        meters_used(records)
+    );
     out
+}
+
+/// The meters the records were made from, in words.
+fn meters_used(records: &[JobNodeRecord]) -> String {
+    use power::meter::ReadingKind;
+    use std::collections::BTreeSet;
+    let ids = |kind: ReadingKind| -> BTreeSet<&str> {
+        records
+            .iter()
+            .flat_map(|r| &r.meters)
+            .filter(|m| m.kind == kind)
+            .map(|m| m.meter_id.as_str())
+            .collect()
+    };
+    let mut parts = Vec::new();
+    let counters = ids(ReadingKind::EnergyCounter);
+    if !counters.is_empty() {
+        parts.push(format!(
+            "energy counters ({})",
+            counters.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let sampled = ids(ReadingKind::PowerSample);
+    if !sampled.is_empty() {
+        parts.push(format!(
+            "power meters, sampled and integrated ({})",
+            sampled.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let node_meters: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r.node_meter.as_deref())
+        .collect();
+    if !node_meters.is_empty() {
+        parts.push(format!(
+            "the node's total from {}",
+            node_meters.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        "no meter".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// The job as a report document: per node, per GPU, and what was not counted.
@@ -67,9 +121,11 @@ pub fn job_document(records: &[JobNodeRecord]) -> report::document::Document {
         "GPUs J",
         "CPU J",
         "GPUs not given J",
+        "rest of node J",
+        "estimated J",
         "node measured J",
     ])
-    .numeric(&[2, 3, 4, 5, 6, 7, 8]);
+    .numeric(&[2, 3, 4, 5, 6, 7, 8, 9, 10]);
     let mut gpus = Table::new(&["node", "GPU", "J", "the job's"]).numeric(&[2]);
     let mut notes = Vec::new();
     for r in records {
@@ -82,6 +138,8 @@ pub fn job_document(records: &[JobNodeRecord]) -> report::document::Document {
             format!("{:.1}", r.job_gpu_j),
             format!("{:.1}", r.job_cpu_j),
             format!("{:.1}", r.unused_gpu_j),
+            format!("{:.1}", r.job_rest_j),
+            format!("{:.1}", r.job_estimated_j),
             format!("{:.1}", r.node_measured_j),
         ]);
         for (g, j) in &r.gpu_j {
@@ -104,13 +162,16 @@ pub fn job_document(records: &[JobNodeRecord]) -> report::document::Document {
         sections.push(section);
     }
     let mut how = Section::new("How it was measured");
-    how.blocks.push(Block::Note(
-        "RAPL (package, DRAM) and NVML (GPU) energy counters, read by joulebench agent on each \
-         node between the job's Prolog and Epilog. exclusive: the job had the node alone and is \
-         charged all of it; cpu-time-share: each GPU to the job it was given, package and DRAM \
-         energy split by the jobs' cgroup CPU time."
-            .into(),
-    ));
+    how.blocks.push(Block::Note(format!(
+        "Read by joulebench agent on each node between the job's Prolog and Epilog: {}. \
+             A node meter (a BMC, an ACPI power meter) makes the node's total where there is \
+             one; the rest of the node is what lies outside its GPUs, packages and DRAM (fans, \
+             power supplies, disks, network). exclusive: the job had the node alone and is \
+             charged all of it; cpu-time-share: each GPU to the job it was given, package and \
+             DRAM energy split by the jobs' cgroup CPU time, the rest of the node by allocated \
+             CPUs. Estimated: energy bridged across a gap in a power meter's samples.",
+        meters_used(records)
+    )));
     how.blocks.extend(notes.into_iter().map(Block::Warning));
     sections.push(how);
     Document {

@@ -50,6 +50,7 @@ impl Node {
             records_dir: None,
             records_group: None,
             interval: POLL,
+            sample_interval: POLL,
             sysfs_root: self.dir.path().join("sys"),
             nvml_library: Some(PathBuf::from("/nonexistent/libnvidia-ml.so.1")),
             cgroup_root: self.dir.path().join("cgroup"),
@@ -78,7 +79,28 @@ impl Node {
         Running { stop, thread }
     }
 
+    /// The node's wall power as an ACPI power meter shows it through hwmon
+    /// (chip `power_meter`: the whole node), in watts.
+    fn set_wall_w(&self, watts: f64) {
+        let chip = self.dir.path().join("sys/class/hwmon/hwmon0");
+        std::fs::create_dir_all(&chip).unwrap();
+        std::fs::write(chip.join("name"), "power_meter\n").unwrap();
+        let uw = (watts * 1e6) as u64;
+        std::fs::write(chip.join("power1_input.tmp"), format!("{uw}\n")).unwrap();
+        std::fs::rename(chip.join("power1_input.tmp"), chip.join("power1_input")).unwrap();
+    }
+
     fn hook(&self, event: Event, job_id: u64, gpus: &[u32]) -> Result<String, String> {
+        self.hook_cpus(event, job_id, gpus, 1)
+    }
+
+    fn hook_cpus(
+        &self,
+        event: Event,
+        job_id: u64,
+        gpus: &[u32],
+        cpus: u32,
+    ) -> Result<String, String> {
         send(
             &self.socket(),
             &HookMessage {
@@ -87,7 +109,7 @@ impl Node {
                 uid: 1000,
                 gpus: gpus.to_vec(),
                 user: Some("ada".into()),
-                cpus: Some(1),
+                cpus: Some(cpus),
                 sent_unix_ns: unix_ns(),
             },
         )
@@ -142,7 +164,7 @@ fn an_exclusive_job_gets_the_node_across_a_counter_wrap() {
     assert_joules(&r, 107.0);
     assert_eq!(r.method, "exclusive");
     assert_eq!(r.cpu_j["package-0"], 107.0);
-    assert_eq!(r.meters[0].end_raw_uj, 7_000_000);
+    assert_eq!(r.meters[0].end_raw_uj, Some(7_000_000));
     // Asked by its owner (the test runs as root: any job), through the query socket.
     let records = agent::hook::query(&node.query_socket(), 11).unwrap();
     assert_eq!(records, vec![r.clone()]);
@@ -250,6 +272,112 @@ fn a_shared_nodes_cpu_energy_follows_the_jobs_cgroup_cpu_time() {
     assert_eq!(
         a.node_measured_j, 6.0,
         "the node's total stays beside the share"
+    );
+    agent.stop();
+}
+
+/// `got` within `percent` of `want`.
+fn near(got: f64, want: f64, percent: f64) -> bool {
+    (got - want).abs() <= want.abs() * percent / 100.0
+}
+
+#[test]
+fn a_node_meter_makes_the_nodes_total_and_the_rest_is_the_jobs() {
+    let node = Node::new();
+    node.set_wall_w(400.0);
+    let agent = node.start_agent();
+    node.hook(Event::Start, 51, &[]).unwrap();
+    node.set_uj(50_000_000); // the package: 50 J of it
+    std::thread::sleep(Duration::from_millis(300));
+    node.hook(Event::End, 51, &[]).unwrap();
+    let r = node.record(51);
+    assert_eq!(
+        r.node_meter.as_deref(),
+        Some("hwmon0-power_meter-power1"),
+        "{r:?}"
+    );
+    assert_eq!(r.method, "exclusive");
+    assert_eq!(r.components_j, 50.0);
+    assert!(
+        near(r.node_measured_j, 400.0 * r.duration_s, 2.0),
+        "{} J in {} s at 400 W",
+        r.node_measured_j,
+        r.duration_s
+    );
+    assert_eq!(
+        r.job_j, r.node_measured_j,
+        "the job had the node: all of it"
+    );
+    assert!((r.job_rest_j - (r.node_measured_j - 50.0)).abs() < 1e-9);
+    assert_eq!(r.job_estimated_j, 0.0);
+    let wall = r
+        .meters
+        .iter()
+        .find(|m| m.meter_id == "hwmon0-power_meter-power1")
+        .unwrap();
+    assert_eq!(wall.kind, power::meter::ReadingKind::PowerSample);
+    assert_eq!(wall.start_raw_uj, None);
+    agent.stop();
+}
+
+#[test]
+fn a_node_meters_samples_across_the_agents_restart_are_estimated() {
+    let node = Node::new();
+    node.set_wall_w(200.0);
+    let agent = node.start_agent();
+    node.hook(Event::Start, 61, &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    agent.stop();
+    let down = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(700));
+    let agent = node.start_agent();
+    let down_s = down.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(300));
+    node.hook(Event::End, 61, &[]).unwrap();
+    let r = node.record(61);
+    assert!(
+        near(r.job_j, 200.0 * r.duration_s, 3.0),
+        "{} J in {} s at 200 W: nothing lost or doubled across the restart",
+        r.job_j,
+        r.duration_s
+    );
+    // The gap: from the last sample before the stop to the first after.
+    assert!(
+        r.job_estimated_j >= 200.0 * 0.7 && r.job_estimated_j <= 200.0 * (down_s + 0.3),
+        "{} J estimated for {down_s} s down",
+        r.job_estimated_j
+    );
+    let line = r.summary().line(1);
+    assert!(line.contains("estimated (a gap"), "{line}");
+    agent.stop();
+}
+
+#[test]
+fn a_shared_nodes_rest_is_split_by_allocated_cpus() {
+    let node = Node::new();
+    node.set_wall_w(300.0);
+    let agent = node.start_agent();
+    node.hook_cpus(Event::Start, 71, &[], 1).unwrap();
+    node.hook_cpus(Event::Start, 72, &[], 3).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    node.hook_cpus(Event::End, 71, &[], 1).unwrap();
+    node.hook_cpus(Event::End, 72, &[], 3).unwrap();
+    let (a, b) = (node.record(71), node.record(72));
+    assert_eq!(a.method, "cpu-time-share");
+    // No package energy: the node's whole draw is the rest.
+    assert_eq!((a.job_cpu_j, b.job_cpu_j), (0.0, 0.0));
+    assert!(
+        near(b.job_rest_j, 3.0 * a.job_rest_j, 10.0),
+        "3 CPUs against 1: {} J and {} J",
+        b.job_rest_j,
+        a.job_rest_j
+    );
+    assert!(
+        near(a.job_j + b.job_j, 300.0 * b.duration_s, 5.0),
+        "the two shares make the node: {} + {} J in {} s at 300 W",
+        a.job_j,
+        b.job_j,
+        b.duration_s
     );
     agent.stop();
 }

@@ -2,7 +2,7 @@
 //! `joulebench slurm prolog|epilog` (the hooks that tell it a job started or
 //! ended). See `deploy/slurm/` for the systemd unit and the slurm.conf lines.
 
-use agent::daemon::{serve, AgentConfig};
+use agent::daemon::{serve_with, AgentConfig};
 use agent::hook::{append_summary, message_from_env, query, send};
 use agent::protocol::Event;
 use anyhow::Result;
@@ -51,7 +51,31 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
 
-    /// Where powercap (RAPL) is looked for.
+    /// Node power from the BMC, besides the node's own meters (RAPL, NVML and hwmon are
+    /// always read): ipmi (the local BMC), ipmi://USER@HOST, redfish://HOST[:PORT].
+    /// Comma-separated or repeated. Its energy becomes the node's total, and a shared
+    /// node's rest (fans, power supplies, disks) is split by allocated CPUs.
+    #[arg(long = "power", value_name = "SPEC", value_delimiter = ',')]
+    power: Vec<String>,
+
+    /// How often each power meter (BMC, hwmon) is sampled; its own update period
+    /// where that is longer. ipmitool starts a process per sample.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::run::parse_duration)]
+    sample_interval: Duration,
+
+    /// File with the IPMI password (else the IPMI_PASSWORD environment variable).
+    #[arg(long, value_name = "FILE")]
+    ipmi_password_file: Option<PathBuf>,
+
+    /// File with Redfish credentials, USER:PASSWORD (else REDFISH_USER / REDFISH_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    redfish_credentials: Option<PathBuf>,
+
+    /// Accept a Redfish BMC's self-signed certificate.
+    #[arg(long)]
+    redfish_insecure: bool,
+
+    /// Where powercap (RAPL) and hwmon are looked for.
     #[arg(long, value_name = "DIR", default_value = "/sys")]
     sysfs_root: PathBuf,
 
@@ -130,7 +154,33 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "node".into())
 }
 
+/// The BMC meters `--power` names, opened and checked before the agent starts.
+fn bmc_meters(args: &AgentArgs) -> Result<Vec<Box<dyn power::meter::Meter>>> {
+    if args.power.is_empty() {
+        return Ok(Vec::new());
+    }
+    for spec in &args.power {
+        let bmc = spec == "ipmi" || spec.starts_with("ipmi://") || spec.starts_with("redfish");
+        if !bmc {
+            anyhow::bail!(
+                "--power {spec}: the agent takes a BMC here (ipmi, ipmi://USER@HOST, \
+                 redfish://HOST); RAPL, NVML and hwmon are always read"
+            );
+        }
+    }
+    let options = harness::PowerOptions {
+        specs: args.power.clone(),
+        ipmi_password_file: args.ipmi_password_file.clone(),
+        redfish_credentials: args.redfish_credentials.clone(),
+        redfish_insecure: args.redfish_insecure,
+        sysfs_root: args.sysfs_root.clone(),
+        ..harness::PowerOptions::default()
+    };
+    Ok(options.select()?.meters)
+}
+
 pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
+    let extra = bmc_meters(&args)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
@@ -148,6 +198,7 @@ pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
             .transpose()
             .map_err(anyhow::Error::msg)?,
         interval: args.interval,
+        sample_interval: args.sample_interval,
         sysfs_root: args.sysfs_root,
         nvml_library: args.nvml_library,
         cgroup_root: args.cgroup_root,
@@ -158,7 +209,7 @@ pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
         config.state_dir.display(),
         config.socket.display()
     );
-    serve(config, &stop)?;
+    serve_with(config, extra, &stop)?;
     Ok(ExitCode::SUCCESS)
 }
 
