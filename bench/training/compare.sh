@@ -8,8 +8,9 @@
 #              trained weights served Offline: samples/s, samples/J
 #   resnet50   training throughput (synthetic ImageNet-shaped data): samples/s,
 #              J/sample; then inference Offline (seeded weights): samples/s, samples/J,
-#              on candle and, on the CPU, also on ONNX Runtime (the faster CPU
-#              engine; each row names its engine)
+#              on candle and on ONNX Runtime (CPU provider, or CUDA with
+#              onnxruntime-gpu; each row names its engine, and the fastest engine
+#              of each back end is named below the table)
 #
 # and, on the GPU, joulebench's ResNet-50 training throughput against
 # PyTorch's (bench/training/torch_train.py: same model, batch, optimiser), as a
@@ -62,6 +63,32 @@ if [ -n "${BACKENDS:-}" ]; then
   backends=("${keep[@]}")
 fi
 
+# ResNet-50 as an ONNX file at $1 (made once), or false where it cannot be made.
+ort_model() {
+  [ -s "$1" ] && return 0
+  if command -v cargo >/dev/null && python3 -c "import onnx, safetensors" 2>/dev/null; then
+    cargo run -q --release -p workloads --example export_weights -- resnet50 1 "$1.safetensors" >&2
+    python3 - "$here/../models" "$1.safetensors" "$1" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import onnx, resnet_to_onnx
+from safetensors.numpy import load_file
+onnx.save(resnet_to_onnx.build(load_file(sys.argv[2]), "resnet50"), sys.argv[3])
+PY
+  elif python3 -c "import torch, torchvision, onnx" 2>/dev/null; then
+    python3 - "$1" <<'PY'
+import sys, torch, torchvision
+net = torchvision.models.resnet50().eval()
+torch.onnx.export(net, torch.randn(1, 3, 224, 224), sys.argv[1], input_names=["input"],
+                  output_names=["logits"], opset_version=17, dynamo=False,
+                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+PY
+  else
+    echo "no ResNet-50 ONNX file: needs cargo with onnx + safetensors, or torch + torchvision + onnx" >&2
+    return 1
+  fi
+}
+
 for dev in "${backends[@]}"; do
   d="$out/$dev"
   steps="${RN50_STEPS:-$([ "$dev" = cuda ] && echo 50 || echo 3)}"
@@ -77,23 +104,16 @@ for dev in "${backends[@]}"; do
   echo "== $dev: ResNet-50 inference (Offline, ${serve_s} s) ==" >&2
   "$jb" run --workload resnet50 --device "$dev" --scenario Offline --duration "$serve_s" \
     --batch-size "$rn50_batch" --quiet "${power[@]}" -o "$d/rn50-serve" >&2 || true
-  # The faster CPU engine: the same seeded ResNet-50 through ONNX Runtime
-  # (`--workload onnx`), where the python3 on PATH has onnxruntime, onnx and
-  # safetensors to build the model file.
-  if [ "$dev" = cpu ] && python3 -c "import onnxruntime, onnx, safetensors" 2>/dev/null; then
-    echo "== cpu: ResNet-50 inference through ONNX Runtime (Offline, ${serve_s} s) ==" >&2
-    if [ ! -s "$d/resnet50.onnx" ]; then
-      cargo run -q --release -p workloads --example export_weights -- resnet50 1 "$d/resnet50.safetensors" >&2
-      python3 - "$here/../models" "$d/resnet50.safetensors" "$d/resnet50.onnx" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
-import onnx, resnet_to_onnx
-from safetensors.numpy import load_file
-onnx.save(resnet_to_onnx.build(load_file(sys.argv[2]), "resnet50"), sys.argv[3])
-PY
-    fi
-    "$jb" run --workload onnx --model-file "$d/resnet50.onnx" --scenario Offline --duration "$serve_s" \
-      --batch-size "$rn50_batch" --quiet "${power[@]}" -o "$d/rn50-serve-ort" >&2 || true
+  # ONNX Runtime, the other engine (`--workload onnx`; the faster one on the
+  # CPU), where the python3 on PATH has onnxruntime (onnxruntime-gpu for the
+  # CUDA provider). The model file: joulebench's seeded ResNet-50 where cargo
+  # and onnx + safetensors are here, else torchvision's (random weights, the
+  # same network: throughput does not depend on the weights).
+  ort_device=cpu; [ "$dev" = cuda ] && ort_device=cuda:0
+  if python3 -c "import onnxruntime" 2>/dev/null && ort_model "$out/resnet50.onnx"; then
+    echo "== $dev: ResNet-50 inference through ONNX Runtime (Offline, ${serve_s} s) ==" >&2
+    "$jb" run --workload onnx --model-file "$out/resnet50.onnx" --device "$ort_device" --scenario Offline \
+      --duration "$serve_s" --batch-size "$rn50_batch" --quiet "${power[@]}" -o "$d/rn50-serve-ort" >&2 || true
   fi
   if [ "$dev" = cuda ] && python3 -c "import torch, torchvision" 2>/dev/null; then
     echo "== cuda: PyTorch ResNet-50 training throughput (same model and batch) ==" >&2
@@ -131,6 +151,7 @@ def f(v, fmt="{:.3g}"):
     return "-" if v is None else fmt.format(v)
 
 rows = []
+fastest = {}
 for dev in backends:
     d = os.path.join(out, dev)
     tr = load(os.path.join(d, "digits-train", "result.json"))
@@ -157,9 +178,17 @@ for dev in backends:
     if ort:
         sps = (ort.get("performance") or {}).get("throughput_samples_per_s")
         spj, sest = samples_per_j(ort)
-        version = ((ort.get("workload") or {}).get("parameters") or {}).get("onnxruntime_version", "?")
-        rows.append((dev, f"resnet50 (ONNX Runtime {version})", "-",
+        params = (ort.get("workload") or {}).get("parameters") or {}
+        version = params.get("onnxruntime_version", "?")
+        provider = params.get("execution_provider", "?")
+        rows.append((dev, f"resnet50 (ONNX Runtime {version}, {provider})", "-",
                      f"{f(sps)} samples/s, {f(spj)} samples/J{sest}"))
+        engines = [("candle", ((rs or {}).get("performance") or {}).get("throughput_samples_per_s")),
+                   (f"ONNX Runtime {provider}", sps)]
+        engines = [(n, v) for n, v in engines if v]
+        if engines:
+            name, best = max(engines, key=lambda e: e[1])
+            fastest[dev] = f"{name} ({best:,.0f} samples/s)"
     torch = load(os.path.join(d, "torch-train.json"))
     if torch and run.get("samples_per_s"):
         rows.append((dev, "resnet50 vs PyTorch",
@@ -172,5 +201,7 @@ print(" | ".join(h.ljust(w[i]) for i, h in enumerate(head)))
 print("-|-".join("-" * w[i] for i in range(4)))
 for r in rows:
     print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+for dev, engine in fastest.items():
+    print(f"fastest ResNet-50 inference engine on {dev}: {engine}")
 print(f"\nrun folders: {out}/<back end>/  (joulebench compare {out}/*/* for ratios)")
 PY

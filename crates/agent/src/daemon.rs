@@ -7,6 +7,7 @@ use crate::protocol::{unix_ns, Event, HookMessage, MAX_LINE_BYTES};
 use crate::record::{self, JobNodeRecord, MeterMeta, REST_NODE_KEY, REST_PARTS_KEY};
 use crate::sampled::SampledMeter;
 use crate::share;
+use crate::spool::{self, Spooled};
 use power::meter::{Meter, Probe, Reading, ReadingKind, Scope};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,6 +44,9 @@ pub struct AgentConfig {
     pub nvml_library: Option<PathBuf>,
     /// Where the jobs' cgroups are (`/sys/fs/cgroup`), for their CPU time.
     pub cgroup_root: PathBuf,
+    /// Where hooks keep messages the agent was not there to take
+    /// (`<state_dir>/spool` unless set; the hooks' `--spool-dir`).
+    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +132,7 @@ impl Agent {
                         domain: i.domain.clone(),
                         scope: i.scope,
                         contains: i.contains.clone(),
+                        kind: i.kind,
                     },
                 )
             })
@@ -141,6 +146,9 @@ impl Agent {
             })
             .collect();
         wait_for_first_samples(&sampled);
+        // The last readings before the agent went down, if it ran before.
+        let before =
+            (journal.polled_unix_ns > 0).then(|| (journal.polled_unix_ns, journal.readings()));
         let mut agent = Agent {
             config,
             meters,
@@ -155,8 +163,14 @@ impl Agent {
             },
             unusable,
         };
-        agent.poll();
-        agent.since = (unix_ns(), agent.journal.readings());
+        // The first reading, then what the hooks spooled while the agent was
+        // down, settled between `before` and it, then the shares.
+        let increments = agent.read_meters();
+        let after = (agent.journal.polled_unix_ns, agent.journal.readings());
+        agent.since = (after.0, after.1.clone());
+        agent.settle_spool(before.as_ref().map(|(t, r)| (*t, r)), (after.0, &after.1));
+        agent.share_energy(&increments);
+        agent.note_gpu_use();
         agent.journal.save(&agent.config.state_dir)?;
         Ok(agent)
     }
@@ -172,6 +186,14 @@ impl Agent {
     /// Reads every counter into the journal (not saved here), and gives the
     /// open jobs their shares of the CPU energy since the last poll.
     pub fn poll(&mut self) {
+        let increments = self.read_meters();
+        self.share_energy(&increments);
+        self.note_gpu_use();
+    }
+
+    /// Reads every meter into the journal; each one's energy since the last
+    /// reading, µJ.
+    fn read_meters(&mut self) -> BTreeMap<String, u64> {
         let now = unix_ns();
         let mut increments = BTreeMap::new();
         for meter in &mut self.meters {
@@ -208,8 +230,7 @@ impl Agent {
             self.journal.samples.insert(id.clone(), integral);
         }
         self.journal.polled_unix_ns = now;
-        self.share_energy(&increments);
-        self.note_gpu_use();
+        increments
     }
 
     /// Each open job's GPUs' utilization now, kept at its peak.
@@ -294,9 +315,12 @@ impl Agent {
         }
     }
 
-    /// A poll, saved.
+    /// A poll, saved; and any message spooled since (a hook that missed the
+    /// agent for a moment), taken as arriving now.
     pub fn tick(&mut self) -> Result<(), AgentError> {
         self.poll();
+        let now = (self.journal.polled_unix_ns, self.journal.readings());
+        self.settle_spool(None, (now.0, &now.1));
         self.journal.save(&self.config.state_dir)?;
         Ok(())
     }
@@ -352,85 +376,199 @@ impl Agent {
     /// Applies one hook message; the reply line.
     pub fn handle(&mut self, message: &HookMessage) -> Result<String, String> {
         self.poll();
-        let now = unix_ns();
+        let (now, readings) = (unix_ns(), self.journal.readings());
         let reply = match message.event {
             Event::Start => {
-                if self.journal.jobs.contains_key(&message.job_id) {
-                    return Err(format!(
-                        "job {} is already open on this node (a replayed start?)",
-                        message.job_id
-                    ));
-                }
-                let others: Vec<u64> = self.journal.jobs.keys().copied().collect();
-                let readings = self.journal.readings();
-                for other in self.journal.jobs.values_mut() {
-                    other.co_tenants.push(message.job_id);
-                }
-                self.journal.jobs.insert(
-                    message.job_id,
-                    OpenJob {
-                        job_id: message.job_id,
-                        uid: message.uid,
-                        user: message.user.clone(),
-                        gpus: message.gpus.clone(),
-                        cpus: message.cpus,
-                        cgroup_cpu_us: share::cgroup_cpu_us(
-                            &self.config.cgroup_root,
-                            message.job_id,
-                            message.uid,
-                        ),
-                        cpu_used_us: 0,
-                        attributed_uj: BTreeMap::new(),
-                        gpu_peak_utilization: BTreeMap::new(),
-                        started_unix_ns: now,
-                        start_totals_uj: readings.totals_uj,
-                        start_raw_uj: readings.raw_uj,
-                        start_bridged_uj: readings.bridged_uj,
-                        co_tenants: others,
-                    },
-                );
+                self.start_job(message, now, readings)?;
                 format!("ok started job {}", message.job_id)
             }
-            Event::End => {
-                let (job, missed_start) = match self.journal.jobs.get(&message.job_id) {
-                    Some(job) => (job.clone(), false),
-                    None if self.record_path(message.job_id).is_file() => {
-                        return Ok(format!("ok job {} already recorded", message.job_id));
-                    }
-                    // The Prolog never reached this agent (it was down): a
-                    // record from when the agent started, saying so.
-                    None => (self.since_agent_start(message), true),
-                };
-                let mut record = record::close(
-                    &job,
-                    &self.config.node,
-                    now,
-                    &self.journal.readings(),
-                    &self.meta,
-                );
-                if missed_start {
-                    record.missed_start = true;
-                    record.not_attributed.push(format!(
-                        "the agent did not see this job start (it was not running then): \
-                         energy counted from {} only",
-                        chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
-                            job.started_unix_ns as i64
-                        )
-                        .format("%Y-%m-%d %H:%M:%S UTC")
-                    ));
-                }
-                self.write_record(&record)?;
-                self.journal.jobs.remove(&message.job_id);
-                format!(
+            Event::End => match self.end_job(message, now, &readings)? {
+                Some(record) => format!(
                     "ok {}",
                     serde_json::to_string(&record.summary()).map_err(|e| e.to_string())?
-                )
-            }
+                ),
+                None => format!("ok job {} already recorded", message.job_id),
+            },
         };
         self.journal
             .save(&self.config.state_dir)
             .map_err(|e| e.to_string())?;
         Ok(reply)
+    }
+
+    /// Opens `message`'s job as started at `at` with the meters at `readings`.
+    fn start_job(
+        &mut self,
+        message: &HookMessage,
+        at: u64,
+        readings: Readings,
+    ) -> Result<(), String> {
+        if self.journal.jobs.contains_key(&message.job_id) {
+            return Err(format!(
+                "job {} is already open on this node (a replayed start?)",
+                message.job_id
+            ));
+        }
+        let others: Vec<u64> = self.journal.jobs.keys().copied().collect();
+        for other in self.journal.jobs.values_mut() {
+            other.co_tenants.push(message.job_id);
+        }
+        self.journal.jobs.insert(
+            message.job_id,
+            OpenJob {
+                job_id: message.job_id,
+                uid: message.uid,
+                user: message.user.clone(),
+                gpus: message.gpus.clone(),
+                cpus: message.cpus,
+                cgroup_cpu_us: share::cgroup_cpu_us(
+                    &self.config.cgroup_root,
+                    message.job_id,
+                    message.uid,
+                ),
+                cpu_used_us: 0,
+                attributed_uj: BTreeMap::new(),
+                gpu_peak_utilization: BTreeMap::new(),
+                started_unix_ns: at,
+                start_totals_uj: readings.totals_uj,
+                start_raw_uj: readings.raw_uj,
+                start_bridged_uj: readings.bridged_uj,
+                interpolated_start: false,
+                interpolated_start_j: 0.0,
+                co_tenants: others,
+            },
+        );
+        Ok(())
+    }
+
+    /// Closes `message`'s job as ended at `at` with the meters at `readings`
+    /// and writes its record; `None` when it was recorded already.
+    fn end_job(
+        &mut self,
+        message: &HookMessage,
+        at: u64,
+        readings: &Readings,
+    ) -> Result<Option<JobNodeRecord>, String> {
+        let (job, missed_start) = match self.journal.jobs.get(&message.job_id) {
+            Some(job) => (job.clone(), false),
+            None if self.record_path(message.job_id).is_file() => return Ok(None),
+            // The Prolog never reached this agent (it was down): a
+            // record from when the agent started, saying so.
+            None => (self.since_agent_start(message), true),
+        };
+        let mut record = record::close(&job, &self.config.node, at, readings, &self.meta);
+        if missed_start {
+            record.missed_start = true;
+            record.not_attributed.push(format!(
+                "the agent did not see this job start (it was not running then): \
+                 energy counted from {} only",
+                chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(job.started_unix_ns as i64)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        self.write_record(&record)?;
+        self.journal.jobs.remove(&message.job_id);
+        Ok(Some(record))
+    }
+
+    fn spool_dir(&self) -> PathBuf {
+        self.config
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.config.state_dir.join("spool"))
+    }
+
+    /// Settles the messages hooks spooled while the agent was down: each at
+    /// the time its hook sent it, with the meters interpolated between the
+    /// readings `before` the agent went down and `after` it came back (at
+    /// `after` when there is no `before`, or the message is later).
+    fn settle_spool(&mut self, before: Option<(u64, &Readings)>, after: (u64, &Readings)) {
+        let mut refused = Vec::new();
+        let spooled = spool::take(&self.spool_dir(), &mut refused);
+        for reason in refused {
+            tracing::warn!("spooled hook message refused: {reason}");
+        }
+        for Spooled { path, message } in spooled {
+            let at = message.sent_unix_ns;
+            let inside = before.filter(|(t0, _)| (*t0..=after.0).contains(&at));
+            let readings = match inside {
+                Some(b) => Readings::between(b, after, at),
+                None => after.1.clone(),
+            };
+            let at = if inside.is_some() { at } else { after.0 };
+            let outcome = match message.event {
+                Event::Start => self.start_job(&message, at, readings).map(|()| {
+                    if inside.is_some() {
+                        self.mark_interpolated_start(message.job_id, after);
+                    }
+                }),
+                Event::End => self
+                    .end_job_spooled(&message, at, &readings, inside, after)
+                    .map(|_| ()),
+            };
+            match outcome {
+                Ok(()) => tracing::info!(
+                    "settled the spooled {:?} of job {} ({})",
+                    message.event,
+                    message.job_id,
+                    if inside.is_some() {
+                        "interpolated"
+                    } else {
+                        "as of now"
+                    }
+                ),
+                Err(e) => tracing::warn!("spooled message of job {}: {e}", message.job_id),
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// A job whose start was interpolated: what it used from then to the
+    /// agent's first reading is estimated.
+    fn mark_interpolated_start(&mut self, job_id: u64, after: (u64, &Readings)) {
+        let Some(job) = self.journal.jobs.get(&job_id) else {
+            return;
+        };
+        let so_far = record::close(job, &self.config.node, after.0, after.1, &self.meta).job_j;
+        if let Some(job) = self.journal.jobs.get_mut(&job_id) {
+            job.interpolated_start = true;
+            job.interpolated_start_j = so_far;
+        }
+    }
+
+    /// A spooled end: the record, with what lies after the agent's last
+    /// reading before the gap counted as estimated.
+    fn end_job_spooled(
+        &mut self,
+        message: &HookMessage,
+        at: u64,
+        readings: &Readings,
+        before: Option<(u64, &Readings)>,
+        after: (u64, &Readings),
+    ) -> Result<Option<JobNodeRecord>, String> {
+        let measured_j = match (self.journal.jobs.get(&message.job_id), before) {
+            (Some(job), Some((t0, r0))) if job.started_unix_ns <= t0 => {
+                record::close(job, &self.config.node, t0, r0, &self.meta).job_j
+            }
+            _ => 0.0,
+        };
+        let Some(mut record) = self.end_job(message, at, readings)? else {
+            return Ok(None);
+        };
+        if before.is_some() {
+            record.interpolated_end = true;
+            record.job_estimated_j =
+                (record.job_estimated_j + (record.job_j - measured_j).max(0.0)).min(record.job_j);
+        } else {
+            record.not_attributed.push(format!(
+                "the Epilog could not reach the agent: the job's end is taken as {}, when the \
+                 agent read the message",
+                chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(after.0 as i64)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        self.write_record(&record)?;
+        Ok(Some(record))
     }
 
     /// A job the agent learns of only at its end: as if it had started when
@@ -451,6 +589,8 @@ impl Agent {
             start_totals_uj: readings.totals_uj.clone(),
             start_raw_uj: readings.raw_uj.clone(),
             start_bridged_uj: readings.bridged_uj.clone(),
+            interpolated_start: false,
+            interpolated_start_j: 0.0,
             co_tenants: self.journal.jobs.keys().copied().collect(),
         }
     }

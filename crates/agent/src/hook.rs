@@ -72,45 +72,62 @@ pub fn message_from_env(
     })
 }
 
+/// Why a message got no `ok`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// No agent there, or it did not answer in time: the message can be
+    /// spooled for it.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The agent answered `error: …`.
+    #[error("the agent refused: {0}")]
+    Refused(String),
+}
+
 /// Sends `message` to the agent at `socket`; its reply line.
-pub fn send(socket: &Path, message: &HookMessage) -> Result<String, String> {
+pub fn send(socket: &Path, message: &HookMessage) -> Result<String, SendError> {
     exchange(socket, &message.to_line())
 }
 
 /// Every node's record of `job_id`, asked of the agent's query socket.
 pub fn query(socket: &Path, job_id: u64) -> Result<Vec<crate::record::JobNodeRecord>, String> {
     let line = format!("{{\"job_id\":{job_id}}}\n");
-    let reply = exchange(socket, &line)?;
+    let reply = exchange(socket, &line).map_err(|e| e.to_string())?;
     serde_json::from_str(reply.strip_prefix("ok ").unwrap_or(&reply))
         .map_err(|e| format!("the agent's answer is not a list of records: {e}"))
 }
 
 /// The jobs running on the node (root only), asked of the query socket.
 pub fn open_jobs(socket: &Path) -> Result<Vec<crate::daemon::OpenJobInfo>, String> {
-    let reply = exchange(socket, "{\"open_jobs\":true}\n")?;
+    let reply = exchange(socket, "{\"open_jobs\":true}\n").map_err(|e| e.to_string())?;
     serde_json::from_str(reply.strip_prefix("ok ").unwrap_or(&reply))
         .map_err(|e| format!("the agent's answer is not a list of jobs: {e}"))
 }
 
 /// One line out, one line back.
-fn exchange(socket: &Path, line: &str) -> Result<String, String> {
-    let stream = UnixStream::connect(socket)
-        .map_err(|e| format!("the agent is not answering at {} ({e})", socket.display()))?;
+fn exchange(socket: &Path, line: &str) -> Result<String, SendError> {
+    let unreachable = |what: String| SendError::Unreachable(what);
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        unreachable(format!(
+            "the agent is not answering at {} ({e})",
+            socket.display()
+        ))
+    })?;
     stream
         .set_write_timeout(Some(HOOK_TIMEOUT))
         .and_then(|_| stream.set_read_timeout(Some(HOOK_TIMEOUT)))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unreachable(e.to_string()))?;
     (&stream)
         .write_all(line.as_bytes())
-        .map_err(|e| format!("sending to the agent: {e}"))?;
+        .map_err(|e| unreachable(format!("sending to the agent: {e}")))?;
     let mut reply = String::new();
     BufReader::new(&stream)
         .read_line(&mut reply)
-        .map_err(|e| format!("waiting for the agent: {e}"))?;
+        .map_err(|e| unreachable(format!("waiting for the agent: {e}")))?;
     let reply = reply.trim().to_string();
     match reply.strip_prefix("error: ") {
-        Some(e) => Err(format!("the agent refused: {e}")),
-        None if reply.is_empty() => Err("the agent closed the connection".into()),
+        Some(e) => Err(SendError::Refused(e.to_string())),
+        None if reply.is_empty() => Err(unreachable("the agent closed the connection".into())),
         None => Ok(reply),
     }
 }
@@ -291,7 +308,10 @@ mod tests {
         .unwrap();
         let started = std::time::Instant::now();
         let err = send(&dir.path().join("none.sock"), &m).unwrap_err();
-        assert!(err.contains("not answering"), "{err}");
+        assert!(
+            matches!(&err, SendError::Unreachable(e) if e.contains("not answering")),
+            "{err}"
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

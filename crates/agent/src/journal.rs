@@ -41,6 +41,13 @@ pub struct OpenJob {
     /// Each power meter's bridged (estimated) energy at the start.
     #[serde(default)]
     pub start_bridged_uj: BTreeMap<String, u64>,
+    /// Energy of this job the agent could only interpolate (its start came
+    /// while the agent was down, spooled by the Prolog): from the start to
+    /// the agent's first reading after, J.
+    #[serde(default)]
+    pub interpolated_start: bool,
+    #[serde(default)]
+    pub interpolated_start_j: f64,
     /// Other jobs that ran on the node during this one.
     pub co_tenants: Vec<u64>,
     /// CPUs allocated on this node.
@@ -141,4 +148,68 @@ pub struct Readings {
     pub raw_uj: BTreeMap<String, u64>,
     /// Power meters' energy bridged across gaps in their samples.
     pub bridged_uj: BTreeMap<String, u64>,
+}
+
+impl Readings {
+    /// The figures at `at_unix_ns`, between two sets of readings, by straight
+    /// line: what the agent can say of a moment it was not running (the
+    /// counters kept counting; how the energy fell inside the gap is not
+    /// known). No raw counter values: none was read then. Meters in both only.
+    pub fn between(
+        earlier: (u64, &Readings),
+        later: (u64, &Readings),
+        at_unix_ns: u64,
+    ) -> Readings {
+        let (t0, r0) = earlier;
+        let (t1, r1) = later;
+        let fraction = if t1 > t0 {
+            (at_unix_ns.clamp(t0, t1) - t0) as f64 / (t1 - t0) as f64
+        } else {
+            1.0
+        };
+        let line = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+            a.iter()
+                .filter_map(|(id, &x0)| {
+                    let x1 = *b.get(id)?;
+                    let x = x0 as f64 + (x1 as f64 - x0 as f64) * fraction;
+                    Some((id.clone(), x.round().max(0.0) as u64))
+                })
+                .collect()
+        };
+        Readings {
+            totals_uj: line(&r0.totals_uj, &r1.totals_uj),
+            raw_uj: BTreeMap::new(),
+            bridged_uj: line(&r0.bridged_uj, &r1.bridged_uj),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_between_two_polls_lie_on_the_straight_line() {
+        let at = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let r0 = Readings {
+            totals_uj: at(&[("rapl", 100), ("ipmi", 1_000), ("gone", 5)]),
+            raw_uj: at(&[("rapl", 7)]),
+            bridged_uj: at(&[("ipmi", 0)]),
+        };
+        let r1 = Readings {
+            totals_uj: at(&[("rapl", 300), ("ipmi", 2_000), ("new", 9)]),
+            raw_uj: at(&[("rapl", 9)]),
+            bridged_uj: at(&[("ipmi", 400)]),
+        };
+        let mid = Readings::between((10, &r0), (20, &r1), 15);
+        assert_eq!(mid.totals_uj, at(&[("ipmi", 1_500), ("rapl", 200)]));
+        assert_eq!(mid.bridged_uj, at(&[("ipmi", 200)]));
+        assert!(mid.raw_uj.is_empty(), "no counter was read then");
+        assert_eq!(
+            Readings::between((10, &r0), (20, &r1), 99).totals_uj["rapl"],
+            300
+        );
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`journal`]: those totals and the jobs open on this node, written
 //!   atomically after every poll, read back at start;
 //! - [`protocol`]: the one-line messages Slurm's Prolog/Epilog hooks send;
+//!   [`spool`]: those kept for an agent that was down, settled on its return;
 //! - [`record`]: what a job's end writes: one JSON record per job per node;
 //! - [`share`]: a shared node's CPU energy split by the jobs' cgroup CPU time;
 //! - [`job`]: a whole job from its nodes' records (EpilogSlurmctld, AdminComment);
@@ -24,4 +25,5 @@ pub mod protocol;
 pub mod record;
 pub mod sampled;
 pub mod share;
+pub mod spool;
 pub mod view;

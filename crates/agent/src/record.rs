@@ -29,6 +29,7 @@ pub const RECORD_SCHEMA: &str = "joulebench.job-node.v1";
 pub struct MeterMeta {
     pub domain: String,
     pub scope: Scope,
+    pub kind: ReadingKind,
     /// Meters inside this one (RAPL core in package): not summed twice.
     pub contains: Vec<String>,
 }
@@ -97,6 +98,14 @@ pub struct JobNodeRecord {
     /// when it did, and `not_attributed` says so.
     #[serde(default)]
     pub missed_start: bool,
+    /// The job's start or end came while the agent was down (its hook kept
+    /// the message for it): the figures at that moment are interpolated
+    /// between the agent's readings either side, and that part of `job_j` is
+    /// in `job_estimated_j`.
+    #[serde(default)]
+    pub interpolated_start: bool,
+    #[serde(default)]
+    pub interpolated_end: bool,
     pub method: String,
     pub co_tenants: Vec<u64>,
     /// What is missing from `job_j`, in words (empty when nothing is).
@@ -162,17 +171,12 @@ pub fn close(
             }
             None => 0.0,
         };
-        let is_counter = end.raw_uj.contains_key(id);
         meters.push(MeterEnergy {
             meter_id: id.clone(),
             domain: m.domain.clone(),
             scope: m.scope,
-            kind: if is_counter {
-                ReadingKind::EnergyCounter
-            } else {
-                ReadingKind::PowerSample
-            },
-            start_raw_uj: is_counter.then(|| job.start_raw_uj.get(id).copied().unwrap_or(0)),
+            kind: m.kind,
+            start_raw_uj: job.start_raw_uj.get(id).copied(),
             end_raw_uj: end.raw_uj.get(id).copied(),
             energy_j,
             bridged_j,
@@ -267,6 +271,7 @@ pub fn close(
         total(job.gpus.iter().filter_map(|g| gpu_bridged_j.get(g)))
             + job_rest_j * node_bridged_fraction
     };
+    let job_estimated_j = (job_estimated_j + job.interpolated_start_j).min(job_j);
     JobNodeRecord {
         schema: RECORD_SCHEMA.into(),
         job_id: job.job_id,
@@ -293,6 +298,8 @@ pub fn close(
         unused_gpu_j: if exclusive { unused_gpu_j } else { 0.0 },
         unused_gpus: if exclusive { unused_gpus } else { Vec::new() },
         missed_start: false,
+        interpolated_start: job.interpolated_start,
+        interpolated_end: false,
         idle_given_gpu_j,
         idle_given_gpus: idle_given,
         method: method.into(),

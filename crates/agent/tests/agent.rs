@@ -54,6 +54,7 @@ impl Node {
             sysfs_root: self.dir.path().join("sys"),
             nvml_library: Some(PathBuf::from("/nonexistent/libnvidia-ml.so.1")),
             cgroup_root: self.dir.path().join("cgroup"),
+            spool_dir: None,
         }
     }
 
@@ -113,6 +114,7 @@ impl Node {
                 sent_unix_ns: unix_ns(),
             },
         )
+        .map_err(|e| e.to_string())
     }
 
     fn record(&self, job_id: u64) -> JobNodeRecord {
@@ -382,6 +384,91 @@ fn a_shared_nodes_rest_is_split_by_allocated_cpus() {
     agent.stop();
 }
 
+/// The journal's last reading, ns since the epoch.
+fn last_poll(node: &Node) -> u64 {
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.dir.path().join("state/journal.json")).unwrap())
+            .unwrap();
+    journal["polled_unix_ns"].as_u64().unwrap()
+}
+
+/// What a hook does when the agent is down: keep the message in the spool.
+fn spool(node: &Node, event: Event, job_id: u64) -> u64 {
+    let sent = unix_ns();
+    let message = HookMessage {
+        event,
+        job_id,
+        uid: 1000,
+        gpus: vec![],
+        user: Some("ada".into()),
+        cpus: Some(1),
+        sent_unix_ns: sent,
+    };
+    agent::spool::keep(&node.dir.path().join("state/spool"), &message).unwrap();
+    sent
+}
+
+#[test]
+fn a_job_that_ends_while_the_agent_is_down_is_settled_on_its_return() {
+    let node = Node::new();
+    let agent = node.start_agent();
+    node.hook(Event::Start, 81, &[]).unwrap();
+    node.set_uj(50_000_000);
+    agent.stop();
+    let t0 = last_poll(&node);
+    std::thread::sleep(Duration::from_millis(300));
+    let t_end = spool(&node, Event::End, 81);
+    std::thread::sleep(Duration::from_millis(300));
+    // The counter went on while the agent was down: 200 J more by its return.
+    node.set_uj(250_000_000);
+    let before_start = unix_ns();
+    let agent = node.start_agent();
+    let after_start = unix_ns();
+    let r = node.record(81);
+    assert!(r.interpolated_end && !r.interpolated_start, "{r:?}");
+    assert_eq!(r.end_unix_ns, t_end, "the end is when the Epilog ran");
+    // 50 J measured, then the share of the 200 J that falls before the end.
+    let fraction = |t1: u64| (t_end - t0) as f64 / (t1 - t0) as f64;
+    let (most, least) = (fraction(before_start), fraction(after_start));
+    let estimated = r.job_j - 50.0;
+    assert!(
+        (200.0 * least - 1e-6..=200.0 * most + 1e-6).contains(&estimated),
+        "{estimated} J after the last reading: between {} and {}",
+        200.0 * least,
+        200.0 * most
+    );
+    assert!((r.job_estimated_j - estimated).abs() < 1e-6, "{r:?}");
+    assert!(
+        !node.dir.path().join("state/spool/81.end.json").exists(),
+        "settled once"
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_job_that_starts_while_the_agent_is_down_keeps_its_start() {
+    let node = Node::new();
+    let agent = node.start_agent();
+    agent.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    spool(&node, Event::Start, 82);
+    std::thread::sleep(Duration::from_millis(200));
+    node.set_uj(100_000_000);
+    let agent = node.start_agent();
+    node.set_uj(130_000_000);
+    node.hook(Event::End, 82, &[]).unwrap();
+    let r = node.record(82);
+    assert!(r.interpolated_start && !r.missed_start, "{r:?}");
+    // 30 J measured after the agent's return, and part of the 100 J before.
+    let estimated = r.job_j - 30.0;
+    assert!(
+        estimated > 10.0 && estimated < 90.0,
+        "{estimated} J of 100 J"
+    );
+    assert!((r.job_estimated_j - estimated).abs() < 1e-6, "{r:?}");
+    agent.stop();
+}
+
 #[test]
 fn bad_messages_are_refused_and_change_nothing() {
     let node = Node::new();
@@ -411,7 +498,7 @@ fn bad_messages_are_refused_and_change_nothing() {
         cpus: None,
         sent_unix_ns: unix_ns() - 3_600_000_000_000,
     };
-    let err = send(&node.socket(), &stale).unwrap_err();
+    let err = send(&node.socket(), &stale).unwrap_err().to_string();
     assert!(err.contains("old"), "{err}");
     // Garbage on the socket.
     let err = raw(&node.socket(), "{\"event\":\"start\"}\n");

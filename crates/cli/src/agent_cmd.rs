@@ -3,7 +3,7 @@
 //! ended). See `deploy/slurm/` for the systemd unit and the slurm.conf lines.
 
 use agent::daemon::{serve_with, AgentConfig};
-use agent::hook::{append_summary, message_from_env, query, send};
+use agent::hook::{append_summary, message_from_env, query, send, SendError};
 use agent::protocol::Event;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -86,6 +86,11 @@ pub struct AgentArgs {
     /// Where the jobs' cgroups are (their CPU time splits a shared node's CPU energy).
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
     cgroup_root: PathBuf,
+
+    /// Where the hooks keep messages while the agent is down (their --spool-dir;
+    /// default STATE_DIR/spool, which is the hooks' default with the default STATE_DIR).
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +151,11 @@ pub struct HookArgs {
     /// The agent's socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+
+    /// Where the message waits when the agent is down (root only); the agent
+    /// settles it on its return, interpolating its meters to the hook's time.
+    #[arg(long, value_name = "DIR", default_value = agent::spool::DEFAULT_SPOOL_DIR)]
+    spool_dir: PathBuf,
 }
 
 fn host_name() -> String {
@@ -202,6 +212,7 @@ pub fn run_agent(args: AgentArgs) -> Result<ExitCode> {
         sysfs_root: args.sysfs_root,
         nvml_library: args.nvml_library,
         cgroup_root: args.cgroup_root,
+        spool_dir: args.spool_dir,
     };
     eprintln!(
         "joulebench agent on {}: state in {}, hooks at {}",
@@ -232,10 +243,24 @@ pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
     };
     // Whatever happens, the job goes on and the node stays up: say why on
     // stderr (slurmd's log) and exit 0.
-    let outcome = message_from_env(event, |k| std::env::var(k).ok())
-        .map_err(|e| e.to_string())
-        .and_then(|m| send(&args.socket, &m));
-    match outcome {
+    let message = match message_from_env(event, |k| std::env::var(k).ok()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("joulebench slurm {name}: energy not recorded: {e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    match send(&args.socket, &message) {
+        // No agent: the message waits in the spool for its return.
+        Err(SendError::Unreachable(e)) => match agent::spool::keep(&args.spool_dir, &message) {
+            Ok(path) => eprintln!(
+                "joulebench slurm {name}: {e}; kept in {} for the agent's return",
+                path.display()
+            ),
+            Err(spool) => {
+                eprintln!("joulebench slurm {name}: energy not recorded: {e}; spooling: {spool}")
+            }
+        },
         Ok(reply) => {
             eprintln!("joulebench slurm {name}: {reply}");
             if event == Event::End {

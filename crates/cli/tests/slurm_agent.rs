@@ -8,7 +8,8 @@
 //! written as the user; a symlink to a root-owned file is not followed as
 //! root), a job array (a record per task), a cancelled job, and a node whose
 //! agent is down (the hooks exit 0: the node stays IDLE, the job runs,
-//! nothing is recorded there). Skips, saying why, where the cluster cannot
+//! the hooks spool their messages, and the agent settles them on its
+//! return). Skips, saying why, where the cluster cannot
 //! start (not root, no script).
 
 mod common;
@@ -209,14 +210,16 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         (
             "prolog.sh",
             format!(
-                "slurm prolog --socket '{}'/$SLURMD_NODENAME/agent.sock",
+                "slurm prolog --socket '{0}'/$SLURMD_NODENAME/agent.sock \
+                 --spool-dir '{0}'/$SLURMD_NODENAME/state/spool",
                 work.display()
             ),
         ),
         (
             "epilog.sh",
             format!(
-                "slurm epilog --socket '{}'/$SLURMD_NODENAME/agent.sock",
+                "slurm epilog --socket '{0}'/$SLURMD_NODENAME/agent.sock \
+                 --spool-dir '{0}'/$SLURMD_NODENAME/state/spool",
                 work.display()
             ),
         ),
@@ -672,14 +675,29 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     assert!(said.contains("energy not recorded"), "{said}");
     assert!(record(work, "jbn1", "999999").is_none());
 
-    // jbn2's agent down: the job still runs, the node stays idle.
+    // jbn2's agent down: the job still runs, the node stays idle, and the
+    // hooks keep their messages for the agent's return.
     let mut down = cluster.agents.remove(1);
     down.kill().unwrap();
     down.wait().unwrap();
-    let three = srun(&["-N1", "-w", "jbn2", "sh", "-c", "echo job $SLURM_JOB_ID"]);
+    let three = srun(&[
+        "-N1",
+        "-w",
+        "jbn2",
+        "sh",
+        "-c",
+        "sleep 1; echo job $SLURM_JOB_ID",
+    ]);
     let job = job_of(&three);
     std::thread::sleep(Duration::from_secs(2));
     assert!(record(work, "jbn2", &job).is_none());
+    let spool = work.join("jbn2/state/spool");
+    for event in ["start", "end"] {
+        assert!(
+            spool.join(format!("{job}.{event}.json")).is_file(),
+            "the {event} of job {job} is not in the spool"
+        );
+    }
     let sinfo = Command::new("sinfo")
         .args(["-h", "-N", "-o", "%N %T"])
         .env("SLURM_CONF", &conf)
@@ -691,8 +709,10 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         "a node drained or is down: {states}"
     );
 
-    // The agent comes back while a job runs whose start it missed: the job's
-    // record begins when the agent did, and says so.
+    // The agent comes back while a job runs that started while it was down:
+    // that job's start, and the whole of the job that came and went, are
+    // settled from the spool, interpolated between the agent's readings
+    // either side (exact here: the fake counter rises at a steady 50 W).
     let late = submit(
         "sbatch",
         &["-N1", "-w", "jbn2"],
@@ -704,16 +724,22 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     wait_running(&late, &conf);
     std::thread::sleep(Duration::from_secs(1));
     cluster.agents.push(agent(work, "jbn2", &trees));
+    let gone = wait_record(work, "jbn2", &job);
+    assert_eq!(
+        (&gone["interpolated_start"], &gone["interpolated_end"]),
+        (&serde_json::json!(true), &serde_json::json!(true)),
+        "{gone}"
+    );
     let r = wait_record(work, "jbn2", &late);
-    assert_eq!(r["missed_start"], true, "{r}");
-    let watts = r["job_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
-    assert!((watts - 50.0).abs() < 2.5, "{watts} W: {r}");
-    assert!(
-        r["not_attributed"][0]
-            .as_str()
-            .unwrap()
-            .contains("did not see this job start"),
+    assert_eq!(
+        (&r["missed_start"], &r["interpolated_start"]),
+        (&serde_json::json!(false), &serde_json::json!(true)),
         "{r}"
     );
+    for r in [&gone, &r] {
+        let watts = r["job_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
+        assert!((watts - 50.0).abs() < 2.5, "{watts} W: {r}");
+        assert!(r["job_estimated_j"].as_f64().unwrap() > 0.0, "{r}");
+    }
     drop(cluster);
 }
