@@ -34,6 +34,9 @@ pub struct JobTotal {
     pub methods: Vec<String>,
     pub duration_s: f64,
     pub records: Vec<JobNodeRecord>,
+    /// Whether the AdminComment holds this total (`sacctmgr` answered).
+    #[serde(default)]
+    pub admin_comment_set: bool,
 }
 
 /// Reads the records of `job_id` for `nodes` from `dir`, waiting up to
@@ -62,7 +65,7 @@ pub fn total(job_id: u64, nodes: &[String], dir: &Path, wait: Duration) -> JobTo
         .map(|(n, _)| n.clone())
         .collect();
     let records: Vec<JobNodeRecord> = records.into_iter().flatten().collect();
-    let sum = |f: fn(&JobNodeRecord) -> f64| records.iter().map(f).sum::<f64>();
+    let sum = |f: fn(&JobNodeRecord) -> f64| records.iter().map(f).fold(0.0, |a, b| a + b);
     let mut methods: Vec<String> = records.iter().map(|r| r.method.clone()).collect();
     methods.sort();
     methods.dedup();
@@ -81,7 +84,51 @@ pub fn total(job_id: u64, nodes: &[String], dir: &Path, wait: Duration) -> JobTo
         methods,
         duration_s: records.iter().map(|r| r.duration_s).fold(0.0, f64::max),
         records,
+        admin_comment_set: false,
     }
+}
+
+/// Jobs in `dir` whose total is missing or stale, with their nodes: node
+/// records but no `<job>.json` (EpilogSlurmctld failed or is not
+/// configured), a total whose AdminComment was never stored, or one that
+/// misses a node whose record has come since (its agent was down and
+/// settled the job on its return).
+pub fn stale(dir: &Path) -> Vec<(u64, Vec<String>)> {
+    use std::collections::BTreeMap;
+    let mut nodes_seen: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((job, node)) = name
+            .strip_suffix(".json")
+            .and_then(|stem| stem.split_once('.'))
+        else {
+            continue;
+        };
+        if let Ok(job) = job.parse::<u64>() {
+            nodes_seen.entry(job).or_default().push(node.to_string());
+        }
+    }
+    let mut out = Vec::new();
+    for (job, mut seen) in nodes_seen {
+        seen.sort();
+        let path = dir.join(format!("{job}.json"));
+        let existing: Option<JobTotal> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match existing {
+            None => out.push((job, seen)),
+            Some(t) => {
+                let arrived = t.missing_nodes.iter().any(|n| seen.contains(n));
+                if arrived || (!t.admin_comment_set && !t.records.is_empty()) {
+                    out.push((job, t.nodes));
+                }
+            }
+        }
+    }
+    out
 }
 
 impl JobTotal {

@@ -123,6 +123,26 @@ pub enum SlurmCommand {
     /// records (from a records folder the nodes share) into `<job>.json` and puts a
     /// compact summary in the job's AdminComment (`sacct -j ID -o AdminComment`).
     EpilogCtld(CtldArgs),
+    /// On the controller, from a timer or by hand: sums again the jobs whose total is
+    /// missing or stale in the shared records folder (EpilogSlurmctld failed, sacctmgr
+    /// did not answer, or a node's record came late because its agent was down) and
+    /// stores their AdminComment. Safe to run at any time; does nothing when all is done.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The records folder the agents share (their `--records-dir`).
+    #[arg(long, value_name = "DIR")]
+    records_dir: PathBuf,
+
+    /// Write the jobs' totals only; leave AdminComment alone.
+    #[arg(long)]
+    no_admin_comment: bool,
+
+    /// How long to keep asking sacctmgr for each job (slurmdbd may lag).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::run::parse_duration)]
+    wait: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +248,7 @@ pub fn run_slurm(command: SlurmCommand) -> Result<ExitCode> {
     let (event, args, name) = match command {
         SlurmCommand::Prolog(a) => (Event::Start, a, "prolog"),
         SlurmCommand::Epilog(a) => (Event::End, a, "epilog"),
+        SlurmCommand::Backfill(a) => return backfill(&a),
         SlurmCommand::EpilogCtld(a) => {
             // As the node hooks: say what went wrong, exit 0.
             let outcome = if a.worker {
@@ -333,15 +354,60 @@ fn epilog_ctld(args: &CtldArgs) -> Result<(), String> {
     let nodes = agent::hostlist::expand(&list)
         .ok_or_else(|| format!("SLURM_JOB_NODELIST={list}: not a host list joulebench reads"))?;
     let total = agent::job::total(job_id, &nodes, &args.records_dir, args.wait);
-    total.write(&args.records_dir)?;
     if !total.missing_nodes.is_empty() {
         eprintln!(
-            "joulebench slurm epilog-ctld: job {job_id}: no record from {}",
+            "joulebench slurm epilog-ctld: job {job_id}: no record from {} \
+             (`joulebench slurm backfill` sums it again once they come)",
             total.missing_nodes.join(", ")
         );
     }
-    if args.no_admin_comment || total.records.is_empty() {
+    store_total(total, &args.records_dir, !args.no_admin_comment, args.wait)
+}
+
+/// Writes the job's total, then stores its AdminComment and notes that it did.
+fn store_total(
+    mut total: agent::job::JobTotal,
+    dir: &std::path::Path,
+    admin_comment: bool,
+    wait: Duration,
+) -> Result<(), String> {
+    total.write(dir)?;
+    if !admin_comment || total.records.is_empty() {
         return Ok(());
     }
-    total.set_admin_comment(args.wait)
+    total.set_admin_comment(wait)?;
+    total.admin_comment_set = true;
+    total.write(dir)
+}
+
+/// `joulebench slurm backfill`: every stale total summed again.
+fn backfill(args: &BackfillArgs) -> Result<ExitCode> {
+    let stale = agent::job::stale(&args.records_dir);
+    if stale.is_empty() {
+        println!("joulebench slurm backfill: every job's total is up to date");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = 0;
+    for (job_id, nodes) in &stale {
+        let total = agent::job::total(*job_id, nodes, &args.records_dir, Duration::ZERO);
+        let line = format!(
+            "job {job_id}: {} on {} of {} node{}",
+            agent::record::joules(total.job_j),
+            total.records.len(),
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        );
+        match store_total(total, &args.records_dir, !args.no_admin_comment, args.wait) {
+            Ok(()) => println!("{line}: stored"),
+            Err(e) => {
+                failed += 1;
+                println!("{line}: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -410,7 +410,6 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let summary = agent::job::parse_admin_comment(&comment).unwrap();
     if !comment.starts_with("jb1:") {
         let log = std::fs::read_to_string(dir.join("log/slurmctld.log")).unwrap_or_default();
         let lines: Vec<&str> = log
@@ -443,6 +442,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
             lines.join("\n")
         );
     }
+    let summary = agent::job::parse_admin_comment(&comment).unwrap();
     let joules: f64 = summary["j"].parse().unwrap();
     assert!(
         (joules - per_node).abs() < 0.01,
@@ -713,6 +713,18 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     // that job's start, and the whole of the job that came and went, are
     // settled from the spool, interpolated between the agent's readings
     // either side (exact here: the fake counter rises at a steady 50 W).
+    // EpilogSlurmctld gave up waiting for jbn2's record of job three.
+    let early_total = work.join("records").join(format!("{job}.json"));
+    for _ in 0..300 {
+        if early_total.is_file() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        read_json(&early_total)["missing_nodes"],
+        serde_json::json!(["jbn2"])
+    );
     let late = submit(
         "sbatch",
         &["-N1", "-w", "jbn2"],
@@ -741,5 +753,40 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         assert!((watts - 50.0).abs() < 2.5, "{watts} W: {r}");
         assert!(r["job_estimated_j"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // EpilogSlurmctld summed job three without jbn2's record (it came later):
+    // the backfill sums it again and stores its AdminComment.
+    let backfill = common::joulebench()
+        .args(["slurm", "backfill", "--records-dir"])
+        .arg(work.join("records"))
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&backfill.stdout).to_string()
+        + &String::from_utf8_lossy(&backfill.stderr);
+    assert!(backfill.status.success(), "{said}");
+    assert!(said.contains(&format!("job {job}:")), "{said}");
+    let sacct = Command::new("sacct")
+        .args([
+            "-j",
+            &job,
+            "-o",
+            "AdminComment%400",
+            "-P",
+            "-n",
+            "-X",
+            "-S",
+            "now-1hour",
+        ])
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    let comment = String::from_utf8_lossy(&sacct.stdout).trim().to_string();
+    let summary = agent::job::parse_admin_comment(&comment)
+        .unwrap_or_else(|| panic!("no AdminComment for job {job}: {comment}\n{said}"));
+    let joules: f64 = summary["j"].parse().unwrap();
+    assert!(
+        (joules - gone["job_j"].as_f64().unwrap()).abs() < 0.01,
+        "{comment}: {gone}"
+    );
     drop(cluster);
 }
