@@ -220,6 +220,7 @@ mod tests {
             methods: vec!["exclusive".into()],
             duration_s: 10.0,
             records: vec![],
+            admin_comment_set: false,
         };
         let comment = total.admin_comment();
         assert_eq!(comment, comment.to_lowercase());
