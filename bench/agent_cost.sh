@@ -9,7 +9,11 @@
 #
 #   bench/agent_cost.sh [JOULEBENCH]
 #
-# Environment: SECONDS_TO_WATCH (60), HOOKS (50), INTERVAL (10s).
+# Environment: SECONDS_TO_WATCH (60), HOOKS (50), INTERVAL (10s); BMC=1 adds
+# `--power ipmi` at the default --sample-interval (2 s), with an `ipmitool` on
+# PATH that is a shell script printing a DCMI reading: a process start per
+# sample, as with the real one (whose wait on the BMC costs no CPU). The
+# agent's CPU counts its reaped children (ipmitool) too.
 set -euo pipefail
 bin=$(realpath "${1:-target/release/joulebench}")
 watch=${SECONDS_TO_WATCH:-60}; hooks=${HOOKS:-50}; interval=${INTERVAL:-10s}
@@ -21,13 +25,22 @@ for z in 0 1; do
   echo dram >"$d/intel-rapl:$z:0/name"; echo 65712999613 >"$d/intel-rapl:$z:0/max_energy_range_uj"
   echo 7 >"$d/intel-rapl:$z:0/energy_uj"
 done
+bmc=()
+if [ "${BMC:-0}" = 1 ]; then
+  mkdir -p "$work/bin"
+  printf '#!/bin/sh\nprintf "    Instantaneous power reading:   412 Watts\\n    Power reading state is:   activated\\n"\n' >"$work/bin/ipmitool"
+  chmod +x "$work/bin/ipmitool"
+  export PATH="$work/bin:$PATH"
+  bmc=(--power ipmi)
+fi
 "$bin" agent --node bench --interval "$interval" --state-dir "$work/state" --socket "$work/agent.sock" \
   --query-socket "$work/query.sock" --sysfs-root "$work/sys" --nvml-library /nonexistent/libnvidia-ml.so.1 \
-  2>"$work/agent.log" &
+  "${bmc[@]}" 2>"$work/agent.log" &
 agent=$!
 sleep 2
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
+# utime + stime, and those of its reaped children (ipmitool).
+cpu() { awk '{print $14 + $15 + $16 + $17}' "/proc/$agent/stat"; }
 c0=$(cpu); t0=$(date +%s.%N)
 sleep "$watch"
 c1=$(cpu); t1=$(date +%s.%N)
@@ -43,14 +56,15 @@ for i in $(seq "$hooks"); do
   done
 done
 recorded=$(ls "$work/state/jobs" | wc -l)
-python3 - "$c0" "$c1" "$t0" "$t1" "$ticks" "$rss_kb" "$lat" "$recorded" "$hooks" "$interval" <<'PY'
+python3 - "$c0" "$c1" "$t0" "$t1" "$ticks" "$rss_kb" "$lat" "$recorded" "$hooks" "$interval" "${BMC:-0}" <<'PY'
 import statistics, sys
-c0, c1, t0, t1, ticks, rss, lat, recorded, hooks, interval = sys.argv[1:]
+c0, c1, t0, t1, ticks, rss, lat, recorded, hooks, interval, with_bmc = sys.argv[1:]
 cpu = (float(c1) - float(c0)) / float(ticks) / (float(t1) - float(t0)) * 100
 us = sorted(int(l) for l in open(lat))
 med, worst = statistics.median(us) / 1e3, us[-1] / 1e3
 rss_mb = int(rss) / 1024
-print(f"joulebench agent, polling every {interval}, {float(t1) - float(t0):.0f} s watched; {hooks} jobs started and ended")
+bmc = " and sampling the BMC (ipmitool) every 2 s" if with_bmc == "1" else ""
+print(f"joulebench agent, polling every {interval}{bmc}, {float(t1) - float(t0):.0f} s watched; {hooks} jobs started and ended")
 print(f"{'measure':<40} {'value':>10} {'target':>10} {'value/target':>13}")
 print(f"{'agent CPU, % of one core':<40} {cpu:>10.3f} {0.5:>10} {cpu / 0.5:>13.3f}")
 print(f"{'agent resident memory, MB':<40} {rss_mb:>10.1f} {30:>10} {rss_mb / 30:>13.3f}")
