@@ -413,30 +413,11 @@ impl Agent {
         for other in self.journal.jobs.values_mut() {
             other.co_tenants.push(message.job_id);
         }
+        let cgroup_cpu_us =
+            share::cgroup_cpu_us(&self.config.cgroup_root, message.job_id, message.uid);
         self.journal.jobs.insert(
             message.job_id,
-            OpenJob {
-                job_id: message.job_id,
-                uid: message.uid,
-                user: message.user.clone(),
-                gpus: message.gpus.clone(),
-                cpus: message.cpus,
-                cgroup_cpu_us: share::cgroup_cpu_us(
-                    &self.config.cgroup_root,
-                    message.job_id,
-                    message.uid,
-                ),
-                cpu_used_us: 0,
-                attributed_uj: BTreeMap::new(),
-                gpu_peak_utilization: BTreeMap::new(),
-                started_unix_ns: at,
-                start_totals_uj: readings.totals_uj,
-                start_raw_uj: readings.raw_uj,
-                start_bridged_uj: readings.bridged_uj,
-                interpolated_start: false,
-                interpolated_start_j: 0.0,
-                co_tenants: others,
-            },
+            OpenJob::new(message, at, readings, cgroup_cpu_us, others),
         );
         Ok(())
     }
@@ -575,24 +556,8 @@ impl Agent {
     /// the agent did, sharing the node with every job open now.
     fn since_agent_start(&self, message: &HookMessage) -> OpenJob {
         let (at, readings) = &self.since;
-        OpenJob {
-            job_id: message.job_id,
-            uid: message.uid,
-            user: message.user.clone(),
-            gpus: message.gpus.clone(),
-            cpus: message.cpus,
-            cgroup_cpu_us: None,
-            cpu_used_us: 0,
-            attributed_uj: BTreeMap::new(),
-            gpu_peak_utilization: BTreeMap::new(),
-            started_unix_ns: *at,
-            start_totals_uj: readings.totals_uj.clone(),
-            start_raw_uj: readings.raw_uj.clone(),
-            start_bridged_uj: readings.bridged_uj.clone(),
-            interpolated_start: false,
-            interpolated_start_j: 0.0,
-            co_tenants: self.journal.jobs.keys().copied().collect(),
-        }
+        let others = self.journal.jobs.keys().copied().collect();
+        OpenJob::new(message, *at, readings.clone(), None, others)
     }
 
     /// Written root-only (0600; 0640 with the records group): users read

@@ -68,6 +68,36 @@ pub struct OpenJob {
     pub gpu_peak_utilization: BTreeMap<u32, u32>,
 }
 
+impl OpenJob {
+    /// `message`'s job, started at `at` with the meters at `readings`.
+    pub fn new(
+        message: &crate::protocol::HookMessage,
+        at: u64,
+        readings: Readings,
+        cgroup_cpu_us: Option<u64>,
+        co_tenants: Vec<u64>,
+    ) -> OpenJob {
+        OpenJob {
+            job_id: message.job_id,
+            uid: message.uid,
+            user: message.user.clone(),
+            gpus: message.gpus.clone(),
+            cpus: message.cpus,
+            cgroup_cpu_us,
+            cpu_used_us: 0,
+            attributed_uj: BTreeMap::new(),
+            gpu_peak_utilization: BTreeMap::new(),
+            started_unix_ns: at,
+            start_totals_uj: readings.totals_uj,
+            start_raw_uj: readings.raw_uj,
+            start_bridged_uj: readings.bridged_uj,
+            interpolated_start: false,
+            interpolated_start_j: 0.0,
+            co_tenants,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("{}: {source}", path.display())]

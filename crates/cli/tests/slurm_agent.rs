@@ -60,6 +60,26 @@ fn agent(work: &Path, node: &str, trees: &Path) -> Child {
         .unwrap()
 }
 
+/// The job's AdminComment as `sacct` shows it.
+fn admin_comment(job: &str, conf: &Path) -> String {
+    let sacct = Command::new("sacct")
+        .args([
+            "-j",
+            job,
+            "-o",
+            "AdminComment%400",
+            "-P",
+            "-n",
+            "-X",
+            "-S",
+            "now-1hour",
+        ])
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&sacct.stdout).trim().to_string()
+}
+
 /// The fake NVML library (crates/agent/tests/fake_nvml/fake_nvml.c), built with cc.
 fn fake_nvml() -> PathBuf {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libfake-nvml-cli.so.1");
@@ -389,22 +409,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
     );
     let mut comment = String::new();
     for _ in 0..100 {
-        let sacct = Command::new("sacct")
-            .args([
-                "-j",
-                &job,
-                "-o",
-                "AdminComment%400",
-                "-P",
-                "-n",
-                "-X",
-                "-S",
-                "now-1hour",
-            ])
-            .env("SLURM_CONF", &conf)
-            .output()
-            .unwrap();
-        comment = String::from_utf8_lossy(&sacct.stdout).trim().to_string();
+        comment = admin_comment(&job, &conf);
         if comment.starts_with("jb1:") {
             break;
         }
@@ -765,22 +770,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         + &String::from_utf8_lossy(&backfill.stderr);
     assert!(backfill.status.success(), "{said}");
     assert!(said.contains(&format!("job {job}:")), "{said}");
-    let sacct = Command::new("sacct")
-        .args([
-            "-j",
-            &job,
-            "-o",
-            "AdminComment%400",
-            "-P",
-            "-n",
-            "-X",
-            "-S",
-            "now-1hour",
-        ])
-        .env("SLURM_CONF", &conf)
-        .output()
-        .unwrap();
-    let comment = String::from_utf8_lossy(&sacct.stdout).trim().to_string();
+    let comment = admin_comment(&job, &conf);
     let summary = agent::job::parse_admin_comment(&comment)
         .unwrap_or_else(|| panic!("no AdminComment for job {job}: {comment}\n{said}"));
     let joules: f64 = summary["j"].parse().unwrap();
