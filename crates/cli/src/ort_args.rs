@@ -37,6 +37,24 @@ pub struct OrtArgs {
     /// Synthetic integer inputs (token ids) are drawn from [0, N); inputs named *mask* are 1.
     #[arg(long, value_name = "N", default_value = "100", help_heading = ORT_HEADING)]
     pub int_max: i64,
+
+    /// On a GPU (--device cuda:N): cuda, or tensorrt (TensorRT takes the nodes it can, CUDA
+    /// the rest; needs onnxruntime-gpu and TensorRT's libnvinfer). Refused, never swapped,
+    /// when the loaded ONNX Runtime lacks it.
+    #[arg(long, value_name = "PROVIDER", value_enum, help_heading = ORT_HEADING)]
+    pub ort_provider: Option<GpuProvider>,
+
+    /// Where TensorRT keeps the engines it builds (minutes each; reused when the model,
+    /// shapes and GPU match). Default: joulebench's cache folder.
+    #[arg(long, value_name = "DIR", help_heading = ORT_HEADING)]
+    pub tensorrt_cache: Option<PathBuf>,
+}
+
+/// The execution providers of a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GpuProvider {
+    Cuda,
+    Tensorrt,
 }
 
 impl OrtArgs {
@@ -46,7 +64,22 @@ impl OrtArgs {
         &self,
         images: workloads::builtin::image::ImageOptions,
         text: &crate::model_args::TextArgs,
+        on_gpu: bool,
     ) -> Result<ort_backend::OrtOptions> {
+        let tensorrt_cache = match self.ort_provider {
+            Some(_) if !on_gpu => bail!("--ort-provider is for a GPU: add --device cuda:N"),
+            Some(GpuProvider::Tensorrt) => Some(self.tensorrt_cache.clone().unwrap_or_else(|| {
+                let cache = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .unwrap_or_else(std::env::temp_dir);
+                cache.join("joulebench/tensorrt")
+            })),
+            _ if self.tensorrt_cache.is_some() => {
+                bail!("--tensorrt-cache goes with --ort-provider tensorrt")
+            }
+            _ => None,
+        };
         let text = match (&text.dataset, &text.tokenizer) {
             (Some(d), Some(t)) => Some((d.clone(), t.clone())),
             (Some(_), None) => bail!("--workload onnx --dataset needs --tokenizer tokenizer.json"),
@@ -83,6 +116,7 @@ impl OrtArgs {
             inputs: self.inputs.clone(),
             images,
             text,
+            tensorrt_cache,
         })
     }
 }

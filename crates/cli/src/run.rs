@@ -303,9 +303,15 @@ fn build_workload(
                 }
             }
             WorkloadName::Onnx => {
-                let ort = args
-                    .ort_args
-                    .options(args.model_args.image_options(), &args.text_args)?;
+                let on_gpu = matches!(
+                    args.model_args.device,
+                    workloads::device::DeviceSpec::Cuda(_)
+                );
+                let ort = args.ort_args.options(
+                    args.model_args.image_options(),
+                    &args.text_args,
+                    on_gpu,
+                )?;
                 ort_backend::build(&args.model_args.options(&scope), &ort)?
             }
             WorkloadName::Null => Built {

@@ -379,6 +379,26 @@ fn bad_models_and_inputs_are_refused_before_the_run_with_the_reason() {
             ],
             "no CUDA execution provider",
         ),
+        (
+            vec![
+                "--model-file".into(),
+                m("mlp.onnx"),
+                "--device".into(),
+                "cuda:0".into(),
+                "--ort-provider".into(),
+                "tensorrt".into(),
+            ],
+            "no TensorRT execution provider",
+        ),
+        (
+            vec![
+                "--model-file".into(),
+                m("mlp.onnx"),
+                "--ort-provider".into(),
+                "tensorrt".into(),
+            ],
+            "--ort-provider is for a GPU",
+        ),
     ];
     for (args, expect) in cases {
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();

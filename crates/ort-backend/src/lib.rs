@@ -80,6 +80,20 @@ pub struct OrtOptions {
     pub images: workloads::builtin::image::ImageOptions,
     /// A text data set and the tokenizer.json that tokenizes it.
     pub text: Option<(PathBuf, PathBuf)>,
+    /// On a GPU, TensorRT instead of CUDA (CUDA keeps the nodes TensorRT
+    /// does not take, as ONNX Runtime intends); its engines are cached in
+    /// this folder, since building one takes minutes.
+    pub tensorrt_cache: Option<PathBuf>,
+}
+
+/// The execution provider a session of `ort` runs on `device`, as ONNX
+/// Runtime names it.
+pub fn provider_name(ort: &OrtOptions, device: DeviceSpec) -> &'static str {
+    match (device, &ort.tensorrt_cache) {
+        (DeviceSpec::Cuda(_), Some(_)) => "TensorrtExecutionProvider",
+        (DeviceSpec::Cuda(_), None) => "CUDAExecutionProvider",
+        _ => "CPUExecutionProvider",
+    }
 }
 
 fn model_err(path: &Path, e: impl std::fmt::Display) -> OrtError {
@@ -108,21 +122,41 @@ fn session(ort: &OrtOptions, device: DeviceSpec) -> Result<Session, OrtError> {
     }
     if let DeviceSpec::Cuda(i) = device {
         use ort::ep::ExecutionProvider;
+        let refused = |reason: String| OrtError::Provider {
+            device: device.to_string(),
+            reason,
+        };
         let cuda = ort::ep::CUDA::default().with_device_id(i as i32);
+        if ort.tensorrt_cache.is_some() && !ort::ep::TensorRT::is_available().unwrap_or(false) {
+            return Err(refused(format!(
+                "--ort-provider tensorrt: the ONNX Runtime at {} has no TensorRT execution \
+                 provider (onnxruntime-gpu has one)",
+                runtime.library.display()
+            )));
+        }
         // Refuse rather than fall back to the CPU in silence.
         if !ort::ep::CUDA::is_available().unwrap_or(false) {
-            return Err(OrtError::Provider {
-                device: device.to_string(),
-                reason: format!(
-                    "the ONNX Runtime at {} has no CUDA execution provider \
-                     (pip install onnxruntime-gpu provides one)",
-                    runtime.library.display()
-                ),
-            });
+            return Err(refused(format!(
+                "the ONNX Runtime at {} has no CUDA execution provider \
+                 (pip install onnxruntime-gpu provides one)",
+                runtime.library.display()
+            )));
         }
-        builder = builder
-            .with_execution_providers([cuda.build().error_on_failure()])
-            .map_err(|e| err(e.into()))?;
+        let mut providers = Vec::new();
+        if let Some(cache) = &ort.tensorrt_cache {
+            let trt = ort::ep::TensorRT::default()
+                .with_device_id(i as i32)
+                .with_engine_cache(true)
+                .with_engine_cache_path(cache.display());
+            providers.push(trt.build().error_on_failure());
+        }
+        providers.push(cuda.build().error_on_failure());
+        builder = builder.with_execution_providers(providers).map_err(|e| {
+            refused(format!(
+                "{} could not start: {e} (TensorRT needs its libnvinfer on the library path)",
+                provider_name(ort, device)
+            ))
+        })?;
     }
     builder.commit_from_file(&ort.model).map_err(err)
 }
@@ -260,10 +294,7 @@ pub fn build(options: &ModelOptions, ort: &OrtOptions) -> Result<Built, OrtError
         "engine": "onnxruntime",
         "onnxruntime_version": runtime.version,
         "onnxruntime_library": runtime.library.display().to_string(),
-        "execution_provider": match device {
-            DeviceSpec::Cuda(_) => "CUDAExecutionProvider",
-            _ => "CPUExecutionProvider",
-        },
+        "execution_provider": provider_name(ort, device),
         "device": device.to_string(),
         "intra_op_threads": ort.threads,
         "graph_optimization_level": ort.optimization.min(3),
