@@ -37,8 +37,8 @@ pub struct ModelArgs {
     pub max_wait: Duration,
 
     /// Inference worker threads per device (each runs whole batches). Default: 1, and 2 per
-    /// GPU for the image models, so that one worker gathers and copies its batch while the
-    /// other's runs (1.56× on an H100: docs/runtime-choice.md).
+    /// GPU for the image models and ONNX models, so that one worker gathers and copies its
+    /// batch while the other's runs (1.56× on an H100: docs/runtime-choice.md).
     #[arg(long)]
     pub workers: Option<usize>,
 
