@@ -7,7 +7,8 @@
 //! - [`prompts`]: the data set (JSON Lines prompts or conversations) and its QSL.
 //! - [`openai`], [`plain`]: what goes on the wire and what is read back.
 //! - [`sse`]: server-sent events, decoded as chunks arrive.
-//! - [`client`]: URL, credential, TLS and timeouts.
+//! - [`client`]: URL, credential, TLS and timeouts; [`open_files`]: the
+//!   descriptor limit, raised for many connections.
 //! - [`exchange`]: one timed request; [`failure`]: how it can fail.
 //! - [`sut`]: the endpoint as LoadGen's SUT; [`tally`]: what its requests did.
 //! - [`testing`]: a scripted server for tests.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod exchange;
 pub mod failure;
+pub mod open_files;
 pub mod openai;
 pub mod plain;
 pub mod prompts;

@@ -106,6 +106,11 @@ struct Shared {
 impl EndpointSut {
     /// Builds the client; `control` is the run's (a refused credential stops it).
     pub fn new(config: EndpointConfig, control: RunControl) -> Result<EndpointSut, EndpointError> {
+        // Each open request holds a socket; a resend's fresh client another.
+        let wanted = config.max_concurrency.map(|n| 2 * n as u64 + 256);
+        if let (_, Some(warning)) = crate::open_files::raise(wanted) {
+            tracing::warn!("{warning}");
+        }
         let clients = client::build_clients(&config.client)?;
         let auth = config
             .client
