@@ -12,8 +12,8 @@
 //! - [`share`]: a shared node's CPU energy split by the jobs' cgroup CPU time;
 //! - [`job`]: a whole job from its nodes' records (EpilogSlurmctld, AdminComment);
 //!   [`view`]: what `joulebench job` shows;
-//! - [`daemon`]: the polling loop and the socket; [`hook`]: the hooks' side,
-//!   which never fails a job.
+//! - [`daemon`]: the agent's state, polled and told of jobs; [`server`]: its
+//!   sockets; [`hook`]: the hooks' side, which never fails a job.
 
 pub mod counters;
 pub mod daemon;
@@ -24,6 +24,7 @@ pub mod journal;
 pub mod protocol;
 pub mod record;
 pub mod sampled;
+pub mod server;
 pub mod share;
 pub mod spool;
 pub mod view;
