@@ -107,6 +107,12 @@ pub struct JobNodeRecord {
     #[serde(default)]
     pub interpolated_end: bool,
     pub method: String,
+    /// How each part of `job_j` was attributed: `node: exclusive`; on a
+    /// shared node `gpus: gpu-device` (each GPU to the job it was given),
+    /// `cpu: cpu-time-share` (packages and DRAM by cgroup CPU time) and, with
+    /// a node meter, `rest: allocated-cpus`.
+    #[serde(default)]
+    pub attribution: BTreeMap<String, String>,
     pub co_tenants: Vec<u64>,
     /// What is missing from `job_j`, in words (empty when nothing is).
     pub not_attributed: Vec<String>,
@@ -272,6 +278,7 @@ pub fn close(
             + job_rest_j * node_bridged_fraction
     };
     let job_estimated_j = (job_estimated_j + job.interpolated_start_j).min(job_j);
+    let node_meter_counted = node_meter.is_some();
     JobNodeRecord {
         schema: RECORD_SCHEMA.into(),
         job_id: job.job_id,
@@ -303,9 +310,27 @@ pub fn close(
         idle_given_gpu_j,
         idle_given_gpus: idle_given,
         method: method.into(),
+        attribution: attribution(exclusive, node_meter_counted),
         co_tenants: job.co_tenants.clone(),
         not_attributed,
     }
+}
+
+/// The attribution of each part of a job's energy (see `JobNodeRecord`).
+fn attribution(exclusive: bool, node_meter: bool) -> BTreeMap<String, String> {
+    let parts: &[(&str, &str)] = match (exclusive, node_meter) {
+        (true, _) => &[("node", "exclusive")],
+        (false, false) => &[("gpus", "gpu-device"), ("cpu", "cpu-time-share")],
+        (false, true) => &[
+            ("gpus", "gpu-device"),
+            ("cpu", "cpu-time-share"),
+            ("rest", "allocated-cpus"),
+        ],
+    };
+    parts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Joules summed, from +0 (an empty `Iterator::sum` of floats is -0, which

@@ -299,6 +299,7 @@ fn a_node_meter_makes_the_nodes_total_and_the_rest_is_the_jobs() {
         "{r:?}"
     );
     assert_eq!(r.method, "exclusive");
+    assert_eq!(r.attribution["node"], "exclusive");
     assert_eq!(r.components_j, 50.0);
     assert!(
         near(r.node_measured_j, 400.0 * r.duration_s, 2.0),
@@ -366,6 +367,17 @@ fn a_shared_nodes_rest_is_split_by_allocated_cpus() {
     node.hook_cpus(Event::End, 72, &[], 3).unwrap();
     let (a, b) = (node.record(71), node.record(72));
     assert_eq!(a.method, "cpu-time-share");
+    assert_eq!(
+        a.attribution,
+        [
+            ("cpu", "cpu-time-share"),
+            ("gpus", "gpu-device"),
+            ("rest", "allocated-cpus")
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
     // No package energy: the node's whole draw is the rest.
     assert_eq!((a.job_cpu_j, b.job_cpu_j), (0.0, 0.0));
     assert!(

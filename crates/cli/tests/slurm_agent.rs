@@ -639,6 +639,7 @@ fn prolog_and_epilog_give_every_job_its_energy_per_node() {
         let r = wait_record(work, "jbn1", job);
         assert_eq!(r["method"], "cpu-time-share", "{r}");
         assert_eq!(r["co_tenants"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(r["attribution"]["gpus"], "gpu-device", "{r}");
         let gpu = r["gpus"][0].as_u64().unwrap();
         let watts = if gpu == 0 { 100.0 } else { 300.0 };
         let w = r["job_gpu_j"].as_f64().unwrap() / r["duration_s"].as_f64().unwrap();
