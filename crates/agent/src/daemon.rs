@@ -382,11 +382,14 @@ impl Agent {
                 self.start_job(message, now, readings)?;
                 format!("ok started job {}", message.job_id)
             }
-            Event::End => match self.end_job(message, now, &readings)? {
-                Some(record) => format!(
-                    "ok {}",
-                    serde_json::to_string(&record.summary()).map_err(|e| e.to_string())?
-                ),
+            Event::End => match self.closed_record(message, now, &readings) {
+                Some(record) => {
+                    self.file_record(&record)?;
+                    format!(
+                        "ok {}",
+                        serde_json::to_string(&record.summary()).map_err(|e| e.to_string())?
+                    )
+                }
                 None => format!("ok job {} already recorded", message.job_id),
             },
         };
@@ -422,17 +425,17 @@ impl Agent {
         Ok(())
     }
 
-    /// Closes `message`'s job as ended at `at` with the meters at `readings`
-    /// and writes its record; `None` when it was recorded already.
-    fn end_job(
-        &mut self,
+    /// The record of `message`'s job ended at `at` with the meters at
+    /// `readings`; `None` when it was recorded already.
+    fn closed_record(
+        &self,
         message: &HookMessage,
         at: u64,
         readings: &Readings,
-    ) -> Result<Option<JobNodeRecord>, String> {
+    ) -> Option<JobNodeRecord> {
         let (job, missed_start) = match self.journal.jobs.get(&message.job_id) {
             Some(job) => (job.clone(), false),
-            None if self.record_path(message.job_id).is_file() => return Ok(None),
+            None if self.record_path(message.job_id).is_file() => return None,
             // The Prolog never reached this agent (it was down): a
             // record from when the agent started, saying so.
             None => (self.since_agent_start(message), true),
@@ -443,13 +446,17 @@ impl Agent {
             record.not_attributed.push(format!(
                 "the agent did not see this job start (it was not running then): \
                  energy counted from {} only",
-                chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(job.started_unix_ns as i64)
-                    .format("%Y-%m-%d %H:%M:%S UTC")
+                utc(job.started_unix_ns)
             ));
         }
-        self.write_record(&record)?;
-        self.journal.jobs.remove(&message.job_id);
-        Ok(Some(record))
+        Some(record)
+    }
+
+    /// Writes `record` and closes its job.
+    fn file_record(&mut self, record: &JobNodeRecord) -> Result<(), String> {
+        self.write_record(record)?;
+        self.journal.jobs.remove(&record.job_id);
+        Ok(())
     }
 
     fn spool_dir(&self) -> PathBuf {
@@ -483,9 +490,7 @@ impl Agent {
                         self.mark_interpolated_start(message.job_id, after);
                     }
                 }),
-                Event::End => self
-                    .end_job_spooled(&message, at, &readings, inside, after)
-                    .map(|_| ()),
+                Event::End => self.end_job_spooled(&message, at, &readings, inside, after),
             };
             match outcome {
                 Ok(()) => tracing::info!(
@@ -526,15 +531,15 @@ impl Agent {
         readings: &Readings,
         before: Option<(u64, &Readings)>,
         after: (u64, &Readings),
-    ) -> Result<Option<JobNodeRecord>, String> {
+    ) -> Result<(), String> {
         let measured_j = match (self.journal.jobs.get(&message.job_id), before) {
             (Some(job), Some((t0, r0))) if job.started_unix_ns <= t0 => {
                 record::close(job, &self.config.node, t0, r0, &self.meta).job_j
             }
             _ => 0.0,
         };
-        let Some(mut record) = self.end_job(message, at, readings)? else {
-            return Ok(None);
+        let Some(mut record) = self.closed_record(message, at, readings) else {
+            return Ok(()); // recorded already
         };
         if before.is_some() {
             record.interpolated_end = true;
@@ -544,12 +549,10 @@ impl Agent {
             record.not_attributed.push(format!(
                 "the Epilog could not reach the agent: the job's end is taken as {}, when the \
                  agent read the message",
-                chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(after.0 as i64)
-                    .format("%Y-%m-%d %H:%M:%S UTC")
+                utc(after.0)
             ));
         }
-        self.write_record(&record)?;
-        Ok(Some(record))
+        self.file_record(&record)
     }
 
     /// A job the agent learns of only at its end: as if it had started when
@@ -575,6 +578,13 @@ impl Agent {
         }
         Ok(())
     }
+}
+
+/// A moment as records say it.
+fn utc(unix_ns: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(unix_ns as i64)
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
 }
 
 /// Waits a little (at most a second in all) for each power meter's first

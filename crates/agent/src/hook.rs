@@ -106,9 +106,9 @@ pub fn open_jobs(socket: &Path) -> Result<Vec<crate::daemon::OpenJobInfo>, Strin
 
 /// One line out, one line back.
 fn exchange(socket: &Path, line: &str) -> Result<String, SendError> {
-    let unreachable = |what: String| SendError::Unreachable(what);
+    use SendError::Unreachable;
     let stream = UnixStream::connect(socket).map_err(|e| {
-        unreachable(format!(
+        Unreachable(format!(
             "the agent is not answering at {} ({e})",
             socket.display()
         ))
@@ -116,18 +116,18 @@ fn exchange(socket: &Path, line: &str) -> Result<String, SendError> {
     stream
         .set_write_timeout(Some(HOOK_TIMEOUT))
         .and_then(|_| stream.set_read_timeout(Some(HOOK_TIMEOUT)))
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| Unreachable(e.to_string()))?;
     (&stream)
         .write_all(line.as_bytes())
-        .map_err(|e| unreachable(format!("sending to the agent: {e}")))?;
+        .map_err(|e| Unreachable(format!("sending to the agent: {e}")))?;
     let mut reply = String::new();
     BufReader::new(&stream)
         .read_line(&mut reply)
-        .map_err(|e| unreachable(format!("waiting for the agent: {e}")))?;
+        .map_err(|e| Unreachable(format!("waiting for the agent: {e}")))?;
     let reply = reply.trim().to_string();
     match reply.strip_prefix("error: ") {
         Some(e) => Err(SendError::Refused(e.to_string())),
-        None if reply.is_empty() => Err(unreachable("the agent closed the connection".into())),
+        None if reply.is_empty() => Err(Unreachable("the agent closed the connection".into())),
         None => Ok(reply),
     }
 }

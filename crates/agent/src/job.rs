@@ -139,6 +139,19 @@ impl JobTotal {
             .map_err(|e| e.to_string())
     }
 
+    /// Writes the total, then, when `admin_comment` and there is something
+    /// to say, stores its AdminComment and writes again noting that it did
+    /// (what `stale` looks for).
+    pub fn store(mut self, dir: &Path, admin_comment: bool, wait: Duration) -> Result<(), String> {
+        self.write(dir)?;
+        if !admin_comment || self.records.is_empty() {
+            return Ok(());
+        }
+        self.set_admin_comment(wait)?;
+        self.admin_comment_set = true;
+        self.write(dir)
+    }
+
     /// Stores [`Self::admin_comment`] with `sacctmgr`, trying again for up to
     /// `wait`: the job has finished (`scontrol update` refuses it then) and
     /// slurmdbd may not have it yet.

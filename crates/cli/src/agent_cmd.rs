@@ -361,23 +361,7 @@ fn epilog_ctld(args: &CtldArgs) -> Result<(), String> {
             total.missing_nodes.join(", ")
         );
     }
-    store_total(total, &args.records_dir, !args.no_admin_comment, args.wait)
-}
-
-/// Writes the job's total, then stores its AdminComment and notes that it did.
-fn store_total(
-    mut total: agent::job::JobTotal,
-    dir: &std::path::Path,
-    admin_comment: bool,
-    wait: Duration,
-) -> Result<(), String> {
-    total.write(dir)?;
-    if !admin_comment || total.records.is_empty() {
-        return Ok(());
-    }
-    total.set_admin_comment(wait)?;
-    total.admin_comment_set = true;
-    total.write(dir)
+    total.store(&args.records_dir, !args.no_admin_comment, args.wait)
 }
 
 /// `joulebench slurm backfill`: every stale total summed again.
@@ -397,7 +381,7 @@ fn backfill(args: &BackfillArgs) -> Result<ExitCode> {
             nodes.len(),
             if nodes.len() == 1 { "" } else { "s" }
         );
-        match store_total(total, &args.records_dir, !args.no_admin_comment, args.wait) {
+        match total.store(&args.records_dir, !args.no_admin_comment, args.wait) {
             Ok(()) => println!("{line}: stored"),
             Err(e) => {
                 failed += 1;

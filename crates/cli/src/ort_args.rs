@@ -45,7 +45,8 @@ pub struct OrtArgs {
     pub ort_provider: Option<GpuProvider>,
 
     /// Where TensorRT keeps the engines it builds (minutes each; reused when the model,
-    /// shapes and GPU match). Default: joulebench's cache folder.
+    /// shapes and GPU match). Default: $JOULEBENCH_CACHE/tensorrt, else
+    /// ~/.cache/joulebench/tensorrt.
     #[arg(long, value_name = "DIR", help_heading = ORT_HEADING)]
     pub tensorrt_cache: Option<PathBuf>,
 }
@@ -68,13 +69,12 @@ impl OrtArgs {
     ) -> Result<ort_backend::OrtOptions> {
         let tensorrt_cache = match self.ort_provider {
             Some(_) if !on_gpu => bail!("--ort-provider is for a GPU: add --device cuda:N"),
-            Some(GpuProvider::Tensorrt) => Some(self.tensorrt_cache.clone().unwrap_or_else(|| {
-                let cache = std::env::var_os("XDG_CACHE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                    .unwrap_or_else(std::env::temp_dir);
-                cache.join("joulebench/tensorrt")
-            })),
+            Some(GpuProvider::Tensorrt) => Some(match &self.tensorrt_cache {
+                Some(dir) => dir.clone(),
+                None => workloads::datasets::cache_dir()
+                    .context("--ort-provider tensorrt: no HOME or JOULEBENCH_CACHE for its engine cache; give --tensorrt-cache DIR")?
+                    .join("tensorrt"),
+            }),
             _ if self.tensorrt_cache.is_some() => {
                 bail!("--tensorrt-cache goes with --ort-provider tensorrt")
             }

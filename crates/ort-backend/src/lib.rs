@@ -152,8 +152,13 @@ fn session(ort: &OrtOptions, device: DeviceSpec) -> Result<Session, OrtError> {
         }
         providers.push(cuda.build().error_on_failure());
         builder = builder.with_execution_providers(providers).map_err(|e| {
+            let hint = if ort.tensorrt_cache.is_some() {
+                " (TensorRT needs its libnvinfer on the library path)"
+            } else {
+                ""
+            };
             refused(format!(
-                "{} could not start: {e} (TensorRT needs its libnvinfer on the library path)",
+                "{} could not start: {e}{hint}",
                 provider_name(ort, device)
             ))
         })?;

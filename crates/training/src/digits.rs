@@ -46,12 +46,7 @@ pub fn default_path() -> PathBuf {
 
 /// joulebench's download cache (`$JOULEBENCH_CACHE`, else `~/.cache/joulebench`).
 pub fn cache_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("JOULEBENCH_CACHE") {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache").join("joulebench"))
-        .unwrap_or_else(|| PathBuf::from(".cache/joulebench"))
+    workloads::datasets::cache_dir().unwrap_or_else(|| PathBuf::from(".cache/joulebench"))
 }
 
 impl Digits {

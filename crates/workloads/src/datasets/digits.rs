@@ -23,11 +23,7 @@ pub fn cached_digits_csv() -> Option<PathBuf> {
     if let Some(file) = std::env::var_os("JOULEBENCH_DIGITS").filter(|f| !f.is_empty()) {
         return Some(PathBuf::from(file));
     }
-    let cache = match std::env::var_os("JOULEBENCH_CACHE") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/joulebench"),
-    };
-    Some(cache.join("digits/digits.csv"))
+    Some(super::cache_dir()?.join("digits/digits.csv"))
 }
 
 /// Side of a digit image, px.

@@ -193,6 +193,16 @@ pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, HexError> {
         .collect()
 }
 
+/// joulebench's cache: `$JOULEBENCH_CACHE`, else `~/.cache/joulebench`
+/// (data sets fetched by the bench scripts, TensorRT's engines); `None`
+/// with neither set.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("JOULEBENCH_CACHE") {
+        Some(dir) if !dir.is_empty() => Some(dir.into()),
+        _ => Some(std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/joulebench")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
