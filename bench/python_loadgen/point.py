@@ -2,7 +2,9 @@
 MLCommons' API so it runs unchanged under both modules. Prints one JSON line.
 
   point.py offline N {inline|fast}      Offline, one query of N samples
-  point.py server QPS {inline|thread}   Server at QPS for --seconds
+  point.py server QPS {inline|thread}   Server at QPS for $BENCH_SECONDS
+
+BENCH_KEEP=1 keeps the run's log folder and prints its path on stderr.
 """
 import json
 import os
@@ -75,6 +77,7 @@ with open(os.path.join(outdir, "mlperf_log_detail.txt")) as f:
         if line.startswith(":::MLLOG"):
             d = json.loads(line[9:])
             values[d["key"]] = d["value"]
+if os.environ.get("BENCH_KEEP"): print(outdir, file=sys.stderr)
 print(json.dumps({
     "kind": kind, "level": level, "how": how, "seconds": elapsed,
     "valid": values.get("result_validity") == "VALID",

@@ -4,7 +4,7 @@
 //! of aborting the process.
 
 use crate::running;
-use crate::samples::PyQuerySample;
+use crate::samples::{self, PyQuerySample};
 use loadgen::qsl::QslError;
 use loadgen::{QuerySample, QuerySampleIndex, QuerySampleLibrary, Responder, SystemUnderTest};
 use pyo3::prelude::*;
@@ -92,7 +92,7 @@ impl SystemUnderTest for PySut {
                         let objects = ids
                             .zip(samples)
                             .map(|(id, s)| {
-                                Py::new(
+                                samples::untracked(
                                     py,
                                     PyQuerySample {
                                         id,

@@ -3,8 +3,30 @@
 
 use crate::values;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyClass, PyClassInitializer};
+
+/// A new object of one of these classes, left out of the cycle collector.
+///
+/// PyO3 puts every `#[pyclass]` object under the collector, but these hold
+/// plain integers and no Python reference, so they can never be part of a
+/// cycle (pybind11, MLCommons' binding, never tracks them either). Tracked,
+/// the million samples and responses of one Offline query made the
+/// collector's full passes walk them again and again: 0.6 of the 0.88 s
+/// that `bench/python_loadgen/point.py offline 1000000` took.
+pub fn untracked<T: PyClass>(
+    py: Python<'_>,
+    value: impl Into<PyClassInitializer<T>>,
+) -> PyResult<Bound<'_, T>> {
+    let object = Bound::new(py, value)?;
+    // SAFETY: a live object of a GC type (every pyclass is one); untracking
+    // an untracked object does nothing, and PyO3's dealloc untracks again
+    // only when it is tracked.
+    unsafe { ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
+    Ok(object)
+}
 
 fn positional<'py>(
     class: &str,
@@ -36,15 +58,20 @@ pub struct PyQuerySample {
 impl PyQuerySample {
     #[new]
     #[pyo3(signature = (*args, **kwargs))]
-    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn new<'py>(
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, Self>> {
         let a = positional("QuerySample", args, kwargs, &[0, 2], "() or (id, index)")?;
-        if a.is_empty() {
-            return Ok(Self::default());
-        }
-        Ok(PyQuerySample {
-            id: values::unsigned(&a[0], "id")?,
-            index: values::unsigned(&a[1], "index")?,
-        })
+        let sample = match a.as_slice() {
+            [] => Self::default(),
+            [id, index] => PyQuerySample {
+                id: values::unsigned(id, "id")?,
+                index: values::unsigned(index, "index")?,
+            },
+            _ => unreachable!("positional() checked the count"),
+        };
+        untracked(args.py(), sample)
     }
 
     #[setter]
@@ -92,28 +119,32 @@ pub struct PyQuerySampleResponse {
 impl PyQuerySampleResponse {
     /// `()`, `(id, data, size)` or `(id, data, size, n_tokens)`, positional
     /// only. Built once per sample in a SUT's hot loop, so the arguments are
-    /// read without a tuple walk.
+    /// read without a tuple walk, and the object is left out of the cycle
+    /// collector (see [`untracked`]).
     #[new]
     #[pyo3(signature = (id = None, data = None, size = None, n_tokens = None, /))]
-    fn new(
-        id: Option<&Bound<'_, PyAny>>,
-        data: Option<&Bound<'_, PyAny>>,
-        size: Option<&Bound<'_, PyAny>>,
-        n_tokens: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        match (id, data, size) {
-            (None, None, None) if n_tokens.is_none() => Ok(Self::default()),
-            (Some(id), Some(data), Some(size)) => Ok(PyQuerySampleResponse {
-                id: values::unsigned(id, "id")?,
-                data: values::unsigned(data, "data")?,
-                size: values::unsigned(size, "size")?,
-                n_tokens: n_tokens.map(signed).transpose()?.unwrap_or(0),
-            }),
-            _ => Err(PyTypeError::new_err(
-                "QuerySampleResponse() takes positional arguments only: (), (id, data, size) \
-                 or (id, data, size, n_tokens)",
-            )),
-        }
+    fn new<'py>(
+        py: Python<'py>,
+        id: Option<&Bound<'py, PyAny>>,
+        data: Option<&Bound<'py, PyAny>>,
+        size: Option<&Bound<'py, PyAny>>,
+        n_tokens: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let response =
+            match (id, data, size) {
+                (None, None, None) if n_tokens.is_none() => Self::default(),
+                (Some(id), Some(data), Some(size)) => PyQuerySampleResponse {
+                    id: values::unsigned(id, "id")?,
+                    data: values::unsigned(data, "data")?,
+                    size: values::unsigned(size, "size")?,
+                    n_tokens: n_tokens.map(signed).transpose()?.unwrap_or(0),
+                },
+                _ => return Err(PyTypeError::new_err(
+                    "QuerySampleResponse() takes positional arguments only: (), (id, data, size) \
+                     or (id, data, size, n_tokens)",
+                )),
+            };
+        untracked(py, response)
     }
 
     #[setter]
