@@ -11,16 +11,8 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-/// What `ipmitool dcmi power reading` prints (a Dell iDRAC's layout).
-const READING: &str = "
-    Instantaneous power reading:                   412 Watts
-    Minimum during sampling period:                 98 Watts
-    Maximum during sampling period:                655 Watts
-    Average power reading over sample period:      405 Watts
-    IPMI timestamp:                           Tue Nov 24 10:00:00 2026
-    Sampling period:                          00000001 Seconds.
-    Power reading state is:                   activated
-";
+/// What `ipmitool dcmi power reading` prints (a Dell iDRAC's layout), 412 W.
+const READING: &str = include_str!("../../power/tests/data/dcmi_power_reading_412w.txt");
 
 struct Agent(Child);
 

@@ -22,15 +22,8 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 /// Slack on top of it for a loaded two-core machine (debug build).
 const SLACK: Duration = Duration::from_secs(5);
 
-const OUTPUT: &str = "
-    Instantaneous power reading:                   412 Watts
-    Minimum during sampling period:                 98 Watts
-    Maximum during sampling period:                655 Watts
-    Average power reading over sample period:      405 Watts
-    IPMI timestamp:                           Tue Nov 24 10:00:00 2026
-    Sampling period:                          00000001 Seconds.
-    Power reading state is:                   activated
-";
+/// What `ipmitool dcmi power reading` prints (a Dell iDRAC's layout), 412 W.
+const OUTPUT: &str = include_str!("data/dcmi_power_reading_412w.txt");
 
 fn fake_ipmitool(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("ipmitool");

@@ -14,16 +14,8 @@ use std::time::{Duration, Instant};
 /// with "text file busy"; the tests of this file take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const OUTPUT: &str = "
-    Instantaneous power reading:                   412 Watts
-    Minimum during sampling period:                 98 Watts
-    Maximum during sampling period:                655 Watts
-    Average power reading over sample period:      405 Watts
-    IPMI timestamp:                           Tue Nov 24 10:00:00 2026
-    Sampling period:                          00000001 Seconds.
-    Power reading state is:                   activated
-
-";
+/// What `ipmitool dcmi power reading` prints (a Dell iDRAC's layout), 412 W.
+const OUTPUT: &str = include_str!("data/dcmi_power_reading_412w.txt");
 
 /// A fake ipmitool that records its arguments (one per line) and whether
 /// IPMI_PASSWORD reached it, then runs `body`.
