@@ -146,7 +146,7 @@ def test_user_conf_run_matches(ours, reference, tmp_path):
     assert pm.stdout.splitlines()[-1] == pt.stdout.splitlines()[-1] == "loaded [24]"
 
 
-def test_samples_and_responses_stay_out_of_the_cycle_collector(ours, reference, tmp_path):
+def test_samples_and_responses_stay_out_of_the_cycle_collector(ours, reference):
     runs = {name: json.loads(run_script(python, "gc_tracking.py").stdout)
             for name, python in [("ours", ours), ("theirs", reference)]}
     assert runs["ours"] == runs["theirs"] == {
