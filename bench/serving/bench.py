@@ -86,21 +86,24 @@ def cpu_ticks(pid):
         return 0
 
 
-def client_ports(port):
-    """Local ports of this machine's TCP sockets connected to `port`."""
-    want = f":{port:04X}"
-    found = set()
+def tcp_sockets():
+    """This machine's TCP sockets as (local, remote, state) hex fields of
+    /proc/net/tcp and tcp6."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for line in f:
                     parts = line.split()
-                    if parts[2].endswith(want):
-                        found.add(parts[1])
+                    yield parts[1], parts[2], parts[3]
         except OSError:
             pass
-    return found
+
+
+def client_ports(port):
+    """Local ports of this machine's TCP sockets connected to `port`."""
+    want = f":{port:04X}"
+    return {local for local, remote, _ in tcp_sockets() if remote.endswith(want)}
 
 
 def machine_busy_ticks():
@@ -476,15 +479,8 @@ def sustained(m, rate, ttft_ms):
 
 
 def time_wait_sockets():
-    """TCP sockets in TIME_WAIT (state 06 in /proc/net/tcp and tcp6)."""
-    n = 0
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as f:
-                n += sum(1 for line in f.readlines()[1:] if line.split()[3] == "06")
-        except OSError:
-            pass
-    return n
+    """TCP sockets in TIME_WAIT (state 06)."""
+    return sum(1 for _, _, state in tcp_sockets() if state == "06")
 
 
 def wait_time_wait(log, limit=1000, most_s=90):

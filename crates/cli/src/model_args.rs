@@ -38,7 +38,8 @@ pub struct ModelArgs {
 
     /// Inference worker threads per device (each runs whole batches). Default: 1, and 2 per
     /// GPU for the image models and ONNX models, so that one worker gathers and copies its
-    /// batch while the other's runs (1.56× on an H100: docs/runtime-choice.md).
+    /// batch while the other's runs (on an H100, ResNet-50: 1.56× built in, 1.42× through
+    /// ONNX Runtime: docs/runtime-choice.md, docs/measurements.md).
     #[arg(long)]
     pub workers: Option<usize>,
 

@@ -36,17 +36,12 @@ pub struct Digits {
 }
 
 /// Where the data set is looked for when no path is given: `$JOULEBENCH_DIGITS`,
-/// else `${JOULEBENCH_CACHE:-$HOME/.cache/joulebench}/digits/digits.csv`.
+/// else `${JOULEBENCH_CACHE:-$HOME/.cache/joulebench}/digits/digits.csv`
+/// (`workloads::datasets::digits::cached_digits_csv`; a relative
+/// `.cache/joulebench/...` with neither variable set).
 pub fn default_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("JOULEBENCH_DIGITS") {
-        return PathBuf::from(p);
-    }
-    cache_dir().join("digits").join("digits.csv")
-}
-
-/// joulebench's download cache (`$JOULEBENCH_CACHE`, else `~/.cache/joulebench`).
-pub fn cache_dir() -> PathBuf {
-    workloads::datasets::cache_dir().unwrap_or_else(|| PathBuf::from(".cache/joulebench"))
+    workloads::datasets::digits::cached_digits_csv()
+        .unwrap_or_else(|| PathBuf::from(".cache/joulebench/digits/digits.csv"))
 }
 
 impl Digits {
