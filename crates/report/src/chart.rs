@@ -84,6 +84,18 @@ fn top(max: f64) -> f64 {
     max * 1.12
 }
 
+/// `v` on an axis from 0 to `max`: a value outside it (a negative latency or
+/// rate in a damaged result) is drawn at its edge, since plotters turns
+/// far-off values into pixel offsets that overflow (a latency of -2.4e10 ms
+/// panicked with an overflow in its f64 coordinates). Tables keep the numbers.
+fn on_axis(v: f64, max: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(0.0, max)
+    }
+}
+
 /// A vertical event mark: position (seconds) and label.
 #[derive(Debug, Clone)]
 pub struct EventMark {
@@ -270,14 +282,12 @@ pub fn latency_distribution(
             .map_err(&e)?;
         for (k, (name, stats)) in populations.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
-            let mut pts = vec![(0.0, stats.min_ns as f64 / 1e6)];
+            let ms = |ns| on_axis(ns as f64 / 1e6, y_max);
+            let mut pts = vec![(0.0, ms(stats.min_ns))];
             for (i, p) in stats.percentiles.iter().enumerate() {
-                pts.push(((i + 1) as f64, p.latency_ns as f64 / 1e6));
+                pts.push(((i + 1) as f64, ms(p.latency_ns)));
             }
-            pts.push((
-                (stats.percentiles.len() + 1) as f64,
-                stats.max_ns as f64 / 1e6,
-            ));
+            pts.push(((stats.percentiles.len() + 1) as f64, ms(stats.max_ns)));
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(&e)?
@@ -360,6 +370,7 @@ pub fn bars(
         chart
             .draw_series(values.iter().enumerate().filter_map(|(i, v)| {
                 v.filter(|v| v.is_finite()).map(|v| {
+                    let v = on_axis(v, y_max);
                     Rectangle::new([(i as f64 - 0.3, 0.0), (i as f64 + 0.3, v)], color.filled())
                 })
             }))
@@ -390,6 +401,10 @@ pub fn pareto(id: &str, points: &[(f64, f64)], labels: &[String]) -> Result<Char
     let color = PALETTE[0];
     let x_max = top(points.iter().map(|p| p.0).fold(0.0, f64::max));
     let y_max = top(points.iter().map(|p| p.1).fold(0.0, f64::max));
+    let points: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(x, y)| (on_axis(x, x_max), on_axis(y, y_max)))
+        .collect();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT + 80)).into_drawing_area();

@@ -319,3 +319,21 @@ fn a_power_log_out_of_order_or_negative_still_renders() {
         assert!(html.contains("<svg"), "the chart is still drawn");
     }
 }
+
+/// Found by `damaged_run_folder_loads_or_names_the_problem_and_renders`: a
+/// percentile latency of -23584872286901838 ns made plotters overflow while
+/// drawing the latency chart. The page renders; the table keeps the number.
+#[test]
+fn a_far_negative_latency_still_renders() {
+    let dir = copy_of("run-offline");
+    let result = dir.path().join("result.json");
+    let text = std::fs::read_to_string(&result).unwrap();
+    assert!(text.contains("\"latency_ns\": 2137101947"));
+    let damaged = text.replacen("2137101947", "-23584872286901838", 1);
+    std::fs::write(&result, damaged).unwrap();
+    let run = load(dir.path()).unwrap();
+    let page = report::page::run::page(&run);
+    for format in [Format::Markdown, Format::Html] {
+        let _ = format.renderer().render(&page);
+    }
+}
